@@ -1,0 +1,567 @@
+//! The command line: thin glue between files, the compiler and output. Exit codes: 0 success,
+//! 1 differences (diff), 2 errors in the input or the invocation.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value as Json, json};
+
+use crate::compile::{self, Compilation, FileRole, InputFile, Inputs, Object, Role, SourceFile};
+use crate::source::{embedded, files};
+
+#[derive(Parser, Debug)]
+#[command(name = "hangar", version, about = "Run MCP servers on Kubernetes declaratively", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum DiagFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Files or directories (recursive: .yaml .yml .json, .toml catalogs); `-` reads stdin.
+    /// Without PATH, the examples bundled in the binary are used.
+    pub paths: Vec<PathBuf>,
+    /// A catalog of server definitions, optionally bound to a discovery source: [SOURCE=]PATH.
+    #[arg(long = "catalog", value_name = "[SOURCE=]PATH")]
+    pub catalogs: Vec<String>,
+    /// Namespace for objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compile resources and catalogs into fully resolved Kubernetes objects.
+    Render {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Output format (stdout).
+        #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+        output: Format,
+        /// Write one file per object under DIR instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Print Secret values passed through from the inputs (masked by default).
+        #[arg(long)]
+        reveal_secrets: bool,
+    },
+    /// Show what would change: the render of PATH against a previous render.
+    Diff {
+        #[command(flatten)]
+        input: InputArgs,
+        /// A previous render: a file or directory of YAML/JSON objects.
+        #[arg(long, value_name = "PATH")]
+        against: Option<PathBuf>,
+        /// Compare with the live cluster (server-side dry-run).
+        #[arg(long, conflicts_with = "against")]
+        cluster: bool,
+    },
+    /// Validate inputs; exit 0 when valid, 2 when not.
+    Check {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Diagnostics format on stdout (`text` goes to stderr).
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: DiagFormat,
+    },
+    /// Print the CustomResourceDefinitions (or write them under DIR).
+    Crds {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schemas for editors (or write them under DIR).
+    Schema {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// A usage or I/O failure (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Read(#[from] files::ReadError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Render {
+            input,
+            output,
+            out_dir,
+            reveal_secrets,
+        } => render(&input, output, out_dir.as_deref(), reveal_secrets),
+        Command::Diff {
+            input,
+            against,
+            cluster,
+        } => diff(&input, against.as_deref(), cluster),
+        Command::Check { input, output } => check(&input, output),
+        Command::Crds { out_dir } => crds(out_dir.as_deref()),
+        Command::Schema { out_dir } => schema(out_dir.as_deref()),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Builds compiler inputs from the arguments; read errors are all reported.
+pub fn inputs(args: &InputArgs) -> Result<Inputs, CliError> {
+    let mut errors = Vec::new();
+    let mut input_files = Vec::new();
+    if args.paths.is_empty() {
+        eprintln!("note: no PATH given; rendering the examples bundled with hangar");
+        for (path, text) in embedded::EXAMPLES {
+            input_files.push(InputFile {
+                file: SourceFile::new(*path, *text),
+                role: FileRole::Inputs,
+            });
+        }
+    } else {
+        let (read, errs) = files::read_all(&args.paths);
+        errors.extend(errs);
+        input_files.extend(read.into_iter().map(|file| InputFile {
+            file,
+            role: FileRole::Inputs,
+        }));
+    }
+    for c in &args.catalogs {
+        let (bind, path) = match c.split_once('=') {
+            Some((b, p))
+                if !b.is_empty() && !b.contains('/')
+                    || c.matches('=').count() == 1 && !Path::new(c).exists() =>
+            {
+                (Some(b.to_string()), p.to_string())
+            }
+            _ => (None, c.clone()),
+        };
+        let (read, errs) = files::read_all(&[PathBuf::from(&path)]);
+        errors.extend(errs);
+        input_files.extend(read.into_iter().map(|file| InputFile {
+            file,
+            role: FileRole::Catalog { bind: bind.clone() },
+        }));
+    }
+    if let Err(e) = crate::compile::units::check_dns1123_label(&args.namespace) {
+        return Err(CliError::Usage(format!("--namespace: {e}")));
+    }
+    if let Some(last) = errors.pop() {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        return Err(last.into());
+    }
+    Ok(Inputs {
+        files: input_files,
+        default_namespace: args.namespace.clone(),
+    })
+}
+
+/// Prints diagnostics to stderr; returns the compilation's bundle objects when it succeeded.
+fn compile_reporting(inputs: &Inputs) -> (Compilation, bool) {
+    let c = compile::compile(inputs);
+    let text = c.render_diagnostics();
+    if !text.is_empty() {
+        eprint!("{text}");
+    }
+    let ok = c.bundle.is_some();
+    if !ok {
+        let d = &c.diagnostics;
+        eprintln!(
+            "error: {} error{}, {} warning{}; nothing was rendered",
+            d.error_count(),
+            plural(d.error_count()),
+            d.warning_count(),
+            plural(d.warning_count())
+        );
+    }
+    (c, ok)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The body of an object as printed: Secrets from the inputs are masked unless revealed.
+fn printable(o: &Object, reveal: bool) -> Json {
+    if o.kind == "Secret" && o.role == Role::Passthrough && !reveal {
+        crate::diff::mask_secret(&o.body, None)
+    } else {
+        o.body.clone()
+    }
+}
+
+pub fn to_yaml_stream(objects: &[Object], reveal: bool) -> String {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&crate::diff::to_yaml(&printable(o, reveal)));
+    }
+    out
+}
+
+fn render(
+    args: &InputArgs,
+    format: Format,
+    out_dir: Option<&Path>,
+    reveal: bool,
+) -> Result<u8, CliError> {
+    let inputs = inputs(args)?;
+    let (c, ok) = compile_reporting(&inputs);
+    let Some(bundle) = c.bundle.as_ref().filter(|_| ok) else {
+        return Ok(2);
+    };
+    if bundle
+        .objects
+        .iter()
+        .any(|o| o.kind == "Secret" && o.role == Role::Passthrough)
+        && !reveal
+    {
+        eprintln!(
+            "note: Secret values from the inputs are masked; pass --reveal-secrets to print them"
+        );
+    }
+    if let Some(dir) = out_dir {
+        write_out_dir(dir, &bundle.objects, format, reveal)?;
+        eprintln!(
+            "wrote {} objects to {}",
+            bundle.objects.len(),
+            dir.display()
+        );
+        return Ok(0);
+    }
+    let text = match format {
+        Format::Yaml => to_yaml_stream(&bundle.objects, reveal),
+        Format::Json => {
+            let items: Vec<Json> = bundle
+                .objects
+                .iter()
+                .map(|o| printable(o, reveal))
+                .collect();
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            )
+        }
+    };
+    write_stdout(&text)?;
+    Ok(0)
+}
+
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`hangar render | head`) is not an error worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Write {
+            path: "<stdout>".into(),
+            source: e,
+        }),
+    }
+}
+
+/// Marker listing the files a render wrote into a directory, so that a later render may replace
+/// them, and nothing else is ever touched.
+const MARKER: &str = ".hangar-render";
+
+fn object_file(o: &Object, format: Format) -> String {
+    let ext = if format == Format::Json {
+        "json"
+    } else {
+        "yaml"
+    };
+    let ns = o.namespace.clone().unwrap_or_else(|| "_cluster".into());
+    format!("{ns}/{}-{}.{ext}", o.kind.to_lowercase(), o.name)
+}
+
+fn write_out_dir(
+    dir: &Path,
+    objects: &[Object],
+    format: Format,
+    reveal: bool,
+) -> Result<(), CliError> {
+    let werr = |p: &Path, e: std::io::Error| CliError::Write {
+        path: p.display().to_string(),
+        source: e,
+    };
+    let marker = dir.join(MARKER);
+    let previous: Vec<String> = match std::fs::read_to_string(&marker) {
+        Ok(t) => t.lines().map(str::to_string).collect(),
+        Err(_) => {
+            let non_empty = std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if non_empty {
+                return Err(CliError::Usage(format!(
+                    "{} is not empty and was not written by `hangar render`; refusing to write into it (choose an empty or new directory)",
+                    dir.display()
+                )));
+            }
+            Vec::new()
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(|e| werr(dir, e))?;
+    let mut written = Vec::new();
+    for o in objects {
+        let rel = object_file(o, format);
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| werr(parent, e))?;
+        }
+        let body = printable(o, reveal);
+        let text = match format {
+            Format::Yaml => crate::diff::to_yaml(&body),
+            Format::Json => format!(
+                "{}\n",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            ),
+        };
+        let tmp = path.with_extension("tmp~");
+        std::fs::write(&tmp, text).map_err(|e| werr(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| werr(&path, e))?;
+        written.push(rel);
+    }
+    for old in previous
+        .iter()
+        .filter(|p| !written.contains(p) && !p.contains(".."))
+    {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
+    std::fs::write(&marker, written.join("\n") + "\n").map_err(|e| werr(&marker, e))?;
+    Ok(())
+}
+
+/// Reads a previous render (file or directory) as objects.
+fn read_rendered(path: &Path) -> Result<Result<Vec<Object>, String>, CliError> {
+    let (files_read, mut errs) = files::read_all(&[path.to_path_buf()]);
+    if let Some(e) = errs.pop() {
+        return Err(e.into());
+    }
+    let mut diags = compile::Diagnostics::default();
+    let mut objects = Vec::new();
+    for (i, f) in files_read.iter().enumerate() {
+        for doc in compile::load::load_file(i, &f.path, &f.text, &mut diags).docs {
+            let json = doc.to_json();
+            let items = if json.get("kind").and_then(Json::as_str) == Some("List") {
+                json.get("items")
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                vec![json]
+            };
+            for item in items {
+                if item.get("kind").is_none() || item.pointer("/metadata/name").is_none() {
+                    diags.push(compile::Diagnostic::error(
+                        "not-an-object",
+                        Some(doc.span),
+                        "not a Kubernetes object (no kind or metadata.name)",
+                    ));
+                    continue;
+                }
+                objects.push(Object::new(item, Role::Passthrough, Some(doc.span)));
+            }
+        }
+    }
+    if diags.has_errors() {
+        return Ok(Err(diags.render(&files_read)));
+    }
+    Ok(Ok(objects))
+}
+
+fn diff(args: &InputArgs, against: Option<&Path>, cluster: bool) -> Result<u8, CliError> {
+    if cluster {
+        return Err(CliError::Usage("`hangar diff --cluster` needs the apply room, which is not built yet; use --against PATH".into()));
+    }
+    let Some(against) = against else {
+        return Err(CliError::Usage(
+            "diff needs --against PATH (a previous render) or --cluster".into(),
+        ));
+    };
+    let inputs = inputs(args)?;
+    let before = match read_rendered(against)? {
+        Ok(o) => o,
+        Err(text) => {
+            eprint!("{text}");
+            eprintln!(
+                "error: {} could not be read as rendered objects",
+                against.display()
+            );
+            return Ok(2);
+        }
+    };
+    let (c, ok) = compile_reporting(&inputs);
+    let Some(bundle) = c.bundle.as_ref().filter(|_| ok) else {
+        return Ok(2);
+    };
+    let (text, summary) = crate::diff::diff(&before, &bundle.objects);
+    write_stdout(&text)?;
+    eprintln!("{summary}");
+    Ok(if summary.differs() { 1 } else { 0 })
+}
+
+fn check(args: &InputArgs, format: DiagFormat) -> Result<u8, CliError> {
+    let inputs = inputs(args)?;
+    let c = compile::compile(&inputs);
+    match format {
+        DiagFormat::Text => {
+            eprint!("{}", c.render_diagnostics());
+        }
+        DiagFormat::Json => {
+            let items: Vec<Json> = c
+                .diagnostics
+                .items
+                .iter()
+                .map(|d| {
+                    let loc = |s: &compile::Span| {
+                        let f = c.files.get(s.file);
+                        json!({
+                            "file": f.map(|f| f.path.clone()),
+                            "line": s.line + f.map_or(0, |f| f.line_offset),
+                            "column": s.col + f.map_or(0, |f| f.col_offset),
+                        })
+                    };
+                    json!({
+                        "severity": format!("{:?}", d.severity).to_lowercase(),
+                        "code": d.code,
+                        "message": d.message,
+                        "location": d.span.as_ref().map(loc),
+                        "hint": d.hint,
+                        "notes": d.notes.iter().map(|(s, n)| json!({"message": n, "location": s.as_ref().map(loc)})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&Json::Array(items)).unwrap_or_default()
+            ))?;
+        }
+    }
+    let d = &c.diagnostics;
+    match &c.bundle {
+        Some(b) => {
+            eprintln!(
+                "ok: {} file{}; {} MCPServer{}, {} MCPServerGroup{}, {} MCPDiscoverySource{} -> {} objects; {} warning{}",
+                inputs.files.len(),
+                plural(inputs.files.len()),
+                b.count("MCPServer"),
+                plural(b.count("MCPServer")),
+                b.count("MCPServerGroup"),
+                plural(b.count("MCPServerGroup")),
+                b.count("MCPDiscoverySource"),
+                plural(b.count("MCPDiscoverySource")),
+                b.objects.len(),
+                d.warning_count(),
+                plural(d.warning_count())
+            );
+            Ok(0)
+        }
+        None => {
+            eprintln!(
+                "error: {} error{}, {} warning{}",
+                d.error_count(),
+                plural(d.error_count()),
+                d.warning_count(),
+                plural(d.warning_count())
+            );
+            Ok(2)
+        }
+    }
+}
+
+/// `crds/<plural>.yaml` files, as `hangar crds --out-dir` writes them.
+pub fn crd_files() -> Vec<(String, String)> {
+    crate::api::schema::crds()
+        .iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.spec.names.plural);
+            let value = serde_json::to_value(crd).unwrap_or(Json::Null);
+            (name, crate::diff::to_yaml(&value))
+        })
+        .collect()
+}
+
+/// `schema/*.json` files, as `hangar schema --out-dir` writes them.
+pub fn schema_files() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = crate::api::Kind::ALL
+        .iter()
+        .map(|k| {
+            let v = crate::api::schema::editor_schema(*k);
+            (
+                format!("{}.json", k.name().to_lowercase()),
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
+            )
+        })
+        .collect();
+    out.push((
+        "catalog.json".into(),
+        serde_json::to_string_pretty(&crate::api::schema::catalog_editor_schema())
+            .unwrap_or_default()
+            + "\n",
+    ));
+    out
+}
+
+fn write_files(
+    dir: Option<&Path>,
+    files: Vec<(String, String)>,
+    separator: &str,
+) -> Result<u8, CliError> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| CliError::Write {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+            for (name, text) in files {
+                let p = dir.join(name);
+                std::fs::write(&p, text).map_err(|e| CliError::Write {
+                    path: p.display().to_string(),
+                    source: e,
+                })?;
+            }
+        }
+        None => {
+            let joined: Vec<String> = files.into_iter().map(|(_, t)| t).collect();
+            write_stdout(&joined.join(separator))?;
+        }
+    }
+    Ok(0)
+}
+
+fn crds(dir: Option<&Path>) -> Result<u8, CliError> {
+    write_files(dir, crd_files(), "---\n")
+}
+
+fn schema(dir: Option<&Path>) -> Result<u8, CliError> {
+    write_files(dir, schema_files(), "")
+}

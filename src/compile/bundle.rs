@@ -1,0 +1,137 @@
+//! The ordered, deterministic result of a compilation.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::diag::{Diagnostic, Diagnostics, Span};
+
+/// What an object is to hangar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// A hangar resource (MCPServer, MCPServerGroup, MCPDiscoverySource), resolved.
+    Resource,
+    /// Rendered from a hangar resource (Deployment, Service, ...).
+    Child,
+    /// Another object from the inputs, passed through unchanged.
+    Passthrough,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub body: Json,
+    pub role: Role,
+    /// The input this object came from.
+    pub origin: Option<Span>,
+}
+
+impl Object {
+    pub fn new(body: Json, role: Role, origin: Option<Span>) -> Self {
+        let s = |v: Option<&Json>| v.and_then(Json::as_str).map(str::to_string);
+        Object {
+            api_version: s(body.get("apiVersion")).unwrap_or_default(),
+            kind: s(body.get("kind")).unwrap_or_default(),
+            namespace: s(body.pointer("/metadata/namespace")),
+            name: s(body.pointer("/metadata/name")).unwrap_or_default(),
+            body,
+            role,
+            origin,
+        }
+    }
+
+    /// The API group (empty for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .split_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+
+    /// `Kind/namespace/name` (or `Kind/name` for cluster-scoped objects).
+    pub fn id(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{}/{}", self.kind, ns, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+
+    /// Identity for comparisons: group, kind, namespace, name.
+    pub fn key(&self) -> (String, String, String, String) {
+        (
+            self.group().to_string(),
+            self.kind.clone(),
+            self.namespace.clone().unwrap_or_default(),
+            self.name.clone(),
+        )
+    }
+}
+
+/// Apply order: what others depend on first.
+pub fn kind_rank(kind: &str) -> u32 {
+    match kind {
+        "CustomResourceDefinition" => 0,
+        "Namespace" => 1,
+        "ServiceAccount" => 2,
+        "Secret" => 3,
+        "ConfigMap" => 4,
+        "ClusterRole" | "Role" => 5,
+        "ClusterRoleBinding" | "RoleBinding" => 6,
+        "PersistentVolumeClaim" => 7,
+        "MCPDiscoverySource" => 10,
+        "MCPServerGroup" => 11,
+        "MCPServer" => 12,
+        "Service" => 20,
+        "Deployment" => 21,
+        "HorizontalPodAutoscaler" => 22,
+        "PodDisruptionBudget" => 23,
+        "NetworkPolicy" => 24,
+        _ => 50,
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bundle {
+    pub objects: Vec<Object>,
+}
+
+impl Bundle {
+    /// Sorts into apply order and reports objects that would overwrite each other.
+    pub fn new(mut objects: Vec<Object>, diags: &mut Diagnostics) -> Self {
+        objects.sort_by(|a, b| {
+            (kind_rank(&a.kind), &a.kind, &a.namespace, &a.name, a.role).cmp(&(
+                kind_rank(&b.kind),
+                &b.kind,
+                &b.namespace,
+                &b.name,
+                b.role,
+            ))
+        });
+        let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+        let mut keep = Vec::with_capacity(objects.len());
+        for o in objects {
+            if let Some(&i) = seen.get(&o.key()) {
+                let first: &Object = &keep[i];
+                if first.body == o.body {
+                    continue;
+                }
+                diags.push(
+                    Diagnostic::error("object-collision", o.origin, format!("two inputs produce {} and they differ", o.id()))
+                        .note(first.origin, "the other one comes from here")
+                        .hint("names of servers, groups and other objects must not collide within a namespace (a group's Service is named after the group)"),
+                );
+                continue;
+            }
+            seen.insert(o.key(), keep.len());
+            keep.push(o);
+        }
+        Bundle { objects: keep }
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.objects.iter().filter(|o| o.kind == kind).count()
+    }
+}

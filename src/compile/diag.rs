@@ -1,0 +1,277 @@
+//! Compiler diagnostics: `path:line:col: error: message`, a source snippet, a hint, and notes that
+//! point at other locations (for example the first of two conflicting definitions).
+
+use std::fmt::Write as _;
+
+/// One input text. Nested texts (a catalog inside a ConfigMap's data) carry the offsets that map
+/// their positions back into the enclosing file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Path as shown in diagnostics.
+    pub path: String,
+    pub text: String,
+    /// Lines before this text in the enclosing file (0 for a real file).
+    pub line_offset: u32,
+    /// Columns before each line of this text in the enclosing file (the block scalar's indent).
+    pub col_offset: u32,
+    /// Short description of where this text sits in the enclosing file, e.g. `data."providers.yaml"`.
+    pub context: Option<String>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+            line_offset: 0,
+            col_offset: 0,
+            context: None,
+        }
+    }
+}
+
+/// A location: file index into the compiler's file table, 1-based line, 1-based column (in
+/// characters, within the file's own text), and length in characters for the underline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Span {
+    pub file: usize,
+    pub line: u32,
+    pub col: u32,
+    pub len: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Stable short code, e.g. `unknown-field`, used by tests and `-o json`.
+    pub code: &'static str,
+    pub message: String,
+    pub span: Option<Span>,
+    pub hint: Option<String>,
+    pub notes: Vec<(Option<Span>, String)>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, span: Option<Span>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span,
+            hint: None,
+            notes: vec![],
+        }
+    }
+
+    pub fn warning(code: &'static str, span: Option<Span>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            code,
+            message: message.into(),
+            span,
+            hint: None,
+            notes: vec![],
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn note(mut self, span: Option<Span>, note: impl Into<String>) -> Self {
+        self.notes.push((span, note.into()));
+        self
+    }
+}
+
+/// Every diagnostic of a run, errors and warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.items.push(d);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+
+    /// Orders by file, position, severity: the order a reader expects.
+    pub fn sort(&mut self) {
+        self.items.sort_by(|a, b| {
+            let ka = a.span.map(|s| (s.file, s.line, s.col));
+            let kb = b.span.map(|s| (s.file, s.line, s.col));
+            ka.cmp(&kb)
+                .then(a.severity.cmp(&b.severity))
+                .then(a.message.cmp(&b.message))
+        });
+        self.items.dedup();
+    }
+
+    /// Renders every diagnostic with snippets, followed by a summary line when there are errors.
+    pub fn render(&self, files: &[SourceFile]) -> String {
+        let mut out = String::new();
+        for d in &self.items {
+            render_one(&mut out, d, files);
+        }
+        out
+    }
+}
+
+/// `path:line:col` of a span, mapped into the enclosing file.
+pub fn location(span: &Span, files: &[SourceFile]) -> String {
+    match files.get(span.file) {
+        Some(f) => {
+            let line = span.line + f.line_offset;
+            let col = span.col + f.col_offset;
+            format!("{}:{}:{}", f.path, line, col)
+        }
+        None => "<unknown>".to_string(),
+    }
+}
+
+fn render_one(out: &mut String, d: &Diagnostic, files: &[SourceFile]) {
+    match &d.span {
+        Some(span) => {
+            let _ = writeln!(
+                out,
+                "{}: {}: {}",
+                location(span, files),
+                d.severity.as_str(),
+                d.message
+            );
+            snippet(out, span, files);
+        }
+        None => {
+            let _ = writeln!(out, "{}: {}", d.severity.as_str(), d.message);
+        }
+    }
+    if let Some(hint) = &d.hint {
+        let _ = writeln!(out, "  = hint: {hint}");
+    }
+    for (span, note) in &d.notes {
+        match span {
+            Some(span) => {
+                let _ = writeln!(out, "  = note: {}: {note}", location(span, files));
+            }
+            None => {
+                let _ = writeln!(out, "  = note: {note}");
+            }
+        }
+    }
+}
+
+fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
+    let Some(file) = files.get(span.file) else {
+        return;
+    };
+    let Some(text) = file.text.lines().nth(span.line.saturating_sub(1) as usize) else {
+        return;
+    };
+    let shown_line = span.line + file.line_offset;
+    let gutter = shown_line.to_string().len();
+    let pad = " ".repeat(gutter);
+    let indent = " ".repeat(file.col_offset as usize);
+    let text: String = text
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .collect();
+    let _ = writeln!(out, "{pad} |");
+    let _ = writeln!(out, "{shown_line} | {indent}{}", text.trim_end());
+    let col = span.col.saturating_sub(1) as usize;
+    let line_len = text.chars().count();
+    let len = (span.len as usize).clamp(1, line_len.saturating_sub(col).max(1));
+    let _ = writeln!(
+        out,
+        "{pad} | {indent}{}{}",
+        " ".repeat(col),
+        "^".repeat(len)
+    );
+}
+
+/// The closest candidate to `word` (edit distance, ignoring case), if it is close enough to be a
+/// plausible typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lw = word.to_lowercase();
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let lc = c.to_lowercase();
+        let d = if lc == lw { 0 } else { levenshtein(&lw, &lc) };
+        let limit = (word.chars().count().max(3)) / 3 + 1;
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names() {
+        assert_eq!(
+            did_you_mean("idleTtl", ["idleTTL", "image"]),
+            Some("idleTTL")
+        );
+        assert_eq!(did_you_mean("imgae", ["idleTTL", "image"]), Some("image"));
+        assert_eq!(did_you_mean("zzzzzz", ["idleTTL", "image"]), None);
+    }
+}

@@ -1,0 +1,609 @@
+//! Parsing: YAML (and JSON, a subset of it) and TOML texts into [`Node`] trees with positions.
+//!
+//! YAML follows the 1.2 core schema for plain scalars, supports anchors, aliases and `<<` merge
+//! keys, and rejects duplicate keys. Nesting depth and alias expansion are bounded, so no input can
+//! exhaust the stack or memory.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan, Tag};
+
+use super::diag::{Diagnostic, Diagnostics, Span};
+use super::node::{Node, Value};
+
+/// Deepest nesting accepted.
+pub const MAX_DEPTH: usize = 96;
+/// Most nodes one file may expand to (guards against alias bombs).
+pub const MAX_NODES: usize = 4_000_000;
+
+/// The documents of one file, in order.
+pub struct Loaded {
+    pub docs: Vec<Node>,
+}
+
+/// Parses a file by its extension: `.toml` as TOML, everything else as YAML.
+pub fn load_file(file: usize, path: &str, text: &str, diags: &mut Diagnostics) -> Loaded {
+    if path.ends_with(".toml") {
+        load_toml(file, text, diags)
+    } else {
+        load_yaml(file, text, diags)
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        span: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        span: Span,
+        anchor: usize,
+        merges: Vec<Node>,
+    },
+}
+
+fn span_of(file: usize, s: &YSpan) -> Span {
+    let start = s.start;
+    let end = s.end;
+    let len = if end.line() == start.line() {
+        end.col().saturating_sub(start.col())
+    } else {
+        1
+    };
+    Span {
+        file,
+        line: start.line() as u32,
+        col: start.col() as u32 + 1,
+        len: len.max(1) as u32,
+    }
+}
+
+struct Builder {
+    file: usize,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    docs: Vec<Node>,
+}
+
+fn count_nodes(n: &Node) -> usize {
+    match &n.value {
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+impl Builder {
+    /// Adds a finished node to its parent (or as a document root).
+    fn push(&mut self, node: Node, anchor: usize, diags: &mut Diagnostics) {
+        if anchor > 0 {
+            let size = count_nodes(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.stack.last_mut() {
+            None => {
+                if !matches!(node.value, Value::Null) {
+                    self.docs.push(node);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                ..
+            }) => match key.take() {
+                None => {
+                    if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
+                        diags.push(
+                            Diagnostic::error(
+                                "yaml-complex-key",
+                                Some(node.span),
+                                "a mapping key must be a scalar",
+                            )
+                            .hint("Kubernetes objects only use string keys"),
+                        );
+                    }
+                    *key = Some(node);
+                }
+                Some(k) => {
+                    if k.value == Value::Str("<<".into()) && k.span.len == 2 {
+                        merges.push(node);
+                        return;
+                    }
+                    let name = k.key_str();
+                    if let Some((first, _)) = entries.iter().find(|(ek, _)| ek.key_str() == name) {
+                        diags.push(
+                            Diagnostic::error(
+                                "yaml-duplicate-key",
+                                Some(k.span),
+                                format!("duplicate key `{name}`"),
+                            )
+                            .note(Some(first.span), "first defined here")
+                            .hint("a key may appear once per mapping; remove one of them"),
+                        );
+                        return;
+                    }
+                    entries.push((k, node));
+                }
+            },
+        }
+    }
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let bytes = s.as_bytes();
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits(unsigned.as_bytes()) {
+        return match s.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => s
+                .parse::<f64>()
+                .map(Value::Float)
+                .unwrap_or_else(|_| Value::Str(s.into())),
+        };
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return Value::Int(i);
+            }
+        }
+    }
+    if let Some(oct) = s.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return Value::Int(i);
+            }
+        }
+    }
+    // float: [-+]? ( . digits | digits ( . digits? )? ) ( [eE] [-+]? digits )?
+    let looks_float = {
+        let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+            Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+            None => (unsigned, None),
+        };
+        let mant_ok = match mantissa.split_once('.') {
+            Some((a, b)) => {
+                (a.is_empty() || digits(a.as_bytes()))
+                    && (b.is_empty() || digits(b.as_bytes()))
+                    && !(a.is_empty() && b.is_empty())
+            }
+            None => digits(mantissa.as_bytes()),
+        };
+        let exp_ok = match exp {
+            None => true,
+            Some(e) => digits(e.strip_prefix(['-', '+']).unwrap_or(e).as_bytes()),
+        };
+        mant_ok && exp_ok && (mantissa.contains('.') || exp.is_some())
+    };
+    if looks_float && !bytes.is_empty() {
+        if let Ok(f) = s.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str(s.to_string())
+}
+
+fn tagged(s: &str, tag: &Tag, span: Span, diags: &mut Diagnostics) -> Value {
+    let core = tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:";
+    if !core {
+        diags.push(
+            Diagnostic::error(
+                "yaml-tag",
+                Some(span),
+                format!("unsupported YAML tag `{}{}`", tag.handle, tag.suffix),
+            )
+            .hint("Kubernetes manifests use plain YAML; remove the tag"),
+        );
+        return Value::Str(s.into());
+    }
+    match tag.suffix.as_str() {
+        "str" => Value::Str(s.into()),
+        "null" => Value::Null,
+        "bool" | "int" | "float" => {
+            let v = resolve_plain(s);
+            let ok = matches!(
+                (tag.suffix.as_str(), &v),
+                ("bool", Value::Bool(_))
+                    | ("int", Value::Int(_))
+                    | ("float", Value::Float(_))
+                    | ("float", Value::Int(_))
+            );
+            if !ok {
+                diags.push(Diagnostic::error(
+                    "yaml-tag",
+                    Some(span),
+                    format!("`{s}` is not a valid !!{}", tag.suffix),
+                ));
+            }
+            match v {
+                Value::Int(i) if tag.suffix == "float" => Value::Float(i as f64),
+                v => v,
+            }
+        }
+        other => {
+            diags.push(Diagnostic::error(
+                "yaml-tag",
+                Some(span),
+                format!("unsupported YAML tag `!!{other}` on a scalar"),
+            ));
+            Value::Str(s.into())
+        }
+    }
+}
+
+/// Parses a (multi-document) YAML stream.
+pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
+    let mut b = Builder {
+        file,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        docs: Vec::new(),
+    };
+    let parser = Parser::new_from_str(text);
+    for item in parser {
+        let (event, yspan) = match item {
+            Ok(e) => e,
+            Err(err) => {
+                let m = err.marker();
+                let span = Span {
+                    file,
+                    line: m.line() as u32,
+                    col: m.col() as u32 + 1,
+                    len: 1,
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "yaml-syntax",
+                        Some(span),
+                        format!("invalid YAML: {}", err.info()),
+                    )
+                    .hint("check the indentation and quoting around this position"),
+                );
+                break;
+            }
+        };
+        let span = span_of(b.file, &yspan);
+        match event {
+            Event::Scalar(value, style, anchor, tag) => {
+                let v = match (&tag, style) {
+                    (Some(t), _) => tagged(&value, t, span, diags),
+                    (None, ScalarStyle::Plain) => resolve_plain(&value),
+                    (None, _) => Value::Str(value.into_owned()),
+                };
+                b.nodes += 1;
+                b.push(Node::new(v, span), anchor, diags);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
+                if b.stack.len() >= MAX_DEPTH =>
+            {
+                let _ = anchor;
+                diags.push(
+                    Diagnostic::error(
+                        "yaml-too-deep",
+                        Some(span),
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    )
+                    .hint("no hangar resource nests this deep; check the indentation"),
+                );
+                return Loaded { docs: b.docs };
+            }
+            Event::SequenceStart(anchor, _) => {
+                b.nodes += 1;
+                b.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    span,
+                    anchor,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                b.nodes += 1;
+                b.stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    span,
+                    anchor,
+                    merges: Vec::new(),
+                });
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq {
+                    items,
+                    span,
+                    anchor,
+                }) = b.stack.pop()
+                {
+                    b.push(Node::new(Value::Seq(items), span), anchor, diags);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    mut entries,
+                    span,
+                    anchor,
+                    merges,
+                    ..
+                }) = b.stack.pop()
+                {
+                    apply_merges(&mut entries, merges, diags);
+                    b.push(Node::new(Value::Map(entries), span), anchor, diags);
+                }
+            }
+            Event::Alias(id) => {
+                let Some((node, size)) = b.anchors.get(&id).cloned() else {
+                    diags.push(Diagnostic::error(
+                        "yaml-alias",
+                        Some(span),
+                        "alias to an unknown anchor",
+                    ));
+                    continue;
+                };
+                b.nodes += size;
+                if b.nodes > MAX_NODES {
+                    diags.push(
+                        Diagnostic::error(
+                            "yaml-too-large",
+                            Some(span),
+                            format!("aliases expand this file beyond {MAX_NODES} nodes"),
+                        )
+                        .hint("an alias bomb? hangar refuses to expand it"),
+                    );
+                    return Loaded { docs: b.docs };
+                }
+                b.push(node, 0, diags);
+            }
+            Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::Nothing => {}
+        }
+    }
+    Loaded { docs: b.docs }
+}
+
+/// `<<: *base` and `<<: [*a, *b]`: keys not set in the mapping itself are taken from the merged
+/// mappings, earlier ones first.
+fn apply_merges(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>, diags: &mut Diagnostics) {
+    for m in merges {
+        let sources: Vec<Node> = match m.value {
+            Value::Map(_) => vec![m],
+            Value::Seq(items) => items,
+            _ => {
+                diags.push(Diagnostic::error(
+                    "yaml-merge",
+                    Some(m.span),
+                    "`<<` must merge a mapping or a list of mappings",
+                ));
+                continue;
+            }
+        };
+        for src in sources {
+            match src.value {
+                Value::Map(src_entries) => {
+                    for (k, v) in src_entries {
+                        let name = k.key_str();
+                        if !entries.iter().any(|(ek, _)| ek.key_str() == name) {
+                            entries.push((k, v));
+                        }
+                    }
+                }
+                _ => diags.push(Diagnostic::error(
+                    "yaml-merge",
+                    Some(src.span),
+                    "`<<` must merge a mapping or a list of mappings",
+                )),
+            }
+        }
+    }
+}
+
+/// Byte offset -> (line, column), both 1-based, column in characters.
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    pub fn span(&self, file: usize, range: std::ops::Range<usize>) -> Span {
+        let offset = range.start.min(self.text.len());
+        let line = match self.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.starts.get(line).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        let end = range.end.min(self.text.len()).max(offset);
+        let len = self
+            .text
+            .get(offset..end)
+            .map(|s| s.lines().next().unwrap_or("").chars().count())
+            .unwrap_or(1);
+        Span {
+            file,
+            line: line as u32 + 1,
+            col: col as u32 + 1,
+            len: len.max(1) as u32,
+        }
+    }
+}
+
+/// Parses a TOML document (a catalog).
+pub fn load_toml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
+    let index = LineIndex::new(text);
+    match toml::de::DeTable::parse(text) {
+        Ok(table) => {
+            let span = index.span(file, table.span());
+            let root = Node::new(toml_table(file, &index, table.get_ref()), span);
+            Loaded { docs: vec![root] }
+        }
+        Err(err) => {
+            let span = err.span().map(|r| index.span(file, r));
+            let message = err.message().trim().to_string();
+            diags.push(Diagnostic::error(
+                "toml-syntax",
+                span,
+                format!("invalid TOML: {message}"),
+            ));
+            Loaded { docs: vec![] }
+        }
+    }
+}
+
+fn toml_table(file: usize, index: &LineIndex<'_>, table: &toml::de::DeTable<'_>) -> Value {
+    let mut entries = Vec::new();
+    for (k, v) in table.iter() {
+        let key = Node::new(
+            Value::Str(k.get_ref().to_string()),
+            index.span(file, k.span()),
+        );
+        let value = Node::new(
+            toml_value(file, index, v.get_ref()),
+            index.span(file, v.span()),
+        );
+        entries.push((key, value));
+    }
+    Value::Map(entries)
+}
+
+fn toml_value(file: usize, index: &LineIndex<'_>, v: &toml::de::DeValue<'_>) -> Value {
+    use toml::de::DeValue;
+    match v {
+        DeValue::String(s) => Value::Str(Cow::as_ref(s).to_string()),
+        DeValue::Integer(i) => {
+            let digits = i.as_str().replace('_', "");
+            let digits = digits
+                .trim_start_matches("0x")
+                .trim_start_matches("0o")
+                .trim_start_matches("0b");
+            i64::from_str_radix(digits, i.radix())
+                .map(Value::Int)
+                .unwrap_or_else(|_| Value::Str(i.as_str().to_string()))
+        }
+        DeValue::Float(f) => f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .map(Value::Float)
+            .unwrap_or_else(|_| Value::Str(f.as_str().to_string())),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::Str(d.to_string()),
+        DeValue::Array(items) => Value::Seq(
+            items
+                .iter()
+                .map(|item| {
+                    Node::new(
+                        toml_value(file, index, item.get_ref()),
+                        index.span(file, item.span()),
+                    )
+                })
+                .collect(),
+        ),
+        DeValue::Table(t) => toml_table(file, index, t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> (Vec<Node>, Diagnostics) {
+        let mut d = Diagnostics::default();
+        let l = load_yaml(0, text, &mut d);
+        (l.docs, d)
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        assert_eq!(resolve_plain("8080"), Value::Int(8080));
+        assert_eq!(resolve_plain("-3"), Value::Int(-3));
+        assert_eq!(resolve_plain("1.5"), Value::Float(1.5));
+        assert_eq!(resolve_plain("1e3"), Value::Float(1000.0));
+        assert_eq!(resolve_plain("true"), Value::Bool(true));
+        assert_eq!(resolve_plain("yes"), Value::Str("yes".into()));
+        assert_eq!(resolve_plain("30s"), Value::Str("30s".into()));
+        assert_eq!(resolve_plain("1.2.3"), Value::Str("1.2.3".into()));
+        assert_eq!(resolve_plain("~"), Value::Null);
+    }
+
+    #[test]
+    fn positions_and_duplicates() {
+        let (docs, d) = yaml("a: 1\nb:\n  c: x\n  c: y\n");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(d.error_count(), 1);
+        let c = docs[0].get("b").and_then(|b| b.get("c")).map(|n| n.span);
+        assert_eq!(c.map(|s| (s.line, s.col)), Some((3, 6)));
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let (docs, d) = yaml("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n");
+        assert!(!d.has_errors());
+        let other = docs[0].get("other").map(Node::to_json);
+        assert_eq!(other, Some(serde_json::json!({"y": 3, "x": 1})));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let (_, d) = yaml(&text);
+        assert!(d.items.iter().any(|x| x.code == "yaml-too-large"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(1000);
+        let (_, d) = yaml(&text);
+        assert!(d.has_errors());
+    }
+
+    #[test]
+    fn toml_positions() {
+        let mut d = Diagnostics::default();
+        let l = load_toml(0, "[[servers]]\nname = \"a\"\nport = 80\n", &mut d);
+        assert!(!d.has_errors());
+        let port = l.docs[0]
+            .get("servers")
+            .map(|s| s.lookup(&[0usize.into(), "port".into()]).0.span);
+        assert_eq!(port.map(|s| (s.line, s.col)), Some((3, 8)));
+    }
+}

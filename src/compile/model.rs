@@ -1,0 +1,577 @@
+//! Classifies loaded documents into typed compiler inputs: hangar resources (with legacy kinds
+//! converted), catalogs, and other Kubernetes objects passed through.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+
+use super::diag::{Diagnostic, Diagnostics, Span, did_you_mean};
+use super::node::{Node, Seg, Value};
+use super::units;
+use super::validate::validate;
+use crate::api::{self, Kind};
+
+/// Object metadata as hangar reads it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A hangar resource from the inputs.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub kind: Kind,
+    pub legacy: bool,
+    pub meta: Meta,
+    /// The spec as written (validated against the CRD schema).
+    pub spec: Json,
+    /// The whole document, for locating fields.
+    pub node: Node,
+}
+
+impl Resource {
+    pub fn spec_node(&self) -> Option<&Node> {
+        self.node.get("spec")
+    }
+}
+
+/// One server definition of a catalog.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub meta: api::catalog::CatalogEntryMeta,
+    /// The entry minus its metadata fields: an MCPServer spec fragment.
+    pub spec: Json,
+    pub node: Node,
+}
+
+/// A catalog, and the discovery source it was given for (if named).
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pub entries: Vec<Entry>,
+    pub span: Span,
+    /// Where the catalog came from, for the `mcp-hangar.io/source` annotation.
+    pub origin: String,
+}
+
+/// Any other Kubernetes object, passed through unchanged.
+#[derive(Clone, Debug)]
+pub struct Passthrough {
+    pub api_version: String,
+    pub kind: String,
+    pub meta: Meta,
+    pub body: Json,
+    pub node: Node,
+}
+
+#[derive(Default)]
+pub struct Model {
+    pub resources: Vec<Resource>,
+    pub catalogs: Vec<Catalog>,
+    pub objects: Vec<Passthrough>,
+}
+
+/// Reads the metadata of an object: name required, namespace defaulted, labels and annotations
+/// checked.
+fn read_meta(doc: &Node, default_ns: &str, diags: &mut Diagnostics) -> Option<Meta> {
+    let Some(meta) = doc.get("metadata") else {
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                Some(doc.span),
+                "missing required field `metadata`",
+            )
+            .hint("add `metadata: {name: ...}`"),
+        );
+        return None;
+    };
+    if !matches!(meta.value, Value::Map(_)) {
+        diags.push(Diagnostic::error(
+            "type-mismatch",
+            Some(meta.span),
+            format!("`metadata` must be a mapping, found {}", meta.describe()),
+        ));
+        return None;
+    }
+    let mut ok = true;
+    let name = match meta.get("name") {
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) => s.clone(),
+        Some(n) => {
+            diags.push(Diagnostic::error(
+                "type-mismatch",
+                Some(n.span),
+                format!("`metadata.name` must be a string, found {}", n.describe()),
+            ));
+            ok = false;
+            String::new()
+        }
+        None => {
+            let mut d = Diagnostic::error(
+                "missing-field",
+                Some(meta.span),
+                "missing required field `metadata.name`",
+            );
+            if meta.get("generateName").is_some() {
+                d = d.hint(
+                    "`generateName` is not supported: hangar needs stable names to compute diffs",
+                );
+            }
+            diags.push(d);
+            return None;
+        }
+    };
+    let namespace = match meta.get("namespace") {
+        Some(Node {
+            value: Value::Str(s),
+            span,
+        }) => {
+            if let Err(e) = units::check_dns1123_label(s) {
+                diags.push(Diagnostic::error(
+                    "invalid-name",
+                    Some(*span),
+                    format!("invalid namespace: {e}"),
+                ));
+                ok = false;
+            }
+            s.clone()
+        }
+        Some(n) if !matches!(n.value, Value::Null) => {
+            diags.push(Diagnostic::error(
+                "type-mismatch",
+                Some(n.span),
+                format!(
+                    "`metadata.namespace` must be a string, found {}",
+                    n.describe()
+                ),
+            ));
+            ok = false;
+            String::new()
+        }
+        _ => default_ns.to_string(),
+    };
+    let mut maps = [BTreeMap::new(), BTreeMap::new()];
+    for (i, field) in ["labels", "annotations"].iter().enumerate() {
+        let Some(m) = meta.get(field) else { continue };
+        match &m.value {
+            Value::Null => {}
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let key = k.key_str();
+                    if let Err(e) = units::check_label_key(&key) {
+                        diags.push(Diagnostic::error(
+                            "invalid-label",
+                            Some(k.span),
+                            format!("invalid {} key: {e}", &field[..field.len() - 1]),
+                        ));
+                        ok = false;
+                    }
+                    let value = match &v.value {
+                        Value::Str(s) => s.clone(),
+                        _ => {
+                            diags.push(
+                                Diagnostic::error(
+                                    "type-mismatch",
+                                    Some(v.span),
+                                    format!(
+                                        "`metadata.{field}.{key}` must be a string, found {}",
+                                        v.describe()
+                                    ),
+                                )
+                                .hint("quote the value"),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    };
+                    if i == 0 {
+                        if let Err(e) = units::check_label_value(&value) {
+                            diags.push(Diagnostic::error("invalid-label", Some(v.span), e));
+                            ok = false;
+                        }
+                    }
+                    maps[i].insert(key, value);
+                }
+            }
+            _ => {
+                diags.push(Diagnostic::error(
+                    "type-mismatch",
+                    Some(m.span),
+                    format!(
+                        "`metadata.{field}` must be a mapping, found {}",
+                        m.describe()
+                    ),
+                ));
+                ok = false;
+            }
+        }
+    }
+    let [labels, annotations] = maps;
+    ok.then_some(Meta {
+        name,
+        namespace,
+        labels,
+        annotations,
+    })
+}
+
+/// Sorts one document into the model.
+pub fn classify(
+    doc: Node,
+    default_ns: &str,
+    origin: &str,
+    model: &mut Model,
+    diags: &mut Diagnostics,
+) {
+    if !matches!(doc.value, Value::Map(_)) {
+        diags.push(
+            Diagnostic::error("not-an-object", Some(doc.span), format!("expected a Kubernetes object or a catalog, found {}", doc.describe()))
+                .hint("each YAML document must be a mapping with `apiVersion` and `kind`, or a catalog with a `servers:` list"),
+        );
+        return;
+    }
+    let api_version = doc.get("apiVersion");
+    let kind = doc.get("kind");
+    if api_version.is_none() && kind.is_none() {
+        if doc.get("servers").is_some() || doc.get("providers").is_some() {
+            if let Some(c) = read_catalog(&doc, origin, diags) {
+                model.catalogs.push(c);
+            }
+            return;
+        }
+        let mut d = Diagnostic::error("not-an-object", Some(doc.span), "this document has no `apiVersion` and `kind`, and is not a catalog")
+            .hint("add `apiVersion: mcp-hangar.io/v1alpha1` and `kind: MCPServer`, or list servers under `servers:`");
+        if let Value::Map(entries) = &doc.value {
+            for (k, _) in entries {
+                if let Some(best) =
+                    did_you_mean(&k.key_str(), ["apiVersion", "kind", "servers", "providers"])
+                {
+                    d = Diagnostic::error(
+                        "unknown-field",
+                        Some(k.span),
+                        format!(
+                            "unknown top-level field `{}`, did you mean `{best}`?",
+                            k.key_str()
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+        diags.push(d);
+        return;
+    }
+    let (Some(av), Some(k)) = (
+        api_version.and_then(Node::as_str),
+        kind.and_then(Node::as_str),
+    ) else {
+        let span = api_version.or(kind).map(|n| n.span).unwrap_or(doc.span);
+        diags.push(Diagnostic::error(
+            "missing-field",
+            Some(span),
+            "an object needs both `apiVersion` and `kind`, as strings",
+        ));
+        return;
+    };
+    let (av, k) = (av.to_string(), k.to_string());
+    let group = av.split_once('/').map(|(g, _)| g).unwrap_or("");
+    if group == api::GROUP {
+        let kind_span = kind.map(|n| n.span);
+        let Some((kind_enum, legacy)) = Kind::parse(&k) else {
+            let names = [
+                "MCPServer",
+                "MCPServerGroup",
+                "MCPDiscoverySource",
+                "MCPProvider",
+                "MCPProviderGroup",
+            ];
+            let mut d = Diagnostic::error(
+                "unknown-kind",
+                kind_span,
+                format!("unknown kind `{k}` in {}", api::GROUP),
+            );
+            d = match did_you_mean(&k, names) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None => d.hint("hangar serves MCPServer, MCPServerGroup and MCPDiscoverySource"),
+            };
+            diags.push(d);
+            return;
+        };
+        if av != api::API_VERSION {
+            diags.push(
+                Diagnostic::error(
+                    "unknown-api-version",
+                    api_version.map(|n| n.span),
+                    format!("unsupported apiVersion `{av}`"),
+                )
+                .hint(format!("hangar serves `{}`", api::API_VERSION)),
+            );
+            return;
+        }
+        read_resource(doc, kind_enum, legacy, default_ns, model, diags);
+        return;
+    }
+    if av == "v1" && k == "List" {
+        match doc.get("items").map(|n| n.value.clone()) {
+            Some(Value::Seq(items)) => {
+                for item in items {
+                    classify(item, default_ns, origin, model, diags);
+                }
+            }
+            _ => diags.push(Diagnostic::error(
+                "missing-field",
+                Some(doc.span),
+                "a `List` needs an `items` list",
+            )),
+        }
+        return;
+    }
+    let before = diags.error_count();
+    let Some(meta) = read_meta(&doc, default_ns, diags) else {
+        return;
+    };
+    if diags.error_count() > before {
+        return;
+    }
+    let mut body = doc.to_json();
+    let cluster_scoped = matches!(
+        k.as_str(),
+        "Namespace"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "PriorityClass"
+            | "StorageClass"
+            | "PersistentVolume"
+    );
+    if let Some(m) = body.get_mut("metadata").and_then(Json::as_object_mut) {
+        if cluster_scoped {
+            m.remove("namespace");
+        } else {
+            m.insert("namespace".into(), json!(meta.namespace));
+        }
+    }
+    let mut meta = meta;
+    if cluster_scoped {
+        meta.namespace = String::new();
+    }
+    model.objects.push(Passthrough {
+        api_version: av,
+        kind: k,
+        meta,
+        body,
+        node: doc,
+    });
+}
+
+/// Metadata fields the API server sets; accepted on input (e.g. `kubectl get -o yaml` output), dropped from output.
+const SERVER_SET_METADATA: [&str; 10] = [
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+    "finalizers",
+];
+
+fn metadata_schema() -> Json {
+    let mut props = serde_json::Map::new();
+    props.insert("name".into(), json!({"type": "string"}));
+    props.insert("namespace".into(), json!({"type": "string"}));
+    props.insert(
+        "labels".into(),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+    );
+    props.insert(
+        "annotations".into(),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+    );
+    for f in SERVER_SET_METADATA {
+        props.insert(
+            f.into(),
+            json!({"x-kubernetes-preserve-unknown-fields": true}),
+        );
+    }
+    json!({"type": "object", "properties": props})
+}
+
+fn read_resource(
+    doc: Node,
+    kind: Kind,
+    legacy: bool,
+    default_ns: &str,
+    model: &mut Model,
+    diags: &mut Diagnostics,
+) {
+    let before = diags.error_count();
+    let mut schema = api::schema::structural(kind);
+    schema["properties"]["metadata"] = metadata_schema();
+    schema["properties"]["apiVersion"] = json!({"type": "string"});
+    schema["properties"]["kind"] = json!({"type": "string"});
+    // status is written by the controller; accept it on input and ignore it.
+    schema["properties"]["status"] = json!({"x-kubernetes-preserve-unknown-fields": true});
+    validate(&doc, &schema, &mut Vec::new(), diags);
+    if legacy {
+        let new = match kind {
+            Kind::Group => "MCPServerGroup",
+            _ => "MCPServer",
+        };
+        let old = doc
+            .get("kind")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        diags.push(
+            Diagnostic::warning(
+                "legacy-kind",
+                doc.get("kind").map(|n| n.span),
+                format!("`{old}` is the legacy name of `{new}`; converted"),
+            )
+            .hint(format!("write `kind: {new}`; the fields are the same")),
+        );
+    }
+    let meta = read_meta(&doc, default_ns, diags);
+    if let Some(m) = &meta {
+        if let Err(e) = units::check_dns1035_label(&m.name) {
+            let span = doc
+                .get("metadata")
+                .and_then(|n| n.get("name"))
+                .map(|n| n.span);
+            diags.push(
+                Diagnostic::error("invalid-name", span, format!("invalid {} name: {e}", kind.name()))
+                    .hint("names must be DNS-1035 labels: at most 63 characters of a-z, 0-9 and '-', starting with a letter"),
+            );
+        }
+    }
+    if diags.error_count() > before {
+        return;
+    }
+    let Some(meta) = meta else { return };
+    let spec = doc.get("spec").map(Node::to_json).unwrap_or(Json::Null);
+    model.resources.push(Resource {
+        kind,
+        legacy,
+        meta,
+        spec,
+        node: doc,
+    });
+}
+
+/// Reads a catalog document (`servers:` or `providers:` list of entries). Every entry is checked on
+/// its own: an entry with errors is reported and left out, the others are kept (so that discovery
+/// can sync the rest).
+pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option<Catalog> {
+    let schema = api::catalog::catalog_schema();
+    let item_schema = schema["properties"]["servers"]["items"].clone();
+    let mut top = schema.clone();
+    for list in ["servers", "providers"] {
+        top["properties"][list] = json!({"type": "array"});
+    }
+    let before = diags.error_count();
+    validate(doc, &top, &mut Vec::new(), diags);
+    if diags.error_count() > before {
+        return None;
+    }
+    let lists: Vec<(&str, &Node)> = ["servers", "providers"]
+        .iter()
+        .filter_map(|k| doc.get(k).map(|n| (*k, n)))
+        .collect();
+    if lists.len() == 2 {
+        diags.push(
+            Diagnostic::warning(
+                "catalog-both-lists",
+                doc.key_node("providers").map(|n| n.span),
+                "catalog has both `servers:` and `providers:`; both are read",
+            )
+            .hint("`providers:` is the older name; keep one list"),
+        );
+    }
+    let mut entries = Vec::new();
+    for (list_name, list) in lists {
+        let Value::Seq(items) = &list.value else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let before = diags.error_count();
+            validate(
+                item,
+                &item_schema,
+                &mut vec![Seg::Key(list_name.into()), Seg::Index(i)],
+                diags,
+            );
+            if diags.error_count() > before {
+                continue;
+            }
+            if let Some(entry) = read_entry(item, diags) {
+                entries.push(entry);
+            }
+        }
+    }
+    Some(Catalog {
+        entries,
+        span: doc.span,
+        origin: origin.to_string(),
+    })
+}
+
+fn read_entry(item: &Node, diags: &mut Diagnostics) -> Option<Entry> {
+    let json = item.to_json();
+    let meta: api::catalog::CatalogEntryMeta = serde_json::from_value(json.clone()).ok()?;
+    let mut ok = true;
+    let name_span = item.get("name").map(|n| n.span);
+    if let Err(e) = units::check_dns1035_label(&meta.name) {
+        diags.push(Diagnostic::error(
+            "invalid-name",
+            name_span,
+            format!("invalid server name: {e}"),
+        ));
+        ok = false;
+    }
+    if let Some(ns) = &meta.namespace {
+        if let Err(e) = units::check_dns1123_label(ns) {
+            diags.push(Diagnostic::error(
+                "invalid-name",
+                item.get("namespace").map(|n| n.span),
+                format!("invalid namespace: {e}"),
+            ));
+            ok = false;
+        }
+    }
+    for (field, map) in [("labels", &meta.labels), ("annotations", &meta.annotations)] {
+        for (k, v) in map.iter().flatten() {
+            let span = item
+                .lookup(&[Seg::Key(field.into()), Seg::Key(k.clone())])
+                .0
+                .span;
+            if let Err(e) = units::check_label_key(k) {
+                diags.push(Diagnostic::error("invalid-label", Some(span), e));
+                ok = false;
+            }
+            if field == "labels" {
+                if let Err(e) = units::check_label_value(v) {
+                    diags.push(Diagnostic::error("invalid-label", Some(span), e));
+                    ok = false;
+                }
+            }
+        }
+    }
+    let mut spec = json;
+    if let Some(obj) = spec.as_object_mut() {
+        for f in api::catalog::ENTRY_META_FIELDS {
+            obj.remove(f);
+        }
+    }
+    ok.then(|| Entry {
+        meta,
+        spec,
+        node: item.clone(),
+    })
+}

@@ -1,0 +1,170 @@
+//! A YAML/JSON/TOML document as a tree of nodes that remember where they came from.
+
+use serde_json::{Map, Number, Value as Json};
+
+use super::diag::Span;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in source order; keys are unique (the loader rejects duplicates).
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+}
+
+/// One step of a path into a document.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Self {
+        Seg::Key(s.to_string())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// `spec.healthCheck.interval`, `spec.env[2].name`.
+pub fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                if k.contains('.') || k.contains('/') {
+                    s.push_str(&format!("\"{k}\""));
+                } else {
+                    s.push_str(k);
+                }
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+impl Node {
+    pub fn new(value: Value, span: Span) -> Self {
+        Node { value, span }
+    }
+
+    /// The key as a string (YAML allows scalar keys of any type; Kubernetes reads them as strings).
+    pub fn key_str(&self) -> String {
+        match &self.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => "null".to_string(),
+            Value::Seq(_) | Value::Map(_) => "<complex key>".to_string(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The key node of an entry, for pointing at a field name rather than its value.
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .map(|(k, _)| k),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Walks a path; returns the deepest node reached and whether the whole path was found.
+    pub fn lookup(&self, path: &[Seg]) -> (&Node, bool) {
+        let mut cur = self;
+        for seg in path {
+            let next = match (seg, &cur.value) {
+                (Seg::Key(k), Value::Map(_)) => cur.get(k),
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return (cur, false),
+            }
+        }
+        (cur, true)
+    }
+
+    /// Span of the value at `path`, or of the deepest ancestor present.
+    pub fn span_at(&self, path: &[Seg]) -> Span {
+        self.lookup(path).0.span
+    }
+
+    /// Converts to JSON. Nulls inside mappings are dropped (an empty YAML field means "unset", as
+    /// the Kubernetes API treats it).
+    pub fn to_json(&self) -> Json {
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::Number((*i).into()),
+            Value::Float(f) => Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+            Value::Str(s) => Json::String(s.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => {
+                let mut m = Map::new();
+                for (k, v) in entries {
+                    if matches!(v.value, Value::Null) {
+                        continue;
+                    }
+                    m.insert(k.key_str(), v.to_json());
+                }
+                Json::Object(m)
+            }
+        }
+    }
+
+    /// A short description of the value's type for messages: "a string `abc`", "a mapping".
+    pub fn describe(&self) -> String {
+        match &self.value {
+            Value::Null => "null".into(),
+            Value::Bool(b) => format!("a boolean `{b}`"),
+            Value::Int(i) => format!("an integer `{i}`"),
+            Value::Float(f) => format!("a number `{f}`"),
+            Value::Str(s) => {
+                let short: String = s.chars().take(40).collect();
+                format!("a string `{short}`")
+            }
+            Value::Seq(_) => "a list".into(),
+            Value::Map(_) => "a mapping".into(),
+        }
+    }
+}

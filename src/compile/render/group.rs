@@ -1,0 +1,69 @@
+//! The Service of an MCPServerGroup: one address in front of its members' pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ClientIPConfig, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::labels::{self, COMPONENT_GROUP, GROUP_LABEL, MANAGED_BY, MCP_SERVER_POD_LABEL};
+use crate::api::group::AffinityType;
+use crate::compile::bundle::{Object, Role};
+use crate::compile::defaults;
+use crate::compile::resolve::ResolvedGroup;
+use crate::compile::units::parse_duration;
+
+pub fn service(g: &ResolvedGroup) -> Object {
+    let mut selector: BTreeMap<String, String> =
+        g.spec.selector.match_labels.clone().unwrap_or_default();
+    selector.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    selector.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
+    let affinity = g
+        .spec
+        .session_affinity
+        .as_ref()
+        .filter(|a| a.enabled == Some(true) && a.type_ != Some(AffinityType::Header));
+    let timeout = affinity
+        .and_then(|a| a.ttl.as_deref())
+        .and_then(|t| parse_duration(t).ok())
+        .map(|d| d.as_secs().clamp(1, 86400) as i32);
+    let svc = Service {
+        metadata: ObjectMeta {
+            name: Some(g.meta.name.clone()),
+            namespace: Some(g.meta.namespace.clone()),
+            labels: Some(labels::standard(&g.meta.name, COMPONENT_GROUP, GROUP_LABEL)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("mcp".into()),
+                port: defaults::PORT,
+                target_port: Some(IntOrString::String("mcp".into())),
+                protocol: Some("TCP".into()),
+                app_protocol: Some("http".into()),
+                ..ServicePort::default()
+            }]),
+            session_affinity: Some(
+                if affinity.is_some() {
+                    "ClientIP"
+                } else {
+                    "None"
+                }
+                .into(),
+            ),
+            session_affinity_config: timeout.map(|t| SessionAffinityConfig {
+                client_ip: Some(ClientIPConfig {
+                    timeout_seconds: Some(t),
+                }),
+            }),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let body = serde_json::to_value(&svc).unwrap_or(serde_json::Value::Null);
+    Object::new(body, Role::Child, Some(g.node.span))
+}

@@ -1,0 +1,35 @@
+//! Labels and annotations hangar puts on what it renders.
+
+use std::collections::BTreeMap;
+
+pub const MANAGED_BY: &str = "hangar";
+/// Names the MCPServer an object belongs to; also the pod selector of its Deployment and Service.
+pub const SERVER_LABEL: &str = "mcp-hangar.io/server";
+/// Names the MCPServerGroup an object belongs to.
+pub const GROUP_LABEL: &str = "mcp-hangar.io/group";
+/// On every MCP server pod (the seed's isolation NetworkPolicy selects on it).
+pub const MCP_SERVER_POD_LABEL: &str = "mcp-hangar.io/mcp_server";
+pub const CONFIG_HASH_ANNOTATION: &str = "mcp-hangar.io/config-hash";
+pub const COMPONENT_SERVER: &str = "mcp-server";
+pub const COMPONENT_GROUP: &str = "mcp-server-group";
+
+/// The standard labels of an object that belongs to `owner`.
+pub fn standard(owner: &str, component: &str, owner_label: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), owner.to_string()),
+        ("app.kubernetes.io/instance".to_string(), owner.to_string()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.to_string(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "hangar".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGED_BY.to_string(),
+        ),
+        (owner_label.to_string(), owner.to_string()),
+    ])
+}

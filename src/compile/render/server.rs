@@ -1,0 +1,515 @@
+//! What a container-mode MCPServer becomes: ServiceAccount, Deployment, Service, NetworkPolicy,
+//! and where asked a HorizontalPodAutoscaler and a PodDisruptionBudget. Remote mode renders none.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use super::labels::{
+    self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
+};
+use super::to_object;
+use crate::api::server::Mode;
+use crate::compile::bundle::Object;
+use crate::compile::defaults;
+use crate::compile::resolve::ResolvedServer;
+use crate::compile::units::parse_duration;
+
+const CONTAINER: &str = "mcp";
+const PORT_NAME: &str = "mcp";
+const METRICS_PORT_NAME: &str = "metrics";
+
+fn secs(d: Option<&str>, default: &str) -> i64 {
+    d.and_then(|d| parse_duration(d).ok())
+        .or_else(|| parse_duration(default).ok())
+        .map(|d| d.as_secs_f64().ceil() as i64)
+        .unwrap_or(1)
+}
+
+fn meta(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(s.meta.name.clone()),
+        namespace: Some(s.meta.namespace.clone()),
+        labels: Some(labels.clone()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn selector(s: &ResolvedServer) -> BTreeMap<String, String> {
+    BTreeMap::from([(SERVER_LABEL.to_string(), s.meta.name.clone())])
+}
+
+/// Short hash of the resolved definition: a change of anything the server is made from rolls its pods.
+pub fn config_hash(s: &ResolvedServer) -> String {
+    let input = serde_json::json!({"spec": s.spec_json, "labels": s.meta.labels, "annotations": s.meta.annotations});
+    let digest = Sha256::digest(input.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn children(s: &ResolvedServer) -> Vec<Object> {
+    if s.spec.mode == Mode::Remote {
+        return Vec::new();
+    }
+    let labels = labels::standard(&s.meta.name, COMPONENT_SERVER, SERVER_LABEL);
+    let mut out = Vec::new();
+    if s.spec.service_account_name.is_none() {
+        let sa = ServiceAccount {
+            metadata: meta(s, &labels),
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        };
+        out.push(to_object(&sa, s));
+    }
+    out.push(to_object(&deployment(s, &labels), s));
+    out.push(to_object(&service(s, &labels), s));
+    if s.spec.network_policy.as_ref().and_then(|n| n.enabled) != Some(false) {
+        out.push(to_object(&network_policy(s, &labels), s));
+    }
+    if let Some(h) = s.spec.hpa.as_ref().filter(|h| h.enabled == Some(true)) {
+        let hpa = HorizontalPodAutoscaler {
+            metadata: meta(s, &labels),
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: s.meta.name.clone(),
+                },
+                min_replicas: h.min_replicas,
+                max_replicas: h.max_replicas.unwrap_or(1),
+                metrics: Some(vec![MetricSpec {
+                    type_: "Resource".into(),
+                    resource: Some(ResourceMetricSource {
+                        name: "cpu".into(),
+                        target: MetricTarget {
+                            type_: "Utilization".into(),
+                            average_utilization: h.target_cpu_utilization_percentage,
+                            ..MetricTarget::default()
+                        },
+                    }),
+                    ..MetricSpec::default()
+                }]),
+                ..HorizontalPodAutoscalerSpec::default()
+            },
+            ..HorizontalPodAutoscaler::default()
+        };
+        out.push(to_object(&hpa, s));
+    }
+    if let Some(p) = s
+        .spec
+        .pod_disruption_budget
+        .as_ref()
+        .filter(|p| p.enabled == Some(true))
+    {
+        let max_unavailable = match (&p.min_available, &p.max_unavailable) {
+            (None, None) => Some(IntOrString::Int(1)),
+            (_, m) => m.clone(),
+        };
+        let pdb = PodDisruptionBudget {
+            metadata: meta(s, &labels),
+            spec: Some(PodDisruptionBudgetSpec {
+                selector: Some(LabelSelector {
+                    match_labels: Some(selector(s)),
+                    ..LabelSelector::default()
+                }),
+                min_available: p.min_available.clone(),
+                max_unavailable,
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            ..PodDisruptionBudget::default()
+        };
+        out.push(to_object(&pdb, s));
+    }
+    out
+}
+
+fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(PORT_NAME.into()),
+            host: None,
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failure),
+        success_threshold: Some(1),
+        initial_delay_seconds: Some(0),
+        ..Probe::default()
+    }
+}
+
+fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployment {
+    let spec = &s.spec;
+    let hash = config_hash(s);
+    let port = spec.port.unwrap_or(defaults::PORT);
+    // Pod labels: the server's own labels (so groups can select its pods), then hangar's (which win).
+    let mut pod_labels: BTreeMap<String, String> = s.meta.labels.clone();
+    pod_labels.extend(labels.clone());
+    pod_labels.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
+    let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.clone())]);
+
+    let hc = spec.health_check.clone().unwrap_or_default();
+    let probes = hc.enabled != Some(false);
+    let timeout = secs(hc.timeout.as_deref(), defaults::HEALTH_TIMEOUT).clamp(1, 3600) as i32;
+    let interval = secs(hc.interval.as_deref(), defaults::HEALTH_INTERVAL).clamp(1, 3600) as i32;
+    let failures = hc
+        .failure_threshold
+        .unwrap_or(defaults::HEALTH_FAILURE_THRESHOLD)
+        .max(1);
+    let startup = secs(spec.startup_timeout.as_deref(), defaults::STARTUP_TIMEOUT).max(1);
+    const STARTUP_PERIOD: i64 = 2;
+    let startup_failures =
+        ((startup + STARTUP_PERIOD - 1) / STARTUP_PERIOD).clamp(1, 100_000) as i32;
+
+    let mut ports = vec![ContainerPort {
+        name: Some(PORT_NAME.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }];
+    if let Some(m) = spec
+        .observability
+        .as_ref()
+        .and_then(|o| o.metrics.as_ref())
+        .filter(|m| m.enabled == Some(true))
+    {
+        ports.push(ContainerPort {
+            name: Some(METRICS_PORT_NAME.into()),
+            container_port: m.port.unwrap_or(defaults::METRICS_PORT),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        });
+    }
+
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for v in spec.volumes.iter().flatten() {
+        let items = |items: &Option<Vec<crate::api::server::KeyToPath>>| {
+            items.as_ref().map(|i| {
+                i.iter()
+                    .map(|k| KeyToPath {
+                        key: k.key.clone(),
+                        path: k.path.clone(),
+                        mode: None,
+                        ..KeyToPath::default()
+                    })
+                    .collect()
+            })
+        };
+        volumes.push(Volume {
+            name: v.name.clone(),
+            persistent_volume_claim: v.persistent_volume_claim.as_ref().map(|p| {
+                PersistentVolumeClaimVolumeSource {
+                    claim_name: p.claim_name.clone(),
+                    read_only: v.read_only,
+                }
+            }),
+            config_map: v.config_map.as_ref().map(|c| ConfigMapVolumeSource {
+                name: c.name.clone(),
+                items: items(&c.items),
+                default_mode: Some(0o644),
+                ..ConfigMapVolumeSource::default()
+            }),
+            secret: v.secret.as_ref().map(|c| SecretVolumeSource {
+                secret_name: Some(c.secret_name.clone()),
+                items: items(&c.items),
+                default_mode: Some(0o644),
+                ..SecretVolumeSource::default()
+            }),
+            empty_dir: v.empty_dir.as_ref().map(|e| EmptyDirVolumeSource {
+                medium: e.medium.clone(),
+                size_limit: e.size_limit.clone(),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: v.name.clone(),
+            mount_path: v.mount_path.clone(),
+            sub_path: v.sub_path.clone(),
+            read_only: Some(
+                v.read_only
+                    .unwrap_or(v.config_map.is_some() || v.secret.is_some()),
+            ),
+            ..VolumeMount::default()
+        });
+    }
+    // A read-only root file system still needs a writable /tmp for most servers.
+    let read_only_root = spec
+        .security_context
+        .as_ref()
+        .and_then(|c| c.read_only_root_filesystem)
+        != Some(false);
+    if read_only_root && !mounts.iter().any(|m| m.mount_path == "/tmp") {
+        volumes.push(Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            read_only: Some(false),
+            ..VolumeMount::default()
+        });
+    }
+
+    let container = Container {
+        name: CONTAINER.into(),
+        image: spec.image.clone(),
+        image_pull_policy: spec.image_pull_policy.map(|p| format!("{p:?}")),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        working_dir: spec.working_dir.clone(),
+        ports: Some(ports),
+        env: spec.env.clone().filter(|e| !e.is_empty()),
+        resources: spec.resources.clone(),
+        security_context: spec.security_context.clone(),
+        volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
+        startup_probe: probes.then(|| tcp_probe(STARTUP_PERIOD as i32, 1, startup_failures)),
+        readiness_probe: probes.then(|| tcp_probe(interval.min(10), timeout, failures)),
+        liveness_probe: probes.then(|| tcp_probe(interval, timeout, failures)),
+        termination_message_path: Some("/dev/termination-log".into()),
+        termination_message_policy: Some("File".into()),
+        ..Container::default()
+    };
+    let hpa = spec.hpa.as_ref().and_then(|h| h.enabled) == Some(true);
+    Deployment {
+        metadata: ObjectMeta {
+            annotations: Some(annotations.clone()),
+            ..meta(s, labels)
+        },
+        spec: Some(DeploymentSpec {
+            replicas: if hpa {
+                None
+            } else {
+                Some(spec.replicas.unwrap_or(defaults::REPLICAS))
+            },
+            selector: LabelSelector {
+                match_labels: Some(selector(s)),
+                ..LabelSelector::default()
+            },
+            revision_history_limit: Some(10),
+            progress_deadline_seconds: Some(600),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".into())),
+                    max_unavailable: Some(IntOrString::String("25%".into())),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(
+                        spec.service_account_name
+                            .clone()
+                            .unwrap_or_else(|| s.meta.name.clone()),
+                    ),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: spec
+                            .security_context
+                            .as_ref()
+                            .and_then(|c| c.run_as_non_root)
+                            .or(Some(true)),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes).filter(|v| !v.is_empty()),
+                    image_pull_secrets: spec.image_pull_secrets.clone(),
+                    node_selector: spec.node_selector.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    affinity: spec.affinity.clone(),
+                    priority_class_name: spec.priority_class_name.clone(),
+                    termination_grace_period_seconds: Some(secs(
+                        spec.shutdown_grace_period.as_deref(),
+                        defaults::SHUTDOWN_GRACE_PERIOD,
+                    )),
+                    restart_policy: Some("Always".into()),
+                    dns_policy: Some("ClusterFirst".into()),
+                    scheduler_name: Some("default-scheduler".into()),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
+    let spec = &s.spec;
+    let port = spec.port.unwrap_or(defaults::PORT);
+    let mut ports = vec![ServicePort {
+        name: Some(PORT_NAME.into()),
+        port,
+        target_port: Some(IntOrString::String(PORT_NAME.into())),
+        protocol: Some("TCP".into()),
+        app_protocol: Some("http".into()),
+        ..ServicePort::default()
+    }];
+    if let Some(m) = spec
+        .observability
+        .as_ref()
+        .and_then(|o| o.metrics.as_ref())
+        .filter(|m| m.enabled == Some(true))
+    {
+        ports.push(ServicePort {
+            name: Some(METRICS_PORT_NAME.into()),
+            port: m.port.unwrap_or(defaults::METRICS_PORT),
+            target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
+            protocol: Some("TCP".into()),
+            app_protocol: Some("http".into()),
+            ..ServicePort::default()
+        });
+    }
+    Service {
+        metadata: meta(s, labels),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector(s)),
+            ports: Some(ports),
+            session_affinity: Some("None".into()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn network_policy(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> NetworkPolicy {
+    let np = s.spec.network_policy.clone().unwrap_or_default();
+    let allowed = np.allowed_namespace_labels.clone().unwrap_or_default();
+    let mut from = vec![
+        // Pods of the server's own namespace.
+        NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        },
+        // hangar's controller (the MCP probe), wherever it runs.
+        NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector::default()),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    (
+                        "app.kubernetes.io/part-of".to_string(),
+                        "hangar".to_string(),
+                    ),
+                    (
+                        "app.kubernetes.io/component".to_string(),
+                        "controller".to_string(),
+                    ),
+                ])),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        },
+    ];
+    if !allowed.is_empty() {
+        from.push(NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(allowed.clone()),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        });
+    }
+    let mut ports = vec![NetworkPolicyPort {
+        port: Some(IntOrString::String(PORT_NAME.into())),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    }];
+    if s.spec
+        .observability
+        .as_ref()
+        .and_then(|o| o.metrics.as_ref())
+        .and_then(|m| m.enabled)
+        == Some(true)
+    {
+        ports.push(NetworkPolicyPort {
+            port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
+            protocol: Some("TCP".into()),
+            end_port: None,
+        });
+    }
+    let restrict_egress = np.restrict_egress == Some(true);
+    let egress = restrict_egress.then(|| {
+        let mut rules = vec![NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![
+                NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some("UDP".into()),
+                    end_port: None,
+                },
+                NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                },
+            ]),
+        }];
+        if !allowed.is_empty() {
+            rules.push(NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(allowed.clone()),
+                        ..LabelSelector::default()
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: None,
+            });
+        }
+        rules
+    });
+    let mut policy_types = vec!["Ingress".to_string()];
+    if restrict_egress {
+        policy_types.push("Egress".into());
+    }
+    NetworkPolicy {
+        metadata: meta(s, labels),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(s)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(policy_types),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: Some(ports),
+            }]),
+            egress,
+        }),
+    }
+}

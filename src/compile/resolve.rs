@@ -1,0 +1,654 @@
+//! Resolution: catalogs are bound to discovery sources, every server definition is layered
+//! (defaults < providerTemplate < catalog entry < explicit resource), equal-priority conflicts are
+//! reported with both locations, and every default is written out.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+
+use super::defaults::{self, merge_into};
+use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use super::load;
+use super::model::{Catalog, Entry, Meta, Model, Resource};
+use super::node::{Node, Seg, Value};
+use crate::api::Kind;
+use crate::api::discovery::{MCPDiscoverySourceSpec, SourceType};
+use crate::api::group::MCPServerGroupSpec;
+use crate::api::server::MCPServerSpec;
+
+/// Label set on MCPServers made from a discovery source's catalog.
+pub const DISCOVERED_BY_LABEL: &str = "mcp-hangar.io/discovered-by";
+/// Annotation naming where a discovered server's definition came from.
+pub const SOURCE_ANNOTATION: &str = "mcp-hangar.io/source";
+
+/// A layer of a server's definition, highest priority first in [`ResolvedServer::layers`].
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub what: &'static str,
+    /// The spec node of this layer (the entry itself for catalog entries).
+    pub node: Node,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Explicit,
+    Discovered {
+        source: Option<String>,
+        catalog: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolvedServer {
+    pub meta: Meta,
+    pub spec: MCPServerSpec,
+    /// The resolved spec as JSON (every default written out).
+    pub spec_json: Json,
+    /// The user's layers merged, without defaults (what the user said).
+    pub user: Json,
+    pub layers: Vec<Layer>,
+    /// Span of the definition (the MCPServer document or catalog entry of highest priority).
+    pub span: Span,
+    pub origin: Origin,
+}
+
+impl ResolvedServer {
+    /// Which layer set a field, if any did ("MCPServer", "catalog entry", "providerTemplate").
+    pub fn set_by(&self, path: &[Seg]) -> Option<&'static str> {
+        self.layers
+            .iter()
+            .find(|l| l.node.lookup(path).1)
+            .map(|l| l.what)
+    }
+
+    /// Where a field of the spec was set: the highest-priority layer that has it, else the
+    /// closest enclosing node of the highest layer.
+    pub fn locate(&self, path: &[Seg]) -> Span {
+        for layer in &self.layers {
+            let (node, found) = layer.node.lookup(path);
+            if found {
+                return node.span;
+            }
+        }
+        self.layers
+            .first()
+            .map(|l| l.node.span_at(path))
+            .unwrap_or(self.span)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolvedGroup {
+    pub meta: Meta,
+    pub spec: MCPServerGroupSpec,
+    pub spec_json: Json,
+    pub node: Node,
+    pub legacy: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolvedSource {
+    pub meta: Meta,
+    pub spec: MCPDiscoverySourceSpec,
+    pub spec_json: Json,
+    pub node: Node,
+}
+
+#[derive(Default)]
+pub struct Resolved {
+    pub servers: Vec<ResolvedServer>,
+    pub groups: Vec<ResolvedGroup>,
+    pub sources: Vec<ResolvedSource>,
+}
+
+/// A catalog given with `--catalog`, optionally bound to a named discovery source.
+pub struct BoundCatalog {
+    pub catalog: Catalog,
+    pub bind: Option<String>,
+}
+
+pub fn resolve(
+    model: &Model,
+    extra: Vec<BoundCatalog>,
+    files: &mut Vec<SourceFile>,
+    default_ns: &str,
+    diags: &mut Diagnostics,
+) -> Resolved {
+    let mut out = Resolved::default();
+
+    // Discovery sources and groups: defaults under the user's spec.
+    for r in model
+        .resources
+        .iter()
+        .filter(|r| r.kind == Kind::DiscoverySource)
+    {
+        let mut spec_json = defaults::discovery_source(&r.spec);
+        merge_into(&mut spec_json, &r.spec);
+        match serde_json::from_value::<MCPDiscoverySourceSpec>(spec_json.clone()) {
+            Ok(spec) => {
+                let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
+                out.sources.push(ResolvedSource {
+                    meta: r.meta.clone(),
+                    spec,
+                    spec_json,
+                    node: r.node.clone(),
+                })
+            }
+            Err(e) => diags.push(internal(r, &e)),
+        }
+    }
+    for r in model.resources.iter().filter(|r| r.kind == Kind::Group) {
+        let mut spec_json = defaults::group();
+        merge_into(&mut spec_json, &r.spec);
+        match serde_json::from_value::<MCPServerGroupSpec>(spec_json.clone()) {
+            Ok(spec) => {
+                let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
+                out.groups.push(ResolvedGroup {
+                    meta: r.meta.clone(),
+                    spec,
+                    spec_json,
+                    node: r.node.clone(),
+                    legacy: r.legacy,
+                })
+            }
+            Err(e) => diags.push(internal(r, &e)),
+        }
+    }
+    report_duplicates(
+        model.resources.iter().filter(|r| r.kind == Kind::Group),
+        diags,
+    );
+    report_duplicates(
+        model
+            .resources
+            .iter()
+            .filter(|r| r.kind == Kind::DiscoverySource),
+        diags,
+    );
+
+    // Catalog entries, each with the source it belongs to (if any).
+    let mut entries: Vec<(Entry, Option<usize>, String)> = Vec::new();
+    for c in &model.catalogs {
+        for e in &c.entries {
+            entries.push((e.clone(), None, c.origin.clone()));
+        }
+    }
+    for (si, src) in out.sources.iter().enumerate() {
+        if src.spec.type_ != SourceType::ConfigMap {
+            continue;
+        }
+        if let Some(c) = configmap_catalog(src, model, files, diags) {
+            for e in c.entries {
+                entries.push((e, Some(si), c.origin.clone()));
+            }
+        }
+    }
+    for bc in extra {
+        let target = match bind_target(&bc, &out.sources, &entries, diags) {
+            Ok(t) => t,
+            Err(()) => continue,
+        };
+        for e in bc.catalog.entries {
+            entries.push((e, target, bc.catalog.origin.clone()));
+        }
+    }
+
+    // Group definitions by (namespace, name).
+    let mut keys: BTreeMap<
+        (String, String),
+        (Vec<&Resource>, Vec<(Entry, Option<usize>, String)>),
+    > = BTreeMap::new();
+    for r in model.resources.iter().filter(|r| r.kind == Kind::Server) {
+        keys.entry((r.meta.namespace.clone(), r.meta.name.clone()))
+            .or_default()
+            .0
+            .push(r);
+    }
+    for (e, si, origin) in entries {
+        let ns = e
+            .meta
+            .namespace
+            .clone()
+            .or_else(|| {
+                si.and_then(|i| out.sources.get(i))
+                    .map(|s| s.meta.namespace.clone())
+            })
+            .unwrap_or_else(|| default_ns.to_string());
+        keys.entry((ns, e.meta.name.clone()))
+            .or_default()
+            .1
+            .push((e, si, origin));
+    }
+
+    for ((ns, name), (explicit, discovered)) in keys {
+        if explicit.len() > 1
+            && conflicting(
+                explicit
+                    .iter()
+                    .map(|r| (&r.node, r.spec.clone(), &r.meta.labels, &r.meta.annotations)),
+                "MCPServer",
+                &ns,
+                &name,
+                diags,
+            )
+        {
+            continue;
+        }
+        let empty = BTreeMap::new();
+        if discovered.len() > 1
+            && conflicting(
+                discovered.iter().map(|(e, _, _)| {
+                    (
+                        &e.node,
+                        e.spec.clone(),
+                        e.meta.labels.as_ref().unwrap_or(&empty),
+                        e.meta.annotations.as_ref().unwrap_or(&empty),
+                    )
+                }),
+                "catalog entry",
+                &ns,
+                &name,
+                diags,
+            )
+        {
+            continue;
+        }
+        let mut layers = Vec::new();
+        let mut user = json!({});
+        let mut meta = Meta {
+            name: name.clone(),
+            namespace: ns.clone(),
+            ..Meta::default()
+        };
+        let mut origin = Origin::Explicit;
+        if let Some((entry, si, catalog)) = discovered.first() {
+            let source = si.and_then(|i| out.sources.get(i));
+            if let Some(src) = source {
+                if let Some(t) = &src.spec.provider_template {
+                    if let Some(spec) = &t.spec {
+                        merge_into(&mut user, &spec.0);
+                        let node = src
+                            .node
+                            .lookup(&["spec".into(), "providerTemplate".into(), "spec".into()])
+                            .0
+                            .clone();
+                        layers.push(Layer {
+                            what: "providerTemplate",
+                            node,
+                        });
+                    }
+                    if let Some(m) = &t.metadata {
+                        meta.labels.extend(m.labels.clone().unwrap_or_default());
+                        meta.annotations
+                            .extend(m.annotations.clone().unwrap_or_default());
+                    }
+                }
+                meta.labels
+                    .insert(DISCOVERED_BY_LABEL.into(), src.meta.name.clone());
+            }
+            merge_into(&mut user, &entry.spec);
+            layers.push(Layer {
+                what: "catalog entry",
+                node: entry.node.clone(),
+            });
+            meta.labels
+                .extend(entry.meta.labels.clone().unwrap_or_default());
+            meta.annotations
+                .extend(entry.meta.annotations.clone().unwrap_or_default());
+            meta.annotations
+                .insert(SOURCE_ANNOTATION.into(), catalog.clone());
+            origin = Origin::Discovered {
+                source: source.map(|s| s.meta.name.clone()),
+                catalog: catalog.clone(),
+            };
+        }
+        if let Some(r) = explicit.first() {
+            merge_into(&mut user, &r.spec);
+            let node = r.spec_node().cloned().unwrap_or_else(|| r.node.clone());
+            layers.push(Layer {
+                what: "MCPServer",
+                node,
+            });
+            meta.labels.extend(r.meta.labels.clone());
+            meta.annotations.extend(r.meta.annotations.clone());
+            origin = Origin::Explicit;
+        }
+        layers.reverse();
+        let span = explicit
+            .first()
+            .map(|r| r.node.span)
+            .or(discovered.first().map(|(e, _, _)| e.node.span))
+            .unwrap_or_default();
+        let mut spec_json = defaults::server(&user);
+        merge_into(&mut spec_json, &user);
+        if user.get("mode").is_none()
+            && user.get("image").is_some()
+            && user.get("endpoint").is_some()
+        {
+            diags.push(
+                Diagnostic::error(
+                    "ambiguous-mode",
+                    Some(span),
+                    format!("server `{name}` has both `image` and `endpoint` but no `mode`"),
+                )
+                .hint("add `mode: container` or `mode: remote`"),
+            );
+            continue;
+        }
+        match serde_json::from_value::<MCPServerSpec>(spec_json.clone()) {
+            Ok(spec) => {
+                // Canonical field order: the API type's.
+                let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
+                out.servers.push(ResolvedServer {
+                    meta,
+                    spec,
+                    spec_json,
+                    user,
+                    layers,
+                    span,
+                    origin,
+                })
+            }
+            Err(e) => diags.push(Diagnostic::error(
+                "invalid-spec",
+                Some(span),
+                format!("server `{name}`: {e}"),
+            )),
+        }
+    }
+    out
+}
+
+fn internal(r: &Resource, e: &serde_json::Error) -> Diagnostic {
+    Diagnostic::error(
+        "invalid-spec",
+        Some(r.node.span),
+        format!("{} `{}`: {e}", r.kind.name(), r.meta.name),
+    )
+}
+
+fn report_duplicates<'a>(items: impl Iterator<Item = &'a Resource>, diags: &mut Diagnostics) {
+    let mut seen: BTreeMap<(String, String), Vec<&Resource>> = BTreeMap::new();
+    for r in items {
+        seen.entry((r.meta.namespace.clone(), r.meta.name.clone()))
+            .or_default()
+            .push(r);
+    }
+    for ((ns, name), rs) in seen {
+        if rs.len() > 1 {
+            let kind = rs[0].kind.name();
+            conflicting(
+                rs.iter()
+                    .map(|r| (&r.node, r.spec.clone(), &r.meta.labels, &r.meta.annotations)),
+                kind,
+                &ns,
+                &name,
+                diags,
+            );
+        }
+    }
+}
+
+/// Two or more definitions of one thing at the same priority: identical ones are a warning,
+/// differing ones an error that names both locations and the first field that differs.
+/// Returns true when they conflict.
+fn conflicting<'a>(
+    defs: impl Iterator<
+        Item = (
+            &'a Node,
+            Json,
+            &'a BTreeMap<String, String>,
+            &'a BTreeMap<String, String>,
+        ),
+    >,
+    what: &str,
+    ns: &str,
+    name: &str,
+    diags: &mut Diagnostics,
+) -> bool {
+    let defs: Vec<_> = defs.collect();
+    let Some((first_node, first_spec, first_labels, first_ann)) = defs.first() else {
+        return false;
+    };
+    let mut conflict = false;
+    for (node, spec, labels, ann) in &defs[1..] {
+        let a = json!({"metadata": {"labels": first_labels, "annotations": first_ann}, "spec": first_spec});
+        let b = json!({"metadata": {"labels": labels, "annotations": ann}, "spec": spec});
+        if a == b {
+            diags.push(
+                Diagnostic::warning(
+                    "duplicate-definition",
+                    Some(node.span),
+                    format!("{what} `{ns}/{name}` is defined twice (identically)"),
+                )
+                .note(Some(first_node.span), "first defined here")
+                .hint("remove one of the two definitions"),
+            );
+            continue;
+        }
+        conflict = true;
+        let path = first_difference(&a, &b);
+        let spec_path = |n: &'a Node| -> Span {
+            if what == "catalog entry" {
+                let p: Vec<Seg> = path.iter().skip(1).cloned().collect();
+                n.span_at(&p)
+            } else {
+                n.span_at(&path)
+            }
+        };
+        let field = super::node::path_string(&path);
+        diags.push(
+            Diagnostic::error(
+                "conflicting-definition",
+                Some(spec_path(node)),
+                format!("{what} `{ns}/{name}` is defined twice at the same priority, and the definitions differ at `{field}`"),
+            )
+            .note(Some(spec_path(first_node)), "the other definition")
+            .hint("keep one definition, or move the override into an explicit MCPServer (which takes priority over catalog entries)"),
+        );
+    }
+    conflict
+}
+
+fn first_difference(a: &Json, b: &Json) -> Vec<Seg> {
+    match (a, b) {
+        (Json::Object(x), Json::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.dedup();
+            for k in keys {
+                let (va, vb) = (x.get(k), y.get(k));
+                if va != vb {
+                    let mut p = vec![Seg::Key(k.clone())];
+                    if let (Some(va), Some(vb)) = (va, vb) {
+                        p.extend(first_difference(va, vb));
+                    }
+                    return p;
+                }
+            }
+            vec![]
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            for (i, (va, vb)) in x.iter().zip(y.iter()).enumerate() {
+                if va != vb {
+                    let mut p = vec![Seg::Index(i)];
+                    p.extend(first_difference(va, vb));
+                    return p;
+                }
+            }
+            vec![]
+        }
+        _ => vec![],
+    }
+}
+
+/// Which source a `--catalog` binds to: the named one, or the only ConfigMap/Git source without
+/// a catalog of its own in the inputs, or none (the entries become plain servers).
+fn bind_target(
+    bc: &BoundCatalog,
+    sources: &[super::resolve::ResolvedSource],
+    entries: &[(Entry, Option<usize>, String)],
+    diags: &mut Diagnostics,
+) -> Result<Option<usize>, ()> {
+    if let Some(name) = &bc.bind {
+        let found: Vec<usize> = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                &s.meta.name == name || &format!("{}/{}", s.meta.namespace, s.meta.name) == name
+            })
+            .map(|(i, _)| i)
+            .collect();
+        return match found.as_slice() {
+            [i] => Ok(Some(*i)),
+            [] => {
+                let names: Vec<&str> = sources.iter().map(|s| s.meta.name.as_str()).collect();
+                let mut d = Diagnostic::error(
+                    "unknown-source",
+                    Some(bc.catalog.span),
+                    format!(
+                        "--catalog names discovery source `{name}`, which is not among the inputs"
+                    ),
+                );
+                if let Some(best) = super::diag::did_you_mean(name, names.iter().copied()) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                diags.push(d);
+                Err(())
+            }
+            _ => {
+                diags.push(Diagnostic::error(
+                    "ambiguous-source",
+                    Some(bc.catalog.span),
+                    format!("several discovery sources are named `{name}`; write NAMESPACE/NAME"),
+                ));
+                Err(())
+            }
+        };
+    }
+    let candidates: Vec<usize> = sources
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            matches!(s.spec.type_, SourceType::ConfigMap | SourceType::Git)
+                && !entries.iter().any(|(_, si, _)| *si == Some(*i))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match candidates.as_slice() {
+        [] => Ok(None),
+        [i] => Ok(Some(*i)),
+        _ => {
+            let names: Vec<String> = candidates
+                .iter()
+                .filter_map(|i| sources.get(*i))
+                .map(|s| s.meta.name.clone())
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    "ambiguous-source",
+                    Some(bc.catalog.span),
+                    format!(
+                        "--catalog could belong to any of the discovery sources {}",
+                        names.join(", ")
+                    ),
+                )
+                .hint("bind it to one: --catalog SOURCE=PATH"),
+            );
+            Err(())
+        }
+    }
+}
+
+/// The catalog a ConfigMap discovery source reads, when that ConfigMap is among the inputs. Its
+/// data key is parsed as a nested file whose positions map back into the ConfigMap's file.
+fn configmap_catalog(
+    src: &ResolvedSource,
+    model: &Model,
+    files: &mut Vec<SourceFile>,
+    diags: &mut Diagnostics,
+) -> Option<Catalog> {
+    let r = src.spec.config_map_ref.as_ref()?;
+    let ns = r
+        .namespace
+        .clone()
+        .unwrap_or_else(|| src.meta.namespace.clone());
+    let key = r.key.clone().unwrap_or_else(|| "providers.yaml".into());
+    let cm = model.objects.iter().find(|o| {
+        o.kind == "ConfigMap"
+            && o.api_version == "v1"
+            && o.meta.name == r.name
+            && o.meta.namespace == ns
+    })?;
+    let Some(data) = cm.node.get("data").and_then(|d| d.get(&key)) else {
+        let span = cm.node.get("data").map(|d| d.span).unwrap_or(cm.node.span);
+        diags.push(
+            Diagnostic::error(
+                "missing-catalog-key",
+                Some(span),
+                format!(
+                    "ConfigMap `{ns}/{}` has no key `{key}` for discovery source `{}`",
+                    r.name, src.meta.name
+                ),
+            )
+            .hint("put the catalog under that key, or set configMapRef.key"),
+        );
+        return None;
+    };
+    let Value::Str(text) = &data.value else {
+        return None;
+    };
+    let parent = files.get(data.span.file)?;
+    let indicator_line = data.span.line;
+    let block = parent
+        .text
+        .lines()
+        .nth(indicator_line as usize - 1)
+        .is_some_and(|l| {
+            let t = l.trim_end();
+            t.ends_with('|')
+                || t.ends_with("|-")
+                || t.ends_with("|+")
+                || t.ends_with('>')
+                || t.ends_with(">-")
+        });
+    let (line_offset, col_offset) = if block {
+        let indent = parent
+            .text
+            .lines()
+            .nth(indicator_line as usize)
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0);
+        (
+            parent.line_offset + indicator_line,
+            parent.col_offset + indent as u32,
+        )
+    } else {
+        (parent.line_offset + indicator_line - 1, parent.col_offset)
+    };
+    let context = format!("ConfigMap {ns}/{} key {key}", r.name);
+    let nested = SourceFile {
+        path: parent.path.clone(),
+        text: text.clone(),
+        line_offset,
+        col_offset,
+        context: Some(context.clone()),
+    };
+    let index = files.len();
+    files.push(nested);
+    let loaded = load::load_file(index, &key, text, diags);
+    let mut entries = Vec::new();
+    let mut span = data.span;
+    for doc in loaded.docs {
+        span = doc.span;
+        if let Some(c) =
+            super::model::read_catalog(&doc, &format!("configmap:{ns}/{}#{key}", r.name), diags)
+        {
+            entries.extend(c.entries);
+        }
+    }
+    Some(Catalog {
+        entries,
+        span,
+        origin: format!("configmap:{ns}/{}#{key}", r.name),
+    })
+}

@@ -1,0 +1,8 @@
+//! hangar: run MCP servers on Kubernetes declaratively.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod compile;
+pub mod diff;
+pub mod source;

@@ -1,0 +1,49 @@
+//! The bundled examples, compiled into the binary so that `hangar render` works on a fresh
+//! machine with no files at all. A test checks this list against `examples/`.
+
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "examples/namespaces.yaml",
+        include_str!("../../examples/namespaces.yaml"),
+    ),
+    (
+        "examples/basic-server.yaml",
+        include_str!("../../examples/basic-server.yaml"),
+    ),
+    (
+        "examples/server-with-secrets.yaml",
+        include_str!("../../examples/server-with-secrets.yaml"),
+    ),
+    (
+        "examples/remote-server.yaml",
+        include_str!("../../examples/remote-server.yaml"),
+    ),
+    (
+        "examples/cold-start.yaml",
+        include_str!("../../examples/cold-start.yaml"),
+    ),
+    (
+        "examples/ha-group.yaml",
+        include_str!("../../examples/ha-group.yaml"),
+    ),
+    (
+        "examples/namespace-discovery.yaml",
+        include_str!("../../examples/namespace-discovery.yaml"),
+    ),
+    (
+        "examples/configmap-discovery.yaml",
+        include_str!("../../examples/configmap-discovery.yaml"),
+    ),
+    (
+        "examples/catalog.yaml",
+        include_str!("../../examples/catalog.yaml"),
+    ),
+    (
+        "examples/catalog.toml",
+        include_str!("../../examples/catalog.toml"),
+    ),
+    (
+        "examples/production-server.yaml",
+        include_str!("../../examples/production-server.yaml"),
+    ),
+];

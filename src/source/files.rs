@@ -1,0 +1,133 @@
+//! Reading PATH arguments: files, directories (recursively, in a stable order), or `-` for stdin.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::compile::SourceFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid UTF-8 text (is this a binary file?)")]
+    NotUtf8 { path: String },
+    #[error("{path}: no .yaml, .yml, .json or .toml files found in this directory")]
+    EmptyDir { path: String },
+}
+
+/// Extensions read from directories.
+pub const EXTENSIONS: [&str; 4] = ["yaml", "yml", "json", "toml"];
+
+fn wanted(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e))
+}
+
+fn hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n != "." && n != "..")
+}
+
+/// Lists the files a PATH stands for, sorted.
+pub fn expand(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    let meta = std::fs::metadata(path).map_err(|e| ReadError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| ReadError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ReadError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+            let p = entry.path();
+            if hidden(&p) {
+                continue;
+            }
+            let ft = entry.file_type().map_err(|e| ReadError::Io {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            if ft.is_dir() || (ft.is_symlink() && p.is_dir()) {
+                stack.push(p);
+            } else if wanted(&p) {
+                out.push(p);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ReadError::EmptyDir {
+            path: path.display().to_string(),
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one file (or stdin for `-`).
+pub fn read(path: &Path) -> Result<SourceFile, ReadError> {
+    let shown = path.display().to_string();
+    let bytes = if shown == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| ReadError::Io {
+                path: "<stdin>".into(),
+                source: e,
+            })?;
+        buf
+    } else {
+        std::fs::read(path).map_err(|e| ReadError::Io {
+            path: shown.clone(),
+            source: e,
+        })?
+    };
+    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
+        path: shown.clone(),
+    })?;
+    let name = if shown == "-" {
+        "<stdin>".to_string()
+    } else {
+        shown
+    };
+    Ok(SourceFile::new(name, text))
+}
+
+/// Reads every file of every PATH; all read errors are returned, not just the first.
+pub fn read_all(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<ReadError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        let list = if p.as_os_str() == "-" {
+            Ok(vec![p.clone()])
+        } else {
+            expand(p)
+        };
+        match list {
+            Ok(list) => {
+                for f in list {
+                    match read(&f) {
+                        Ok(sf) => files.push(sf),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (files, errors)
+}
