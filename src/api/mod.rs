@@ -2,9 +2,15 @@
 //! format, and the schemas generated from them. This module is the one source of `crds/` and `schema/`.
 
 pub mod catalog;
+// kube's printcolumn(...) attributes repeat `type_ = ...`, which this lint mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 pub mod discovery;
+// kube's printcolumn(...) attributes repeat `type_ = ...`, which this lint mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 pub mod group;
 pub mod schema;
+// kube's printcolumn(...) attributes repeat `type_ = ...`, which this lint mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 pub mod server;
 
 pub use discovery::{MCPDiscoverySource, MCPDiscoverySourceSpec, MCPDiscoverySourceStatus};

@@ -140,10 +140,12 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                     ));
                 }
             }
-            if user
-                .get("replicas")
-                .and_then(Json::as_i64)
-                .is_some_and(|r| r > 1)
+            let from_template = s.set_by(&p("replicas")) == Some("providerTemplate");
+            if !from_template
+                && user
+                    .get("replicas")
+                    .and_then(Json::as_i64)
+                    .is_some_and(|r| r > 1)
             {
                 diags.push(Diagnostic::warning(
                     "ignored-field",

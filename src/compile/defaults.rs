@@ -126,14 +126,16 @@ pub fn discovery_source(user: &Value) -> Value {
             d["namespaceSelector"] =
                 json!({"excludeNamespaces": ["kube-system", "kube-public", "kube-node-lease"]});
         }
-        Some("ConfigMap") => d["configMapRef"] = json!({"key": "providers.yaml"}),
+        Some("ConfigMap") if user.get("configMapRef").is_some() => {
+            d["configMapRef"] = json!({"key": "providers.yaml"})
+        }
         Some("Annotations") => {
             d["annotations"] = json!({"annotationPrefix": "mcp-hangar.io", "requiredAnnotations": ["mcp-hangar.io/provider"]});
         }
         Some("ServiceDiscovery") => {
             d["serviceDiscovery"] = json!({"portName": "mcp", "protocol": "http"})
         }
-        Some("Git") => d["git"] = json!({"ref": "main", "path": "/"}),
+        Some("Git") if user.get("git").is_some() => d["git"] = json!({"ref": "main", "path": "/"}),
         _ => {}
     }
     d

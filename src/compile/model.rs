@@ -30,6 +30,9 @@ pub struct Resource {
     pub spec: Json,
     /// The whole document, for locating fields.
     pub node: Node,
+    /// False when the document had errors: it is still resolved and checked (so that every error
+    /// is found in one run), but never rendered.
+    pub valid: bool,
 }
 
 impl Resource {
@@ -45,6 +48,8 @@ pub struct Entry {
     /// The entry minus its metadata fields: an MCPServer spec fragment.
     pub spec: Json,
     pub node: Node,
+    /// False when the entry had errors (see [`Resource::valid`]).
+    pub valid: bool,
 }
 
 /// A catalog, and the discovery source it was given for (if named).
@@ -386,13 +391,14 @@ fn metadata_schema() -> Json {
     let mut props = serde_json::Map::new();
     props.insert("name".into(), json!({"type": "string"}));
     props.insert("namespace".into(), json!({"type": "string"}));
+    // Labels and annotations are checked (with better messages) by `read_meta`.
     props.insert(
         "labels".into(),
-        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        json!({"x-kubernetes-preserve-unknown-fields": true}),
     );
     props.insert(
         "annotations".into(),
-        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        json!({"x-kubernetes-preserve-unknown-fields": true}),
     );
     for f in SERVER_SET_METADATA {
         props.insert(
@@ -451,9 +457,7 @@ fn read_resource(
             );
         }
     }
-    if diags.error_count() > before {
-        return;
-    }
+    let valid = diags.error_count() == before;
     let Some(meta) = meta else { return };
     let spec = doc.get("spec").map(Node::to_json).unwrap_or(Json::Null);
     model.resources.push(Resource {
@@ -462,6 +466,7 @@ fn read_resource(
         meta,
         spec,
         node: doc,
+        valid,
     });
 }
 
@@ -507,10 +512,9 @@ pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option
                 &mut vec![Seg::Key(list_name.into()), Seg::Index(i)],
                 diags,
             );
-            if diags.error_count() > before {
-                continue;
-            }
-            if let Some(entry) = read_entry(item, diags) {
+            let schema_ok = diags.error_count() == before;
+            if let Some(mut entry) = read_entry(item, diags) {
+                entry.valid &= schema_ok;
                 entries.push(entry);
             }
         }
@@ -569,9 +573,10 @@ fn read_entry(item: &Node, diags: &mut Diagnostics) -> Option<Entry> {
             obj.remove(f);
         }
     }
-    ok.then(|| Entry {
+    Some(Entry {
         meta,
         spec,
         node: item.clone(),
+        valid: ok,
     })
 }

@@ -101,6 +101,10 @@ pub struct Resolved {
     pub sources: Vec<ResolvedSource>,
 }
 
+/// Every definition of one server: explicit MCPServers, and catalog entries with the index of
+/// their discovery source and their origin.
+type Definitions<'a> = (Vec<&'a Resource>, Vec<(Entry, Option<usize>, String)>);
+
 /// A catalog given with `--catalog`, optionally bound to a named discovery source.
 pub struct BoundCatalog {
     pub catalog: Catalog,
@@ -134,6 +138,7 @@ pub fn resolve(
                     node: r.node.clone(),
                 })
             }
+            Err(_) if !r.valid => {}
             Err(e) => diags.push(internal(r, &e)),
         }
     }
@@ -151,6 +156,7 @@ pub fn resolve(
                     legacy: r.legacy,
                 })
             }
+            Err(_) if !r.valid => {}
             Err(e) => diags.push(internal(r, &e)),
         }
     }
@@ -194,10 +200,7 @@ pub fn resolve(
     }
 
     // Group definitions by (namespace, name).
-    let mut keys: BTreeMap<
-        (String, String),
-        (Vec<&Resource>, Vec<(Entry, Option<usize>, String)>),
-    > = BTreeMap::new();
+    let mut keys: BTreeMap<(String, String), Definitions<'_>> = BTreeMap::new();
     for r in model.resources.iter().filter(|r| r.kind == Kind::Server) {
         keys.entry((r.meta.namespace.clone(), r.meta.name.clone()))
             .or_default()
@@ -253,6 +256,7 @@ pub fn resolve(
         {
             continue;
         }
+        let valid = explicit.iter().all(|r| r.valid) && discovered.iter().all(|(e, _, _)| e.valid);
         let mut layers = Vec::new();
         let mut user = json!({});
         let mut meta = Meta {
@@ -349,6 +353,8 @@ pub fn resolve(
                     origin,
                 })
             }
+            // A definition that already had errors may not deserialise; those errors said it.
+            Err(_) if !valid => {}
             Err(e) => diags.push(Diagnostic::error(
                 "invalid-spec",
                 Some(span),

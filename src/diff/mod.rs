@@ -44,8 +44,8 @@ pub fn normalize(body: &Json) -> Json {
 pub const MASK: &str = "<masked>";
 
 /// Replaces Secret values; where `other` is given, a value that differs from the other side is
-/// marked as changed (without showing either value).
-pub fn mask_secret(body: &Json, other: Option<&Json>) -> Json {
+/// marked `<masked: old>` / `<masked: new>` (by `side`) without showing either value.
+pub fn mask_secret(body: &Json, other: Option<(&Json, &str)>) -> Json {
     let mut b = body.clone();
     if b.get("kind").and_then(Json::as_str) != Some("Secret") {
         return b;
@@ -55,11 +55,18 @@ pub fn mask_secret(body: &Json, other: Option<&Json>) -> Json {
             continue;
         };
         for (k, v) in map.iter_mut() {
-            let changed = other
-                .and_then(|o| o.get(field))
-                .and_then(|m| m.get(k))
-                .is_some_and(|ov| ov != v);
-            *v = json!(if changed { "<masked, changed>" } else { MASK });
+            let changed = match other {
+                Some((o, side)) => o
+                    .get(field)
+                    .and_then(|m| m.get(k))
+                    .filter(|ov| *ov != &*v)
+                    .map(|_| side),
+                None => None,
+            };
+            *v = match changed {
+                Some(side) => json!(format!("<masked: {side}>")),
+                None => json!(MASK),
+            };
         }
     }
     b
@@ -124,8 +131,8 @@ pub fn diff(before: &[Object], after: &[Object]) -> (String, Summary) {
                 }
                 sum.changed += 1;
                 let (ya, yb) = (
-                    to_yaml(&mask_secret(&na, Some(&nb))),
-                    to_yaml(&mask_secret(&nb, Some(&na))),
+                    to_yaml(&mask_secret(&na, Some((&nb, "old")))),
+                    to_yaml(&mask_secret(&nb, Some((&na, "new")))),
                 );
                 let id = b.id();
                 out.push_str(&format!("~ {id}\n"));
@@ -181,7 +188,11 @@ mod tests {
             !text.contains("c2VjcmV0") && !text.contains("b3RoZXI="),
             "{text}"
         );
-        assert!(text.contains("<masked, changed>"), "{text}");
+        assert!(
+            text.contains("-  token: '<masked: old>'") || text.contains("<masked: old>"),
+            "{text}"
+        );
+        assert!(text.contains("<masked: new>"), "{text}");
         assert!(!text.contains("resourceVersion"));
     }
 

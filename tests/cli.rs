@@ -1,0 +1,271 @@
+//! The binary as users run it: exit codes, stdout/stderr, files it writes (and refuses to write).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hangar(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hangar")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hangar-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+#[test]
+fn render_without_paths_uses_the_embedded_examples() {
+    let out = hangar(&["render"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("kind: Deployment") && stdout.contains("name: sqlite-tools"));
+    assert_eq!(
+        text(&hangar(&["render", "examples"]).stdout),
+        stdout,
+        "embedded examples equal examples/"
+    );
+}
+
+#[test]
+fn render_json_is_a_list() {
+    let out = hangar(&["render", "examples/basic-server.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["kind"], "List");
+    assert!(v["items"].as_array().is_some_and(|i| i.len() >= 5));
+}
+
+#[test]
+fn every_invalid_fixture_exits_2_with_located_errors_and_no_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/invalid");
+    for e in std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(Result::ok)
+    {
+        let p = e.path();
+        let p = p.to_string_lossy();
+        for cmd in ["render", "check"] {
+            let out = hangar(&[cmd, &p]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {p}: {err}");
+            assert!(!err.contains("panicked"), "{cmd} {p}: {err}");
+            assert!(
+                err.contains(": error: "),
+                "{cmd} {p}: no located error:\n{err}"
+            );
+            assert!(
+                out.stdout.is_empty() || cmd == "check",
+                "{cmd} {p} printed output despite errors"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_reports_every_error_at_once_and_as_json() {
+    let out = hangar(&[
+        "check",
+        "fixtures/invalid/workload-rules.yaml",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let errors: Vec<&serde_json::Value> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .collect();
+    assert!(errors.len() >= 6, "{v:#}");
+    for e in errors {
+        assert!(e["location"]["line"].as_u64().is_some_and(|l| l > 0), "{e}");
+    }
+}
+
+#[test]
+fn diff_exit_codes() {
+    let dir = tmp("diff");
+    let before = dir.join("before.yaml");
+    let out = hangar(&["render", "examples/basic-server.yaml"]);
+    std::fs::write(&before, &out.stdout).expect("write");
+    let before_s = before.to_string_lossy();
+    // Equal: exit 0, nothing on stdout.
+    let same = hangar(&["diff", "examples/basic-server.yaml", "--against", &before_s]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert!(same.stdout.is_empty());
+    // Changed: exit 1 with a unified diff per object.
+    let changed_src = dir.join("changed.yaml");
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic-server.yaml"),
+    )
+    .expect("read");
+    std::fs::write(&changed_src, src.replace("replicas: 1", "replicas: 3")).expect("write");
+    let changed = hangar(&[
+        "diff",
+        &changed_src.to_string_lossy(),
+        "--against",
+        &before_s,
+    ]);
+    assert_eq!(changed.status.code(), Some(1));
+    let d = text(&changed.stdout);
+    assert!(
+        d.contains("~ Deployment/mcp-servers/sqlite-tools")
+            && d.contains("-  replicas: 1")
+            && d.contains("+  replicas: 3"),
+        "{d}"
+    );
+    assert!(
+        text(&changed.stderr).contains("2 changed"),
+        "{}",
+        text(&changed.stderr)
+    );
+    // Broken input: exit 2.
+    let broken = hangar(&[
+        "diff",
+        "fixtures/invalid/broken-yaml.yaml",
+        "--against",
+        &before_s,
+    ]);
+    assert_eq!(broken.status.code(), Some(2));
+    // Missing --against: usage error, exit 2.
+    assert_eq!(hangar(&["diff", "examples"]).status.code(), Some(2));
+}
+
+#[test]
+fn diff_masks_secret_values() {
+    let dir = tmp("secrets");
+    let secret = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: d}}\nstringData:\n  token: {v}\n"
+        )
+    };
+    std::fs::write(dir.join("a.yaml"), secret("old-secret-value")).expect("write");
+    std::fs::write(dir.join("b.yaml"), secret("new-secret-value")).expect("write");
+    let out = hangar(&[
+        "diff",
+        &dir.join("b.yaml").to_string_lossy(),
+        "--against",
+        &dir.join("a.yaml").to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.contains("secret-value"), "{all}");
+    assert!(
+        all.contains("<masked: new>") && all.contains("<masked: old>"),
+        "{all}"
+    );
+    let render = hangar(&["render", &dir.join("a.yaml").to_string_lossy()]);
+    assert!(!text(&render.stdout).contains("old-secret-value"));
+    let revealed = hangar(&[
+        "render",
+        "--reveal-secrets",
+        &dir.join("a.yaml").to_string_lossy(),
+    ]);
+    assert!(text(&revealed.stdout).contains("old-secret-value"));
+}
+
+#[test]
+fn out_dir_never_overwrites_what_hangar_did_not_write() {
+    let dir = tmp("outdir");
+    let mine = dir.join("notes.txt");
+    std::fs::write(&mine, "keep me").expect("write");
+    let d = dir.to_string_lossy();
+    let refused = hangar(&["render", "examples/basic-server.yaml", "--out-dir", &d]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("refusing"));
+    assert_eq!(
+        std::fs::read_to_string(&mine).expect("still there"),
+        "keep me"
+    );
+    // A fresh directory is written, and a second render replaces exactly its own files.
+    let out = dir.join("out");
+    let o = out.to_string_lossy();
+    assert_eq!(
+        hangar(&["render", "examples/ha-group.yaml", "--out-dir", &o])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert!(
+        out.join("mcp-servers/deployment-sqlite-primary.yaml")
+            .exists()
+    );
+    assert_eq!(
+        hangar(&["render", "examples/basic-server.yaml", "--out-dir", &o])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert!(
+        !out.join("mcp-servers/deployment-sqlite-primary.yaml")
+            .exists(),
+        "stale file removed"
+    );
+    assert!(
+        out.join("mcp-servers/deployment-sqlite-tools.yaml")
+            .exists()
+    );
+    // The out dir is a valid --against.
+    let same = hangar(&["diff", "examples/basic-server.yaml", "--against", &o]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stdout));
+}
+
+#[test]
+fn missing_and_binary_paths_are_errors() {
+    let out = hangar(&["render", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("does/not/exist.yaml"));
+    let dir = tmp("binary");
+    std::fs::write(dir.join("x.yaml"), [0xff, 0xfe, 0x00, 0x01]).expect("write");
+    let out = hangar(&["check", &dir.join("x.yaml").to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("UTF-8"));
+}
+
+#[test]
+fn catalog_binding_and_stdin() {
+    let out = hangar(&[
+        "render",
+        "fixtures/ok/layering/source.yaml",
+        "--catalog",
+        "team-catalog=fixtures/ok/layering/team.catalog.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("mcp-hangar.io/discovered-by: team-catalog"));
+    let wrong = hangar(&[
+        "render",
+        "fixtures/ok/layering/source.yaml",
+        "--catalog",
+        "team-catalgo=fixtures/ok/layering/team.catalog.yaml",
+    ]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        text(&wrong.stderr).contains("did you mean `team-catalog`"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["check", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(b"servers:\n  - name: x\n    image: ghcr.io/a/b:1.0.0\n")
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -1,0 +1,168 @@
+//! Golden tests: every fixture under `fixtures/ok` renders to `golden/ok/<name>.yaml` (with its
+//! warnings in `<name>.diagnostics.txt`), every fixture under `fixtures/invalid` fails with the
+//! diagnostics in `golden/invalid/<name>.txt`. Re-bless with `HANGAR_BLESS=1 cargo test`, then
+//! read the diff before committing it.
+//!
+//! A fixture is a file, or a directory of files; files named `*.catalog.yaml|toml` in a directory
+//! are passed as `--catalog`.
+
+use std::path::{Path, PathBuf};
+
+use hangar::compile::{FileRole, InputFile, Inputs, SourceFile, compile};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bless() -> bool {
+    std::env::var_os("HANGAR_BLESS").is_some()
+}
+
+fn fixture_inputs(path: &Path) -> Inputs {
+    let mut files = Vec::new();
+    let list = hangar::source::files::expand(path).expect("fixture readable");
+    for f in list {
+        let rel = f.strip_prefix(root()).unwrap_or(&f).display().to_string();
+        let text = std::fs::read_to_string(&f).expect("fixture is UTF-8");
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let role = if name.contains(".catalog.") {
+            FileRole::Catalog { bind: None }
+        } else {
+            FileRole::Inputs
+        };
+        files.push(InputFile {
+            file: SourceFile::new(rel, text),
+            role,
+        });
+    }
+    Inputs {
+        files,
+        default_namespace: "default".into(),
+    }
+}
+
+fn compare(golden: &Path, actual: &str, failures: &mut Vec<String>) {
+    if bless() {
+        if let Some(dir) = golden.parent() {
+            std::fs::create_dir_all(dir).expect("create golden dir");
+        }
+        if actual.is_empty() {
+            let _ = std::fs::remove_file(golden);
+        } else {
+            std::fs::write(golden, actual).expect("write golden");
+        }
+        return;
+    }
+    let expected = std::fs::read_to_string(golden).unwrap_or_default();
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .header("golden", "actual")
+            .to_string();
+        failures.push(format!(
+            "{} differs (HANGAR_BLESS=1 to accept):\n{diff}",
+            golden.display()
+        ));
+    }
+}
+
+fn fixtures(kind: &str) -> Vec<(String, PathBuf)> {
+    let dir = root().join("fixtures").join(kind);
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .expect("fixtures dir")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            let name = p
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            (name, p)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn ok_fixtures_render_to_golden() {
+    let mut failures = Vec::new();
+    let list = fixtures("ok");
+    assert!(list.len() >= 5, "expected fixtures under fixtures/ok");
+    for (name, path) in list {
+        let c = compile(&fixture_inputs(&path));
+        let Some(bundle) = &c.bundle else {
+            failures.push(format!(
+                "{name}: expected success, got:\n{}",
+                c.render_diagnostics()
+            ));
+            continue;
+        };
+        let yaml = hangar::cli::to_yaml_stream(&bundle.objects, false);
+        compare(
+            &root().join("golden/ok").join(format!("{name}.yaml")),
+            &yaml,
+            &mut failures,
+        );
+        compare(
+            &root()
+                .join("golden/ok")
+                .join(format!("{name}.diagnostics.txt")),
+            &c.render_diagnostics(),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn invalid_fixtures_fail_with_golden_diagnostics() {
+    let mut failures = Vec::new();
+    let list = fixtures("invalid");
+    assert!(list.len() >= 12, "expected fixtures under fixtures/invalid");
+    for (name, path) in list {
+        let c = compile(&fixture_inputs(&path));
+        if c.bundle.is_some() || !c.diagnostics.has_errors() {
+            failures.push(format!(
+                "{name}: expected errors, compiled fine:\n{}",
+                c.render_diagnostics()
+            ));
+            continue;
+        }
+        for d in c
+            .diagnostics
+            .items
+            .iter()
+            .filter(|d| d.severity == hangar::compile::Severity::Error)
+        {
+            if d.span.is_none() {
+                failures.push(format!("{name}: error without a location: {}", d.message));
+            }
+        }
+        compare(
+            &root().join("golden/invalid").join(format!("{name}.txt")),
+            &c.render_diagnostics(),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The bundled examples, rendered together, are golden too: any change to what they produce is
+/// reviewed.
+#[test]
+fn examples_render_to_golden() {
+    let mut failures = Vec::new();
+    let c = compile(&fixture_inputs(&root().join("examples")));
+    let bundle = c
+        .bundle
+        .as_ref()
+        .unwrap_or_else(|| panic!("examples must compile:\n{}", c.render_diagnostics()));
+    compare(
+        &root().join("golden/examples.yaml"),
+        &hangar::cli::to_yaml_stream(&bundle.objects, false),
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
