@@ -62,6 +62,10 @@ fn schemas_close_objects() {
         } else {
             &v["properties"]["spec"]
         };
-        assert_eq!(inner["additionalProperties"], serde_json::json!(false), "{name}");
+        assert_eq!(
+            inner["additionalProperties"],
+            serde_json::json!(false),
+            "{name}"
+        );
     }
 }

@@ -209,7 +209,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
                     .map(|k| KeyToPath {
                         key: k.key.clone(),
                         path: k.path.clone(),
-                        mode: None
+                        mode: None,
                     })
                     .collect()
             })
@@ -236,7 +236,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
             }),
             empty_dir: v.empty_dir.as_ref().map(|e| EmptyDirVolumeSource {
                 medium: e.medium.clone(),
-                size_limit: e.size_limit.clone()
+                size_limit: e.size_limit.clone(),
             }),
             ..Volume::default()
         });
