@@ -125,7 +125,7 @@ if [[ ! -s "$TESTENV_BIN/kwok-stages.yaml" ]]; then
     printf -- '---\n# from sigs.k8s.io/kwok@%s kustomize/stage/%s\n' "$KWOK_VERSION" "$f"
     sed '/^---[[:space:]]*$/d' "$src/$f"
   done >"$tmpf"
-  mv -f "$tmpf" "$TESTENV_BIN/kwok-stages.yaml"
+  chmod 644 "$tmpf"; mv -f "$tmpf" "$TESTENV_BIN/kwok-stages.yaml"
   log "kwok-stages.yaml written"
 fi
 

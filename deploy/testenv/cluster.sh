@@ -38,12 +38,17 @@ alive() {
   [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$STATE/"
 }
 
-# free_port: a random TCP port on 127.0.0.1 nobody listens on (and not handed out in this run)
+# free_port: a random TCP port on 127.0.0.1 nobody listens on (and not handed out in this run),
+# BELOW the kernel's ephemeral range: a port inside it can be taken as the source port of one of
+# the hundreds of client connections (apiserver -> etcd, ...) opened before its listener binds.
 USED_PORTS=" "
+EPHEMERAL_LOW="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+PORT_LO=10000; PORT_HI=$(( EPHEMERAL_LOW - 1 ))
+(( PORT_HI - PORT_LO >= 1000 )) || { PORT_LO=1025; PORT_HI=$(( EPHEMERAL_LOW - 1 )); }
 free_port() {
   local p i
   for i in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( PORT_LO + (RANDOM * 32768 + RANDOM) % (PORT_HI - PORT_LO + 1) ))
     [[ "$USED_PORTS" == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then USED_PORTS+="$p "; echo "$p"; return 0; fi
   done
