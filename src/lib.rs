@@ -6,3 +6,4 @@ pub mod cli;
 pub mod compile;
 pub mod diff;
 pub mod source;
+pub mod yaml;

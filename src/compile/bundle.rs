@@ -1,7 +1,5 @@
 //! The ordered, deterministic result of a compilation.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value as Json;
 
 use super::diag::{Diagnostic, Diagnostics, Span};
@@ -101,31 +99,28 @@ pub struct Bundle {
 impl Bundle {
     /// Sorts into apply order and reports objects that would overwrite each other.
     pub fn new(mut objects: Vec<Object>, diags: &mut Diagnostics) -> Self {
-        objects.sort_by(|a, b| {
-            (kind_rank(&a.kind), &a.kind, &a.namespace, &a.name, a.role).cmp(&(
-                kind_rank(&b.kind),
-                &b.kind,
-                &b.namespace,
-                &b.name,
-                b.role,
-            ))
-        });
-        let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
-        let mut keep = Vec::with_capacity(objects.len());
+        fn key(o: &Object) -> (u32, &str, &str, &str, &str) {
+            (
+                kind_rank(&o.kind),
+                &o.kind,
+                o.group(),
+                o.namespace.as_deref().unwrap_or(""),
+                &o.name,
+            )
+        }
+        objects.sort_by(|a, b| key(a).cmp(&key(b)).then(a.role.cmp(&b.role)));
+        let mut keep: Vec<Object> = Vec::with_capacity(objects.len());
         for o in objects {
-            if let Some(&i) = seen.get(&o.key()) {
-                let first: &Object = &keep[i];
-                if first.body == o.body {
-                    continue;
+            if let Some(prev) = keep.last().filter(|p| key(p) == key(&o)) {
+                if prev.body != o.body {
+                    diags.push(
+                        Diagnostic::error("object-collision", o.origin, format!("two inputs produce {} and they differ", o.id()))
+                            .note(prev.origin, "the other one comes from here")
+                            .hint("names of servers, groups and other objects must not collide within a namespace (a group's Service is named after the group)"),
+                    );
                 }
-                diags.push(
-                    Diagnostic::error("object-collision", o.origin, format!("two inputs produce {} and they differ", o.id()))
-                        .note(first.origin, "the other one comes from here")
-                        .hint("names of servers, groups and other objects must not collide within a namespace (a group's Service is named after the group)"),
-                );
                 continue;
             }
-            seen.insert(o.key(), keep.len());
             keep.push(o);
         }
         Bundle { objects: keep }

@@ -24,8 +24,18 @@ fn p(path: &str) -> Vec<Seg> {
 }
 
 pub fn check(resolved: &Resolved, diags: &mut Diagnostics) {
-    for s in &resolved.servers {
-        check_server(s, diags);
+    use rayon::prelude::*;
+    let per_server: Vec<Diagnostics> = resolved
+        .servers
+        .par_iter()
+        .map(|s| {
+            let mut d = Diagnostics::default();
+            check_server(s, &mut d);
+            d
+        })
+        .collect();
+    for d in per_server {
+        diags.extend(d);
     }
     for g in &resolved.groups {
         check_group(g, resolved, diags);

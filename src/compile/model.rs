@@ -409,6 +409,39 @@ fn metadata_schema() -> Json {
     json!({"type": "object", "properties": props})
 }
 
+/// The schema a document of a kind is checked against: the CRD's, with the envelope hangar reads
+/// (metadata as described above, `status` accepted and ignored). Built once per process.
+fn input_schema(kind: Kind) -> &'static Json {
+    static SCHEMAS: std::sync::OnceLock<[Json; 3]> = std::sync::OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| {
+        Kind::ALL.map(|k| {
+            let mut schema = api::schema::structural(k);
+            schema["properties"]["metadata"] = metadata_schema();
+            schema["properties"]["apiVersion"] = json!({"type": "string"});
+            schema["properties"]["kind"] = json!({"type": "string"});
+            // status is written by the controller; accept it on input and ignore it.
+            schema["properties"]["status"] = json!({"x-kubernetes-preserve-unknown-fields": true});
+            schema
+        })
+    });
+    let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    &all[i]
+}
+
+/// Schemas of a catalog document: the top level, and one entry. Built once per process.
+fn catalog_schemas() -> &'static (Json, Json) {
+    static SCHEMAS: std::sync::OnceLock<(Json, Json)> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let schema = api::catalog::catalog_schema();
+        let item_schema = schema["properties"]["servers"]["items"].clone();
+        let mut top = schema;
+        for list in ["servers", "providers"] {
+            top["properties"][list] = json!({"type": "array"});
+        }
+        (top, item_schema)
+    })
+}
+
 fn read_resource(
     doc: Node,
     kind: Kind,
@@ -418,13 +451,8 @@ fn read_resource(
     diags: &mut Diagnostics,
 ) {
     let before = diags.error_count();
-    let mut schema = api::schema::structural(kind);
-    schema["properties"]["metadata"] = metadata_schema();
-    schema["properties"]["apiVersion"] = json!({"type": "string"});
-    schema["properties"]["kind"] = json!({"type": "string"});
-    // status is written by the controller; accept it on input and ignore it.
-    schema["properties"]["status"] = json!({"x-kubernetes-preserve-unknown-fields": true});
-    validate(&doc, &schema, &mut Vec::new(), diags);
+    let schema = input_schema(kind);
+    validate(&doc, schema, &mut Vec::new(), diags);
     if legacy {
         let new = match kind {
             Kind::Group => "MCPServerGroup",
@@ -474,14 +502,9 @@ fn read_resource(
 /// its own: an entry with errors is reported and left out, the others are kept (so that discovery
 /// can sync the rest).
 pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option<Catalog> {
-    let schema = api::catalog::catalog_schema();
-    let item_schema = schema["properties"]["servers"]["items"].clone();
-    let mut top = schema.clone();
-    for list in ["servers", "providers"] {
-        top["properties"][list] = json!({"type": "array"});
-    }
+    let (top, item_schema) = catalog_schemas();
     let before = diags.error_count();
-    validate(doc, &top, &mut Vec::new(), diags);
+    validate(doc, top, &mut Vec::new(), diags);
     if diags.error_count() > before {
         return None;
     }
@@ -508,7 +531,7 @@ pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option
             let before = diags.error_count();
             validate(
                 item,
-                &item_schema,
+                item_schema,
                 &mut vec![Seg::Key(list_name.into()), Seg::Index(i)],
                 diags,
             );

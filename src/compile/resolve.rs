@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
 use super::defaults::{self, merge_into};
@@ -223,146 +224,169 @@ pub fn resolve(
             .push((e, si, origin));
     }
 
-    for ((ns, name), (explicit, discovered)) in keys {
-        if explicit.len() > 1
-            && conflicting(
-                explicit
-                    .iter()
-                    .map(|r| (&r.node, r.spec.clone(), &r.meta.labels, &r.meta.annotations)),
-                "MCPServer",
-                &ns,
-                &name,
-                diags,
-            )
-        {
-            continue;
-        }
-        let empty = BTreeMap::new();
-        if discovered.len() > 1
-            && conflicting(
-                discovered.iter().map(|(e, _, _)| {
-                    (
-                        &e.node,
-                        e.spec.clone(),
-                        e.meta.labels.as_ref().unwrap_or(&empty),
-                        e.meta.annotations.as_ref().unwrap_or(&empty),
-                    )
-                }),
-                "catalog entry",
-                &ns,
-                &name,
-                diags,
-            )
-        {
-            continue;
-        }
-        let valid = explicit.iter().all(|r| r.valid) && discovered.iter().all(|(e, _, _)| e.valid);
-        let mut layers = Vec::new();
-        let mut user = json!({});
-        let mut meta = Meta {
-            name: name.clone(),
-            namespace: ns.clone(),
-            ..Meta::default()
-        };
-        let mut origin = Origin::Explicit;
-        if let Some((entry, si, catalog)) = discovered.first() {
-            let source = si.and_then(|i| out.sources.get(i));
-            if let Some(src) = source {
-                if let Some(t) = &src.spec.provider_template {
-                    if let Some(spec) = &t.spec {
-                        merge_into(&mut user, &spec.0);
-                        let node = src
-                            .node
-                            .lookup(&["spec".into(), "providerTemplate".into(), "spec".into()])
-                            .0
-                            .clone();
-                        layers.push(Layer {
-                            what: "providerTemplate",
-                            node,
-                        });
-                    }
-                    if let Some(m) = &t.metadata {
-                        meta.labels.extend(m.labels.clone().unwrap_or_default());
-                        meta.annotations
-                            .extend(m.annotations.clone().unwrap_or_default());
-                    }
-                }
-                meta.labels
-                    .insert(DISCOVERED_BY_LABEL.into(), src.meta.name.clone());
-            }
-            merge_into(&mut user, &entry.spec);
-            layers.push(Layer {
-                what: "catalog entry",
-                node: entry.node.clone(),
-            });
-            meta.labels
-                .extend(entry.meta.labels.clone().unwrap_or_default());
-            meta.annotations
-                .extend(entry.meta.annotations.clone().unwrap_or_default());
-            meta.annotations
-                .insert(SOURCE_ANNOTATION.into(), catalog.clone());
-            origin = Origin::Discovered {
-                source: source.map(|s| s.meta.name.clone()),
-                catalog: catalog.clone(),
-            };
-        }
-        if let Some(r) = explicit.first() {
-            merge_into(&mut user, &r.spec);
-            let node = r.spec_node().cloned().unwrap_or_else(|| r.node.clone());
-            layers.push(Layer {
-                what: "MCPServer",
-                node,
-            });
-            meta.labels.extend(r.meta.labels.clone());
-            meta.annotations.extend(r.meta.annotations.clone());
-            origin = Origin::Explicit;
-        }
-        layers.reverse();
-        let span = explicit
-            .first()
-            .map(|r| r.node.span)
-            .or(discovered.first().map(|(e, _, _)| e.node.span))
-            .unwrap_or_default();
-        let mut spec_json = defaults::server(&user);
-        merge_into(&mut spec_json, &user);
-        if user.get("mode").is_none()
-            && user.get("image").is_some()
-            && user.get("endpoint").is_some()
-        {
-            diags.push(
-                Diagnostic::error(
-                    "ambiguous-mode",
-                    Some(span),
-                    format!("server `{name}` has both `image` and `endpoint` but no `mode`"),
-                )
-                .hint("add `mode: container` or `mode: remote`"),
-            );
-            continue;
-        }
-        match serde_json::from_value::<MCPServerSpec>(spec_json.clone()) {
-            Ok(spec) => {
-                // Canonical field order: the API type's.
-                let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
-                out.servers.push(ResolvedServer {
-                    meta,
-                    spec,
-                    spec_json,
-                    user,
-                    layers,
-                    span,
-                    origin,
-                })
-            }
-            // A definition that already had errors may not deserialise; those errors said it.
-            Err(_) if !valid => {}
-            Err(e) => diags.push(Diagnostic::error(
-                "invalid-spec",
-                Some(span),
-                format!("server `{name}`: {e}"),
-            )),
-        }
+    // Each server resolves on its own: spread them over the cores, keep the order.
+    let results: Vec<(Option<ResolvedServer>, Diagnostics)> = keys
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|((ns, name), (explicit, discovered))| {
+            let mut d = Diagnostics::default();
+            let server = resolve_server(ns, name, explicit, discovered, &out.sources, &mut d);
+            (server, d)
+        })
+        .collect();
+    for (server, d) in results {
+        out.servers.extend(server);
+        diags.extend(d);
     }
     out
+}
+
+/// Resolves one server from all its definitions (see the module doc for the layers).
+fn resolve_server(
+    ns: String,
+    name: String,
+    explicit: Vec<&Resource>,
+    discovered: Vec<(Entry, Option<usize>, String)>,
+    sources: &[ResolvedSource],
+    diags: &mut Diagnostics,
+) -> Option<ResolvedServer> {
+    if explicit.len() > 1
+        && conflicting(
+            explicit
+                .iter()
+                .map(|r| (&r.node, r.spec.clone(), &r.meta.labels, &r.meta.annotations)),
+            "MCPServer",
+            &ns,
+            &name,
+            diags,
+        )
+    {
+        return None;
+    }
+    let empty = BTreeMap::new();
+    if discovered.len() > 1
+        && conflicting(
+            discovered.iter().map(|(e, _, _)| {
+                (
+                    &e.node,
+                    e.spec.clone(),
+                    e.meta.labels.as_ref().unwrap_or(&empty),
+                    e.meta.annotations.as_ref().unwrap_or(&empty),
+                )
+            }),
+            "catalog entry",
+            &ns,
+            &name,
+            diags,
+        )
+    {
+        return None;
+    }
+    let valid = explicit.iter().all(|r| r.valid) && discovered.iter().all(|(e, _, _)| e.valid);
+    let mut layers = Vec::new();
+    let mut user = json!({});
+    let mut meta = Meta {
+        name: name.clone(),
+        namespace: ns.clone(),
+        ..Meta::default()
+    };
+    let mut origin = Origin::Explicit;
+    if let Some((entry, si, catalog)) = discovered.first() {
+        let source = si.and_then(|i| sources.get(i));
+        if let Some(src) = source {
+            if let Some(t) = &src.spec.provider_template {
+                if let Some(spec) = &t.spec {
+                    merge_into(&mut user, &spec.0);
+                    let node = src
+                        .node
+                        .lookup(&["spec".into(), "providerTemplate".into(), "spec".into()])
+                        .0
+                        .clone();
+                    layers.push(Layer {
+                        what: "providerTemplate",
+                        node,
+                    });
+                }
+                if let Some(m) = &t.metadata {
+                    meta.labels.extend(m.labels.clone().unwrap_or_default());
+                    meta.annotations
+                        .extend(m.annotations.clone().unwrap_or_default());
+                }
+            }
+            meta.labels
+                .insert(DISCOVERED_BY_LABEL.into(), src.meta.name.clone());
+        }
+        merge_into(&mut user, &entry.spec);
+        layers.push(Layer {
+            what: "catalog entry",
+            node: entry.node.clone(),
+        });
+        meta.labels
+            .extend(entry.meta.labels.clone().unwrap_or_default());
+        meta.annotations
+            .extend(entry.meta.annotations.clone().unwrap_or_default());
+        meta.annotations
+            .insert(SOURCE_ANNOTATION.into(), catalog.clone());
+        origin = Origin::Discovered {
+            source: source.map(|s| s.meta.name.clone()),
+            catalog: catalog.clone(),
+        };
+    }
+    if let Some(r) = explicit.first() {
+        merge_into(&mut user, &r.spec);
+        let node = r.spec_node().cloned().unwrap_or_else(|| r.node.clone());
+        layers.push(Layer {
+            what: "MCPServer",
+            node,
+        });
+        meta.labels.extend(r.meta.labels.clone());
+        meta.annotations.extend(r.meta.annotations.clone());
+        origin = Origin::Explicit;
+    }
+    layers.reverse();
+    let span = explicit
+        .first()
+        .map(|r| r.node.span)
+        .or(discovered.first().map(|(e, _, _)| e.node.span))
+        .unwrap_or_default();
+    let mut spec_json = defaults::server(&user);
+    merge_into(&mut spec_json, &user);
+    if user.get("mode").is_none() && user.get("image").is_some() && user.get("endpoint").is_some() {
+        diags.push(
+            Diagnostic::error(
+                "ambiguous-mode",
+                Some(span),
+                format!("server `{name}` has both `image` and `endpoint` but no `mode`"),
+            )
+            .hint("add `mode: container` or `mode: remote`"),
+        );
+        return None;
+    }
+    match serde_json::from_value::<MCPServerSpec>(spec_json) {
+        Ok(spec) => {
+            // Canonical field order: the API type's.
+            let spec_json = serde_json::to_value(&spec).unwrap_or_default();
+            return Some(ResolvedServer {
+                meta,
+                spec,
+                spec_json,
+                user,
+                layers,
+                span,
+                origin,
+            });
+        }
+        // A definition that already had errors may not deserialise; those errors said it.
+        Err(_) if !valid => {}
+        Err(e) => diags.push(Diagnostic::error(
+            "invalid-spec",
+            Some(span),
+            format!("server `{name}`: {e}"),
+        )),
+    }
+
+    None
 }
 
 fn internal(r: &Resource, e: &serde_json::Error) -> Diagnostic {

@@ -73,7 +73,7 @@ pub fn mask_secret(body: &Json, other: Option<(&Json, &str)>) -> Json {
 }
 
 pub fn to_yaml(v: &Json) -> String {
-    serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot print as YAML: {e}\n"))
+    crate::yaml::to_string(v)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -17,11 +17,15 @@ use super::resolve::{Resolved, ResolvedServer};
 use crate::api::{self, Kind};
 
 pub fn render(resolved: &Resolved) -> Vec<Object> {
-    let mut out = Vec::new();
-    for s in &resolved.servers {
-        out.push(resource(Kind::Server, &s.meta, &s.spec_json, Some(s.span)));
-        out.extend(server::children(s));
-    }
+    use rayon::prelude::*;
+    let mut out: Vec<Object> = resolved
+        .servers
+        .par_iter()
+        .flat_map_iter(|s| {
+            std::iter::once(resource(Kind::Server, &s.meta, &s.spec_json, Some(s.span)))
+                .chain(server::children(s))
+        })
+        .collect();
     for g in &resolved.groups {
         out.push(resource(
             Kind::Group,

@@ -61,8 +61,20 @@ fn selector(s: &ResolvedServer) -> BTreeMap<String, String> {
 
 /// Short hash of the resolved definition: a change of anything the server is made from rolls its pods.
 pub fn config_hash(s: &ResolvedServer) -> String {
-    let input = serde_json::json!({"spec": s.spec_json, "labels": s.meta.labels, "annotations": s.meta.annotations});
-    let digest = Sha256::digest(input.to_string().as_bytes());
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(Sha256::new());
+    // Serialising to a hasher cannot fail; were it to, the hash would still be deterministic.
+    let _ = serde_json::to_writer(&mut w, &(&s.spec_json, &s.meta.labels, &s.meta.annotations));
+    let digest = w.0.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
