@@ -151,11 +151,9 @@ pub fn inputs(args: &InputArgs) -> Result<Inputs, CliError> {
         }));
     }
     for c in &args.catalogs {
+        // `SOURCE=PATH` binds to a source, unless the whole argument names an existing file.
         let (bind, path) = match c.split_once('=') {
-            Some((b, p))
-                if !b.is_empty() && !b.contains('/')
-                    || c.matches('=').count() == 1 && !Path::new(c).exists() =>
-            {
+            Some((b, p)) if !b.is_empty() && !Path::new(c).exists() => {
                 (Some(b.to_string()), p.to_string())
             }
             _ => (None, c.clone()),

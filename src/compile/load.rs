@@ -46,7 +46,7 @@ enum Frame {
     },
 }
 
-fn span_of(file: usize, s: &YSpan) -> Span {
+fn span_of(file: usize, line_offset: u32, s: &YSpan) -> Span {
     let start = s.start;
     let end = s.end;
     let len = if end.line() == start.line() {
@@ -56,7 +56,7 @@ fn span_of(file: usize, s: &YSpan) -> Span {
     };
     Span {
         file,
-        line: start.line() as u32,
+        line: start.line() as u32 + line_offset,
         col: start.col() as u32 + 1,
         len: len.max(1) as u32,
     }
@@ -256,8 +256,55 @@ fn tagged(s: &str, tag: &Tag, span: Span, diags: &mut Diagnostics) -> Value {
     }
 }
 
-/// Parses a (multi-document) YAML stream.
+/// Texts above this size are split at document markers and parsed on all cores.
+const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
+/// Parses a (multi-document) YAML stream. Large streams are cut at `---` lines (a document
+/// marker at column 0 ends any scalar in YAML, so the cut never splits a value) and the pieces
+/// are parsed in parallel; positions stay those of the whole text.
 pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
+    let has_directives = text.lines().any(|l| l.starts_with('%'));
+    if text.len() < PARALLEL_THRESHOLD || has_directives {
+        return load_yaml_chunk(file, text, 0, diags);
+    }
+    // (byte offset, line offset) of each piece, about PARALLEL_THRESHOLD / 4 bytes each.
+    let mut cuts = vec![(0usize, 0u32)];
+    let (mut offset, mut line) = (0usize, 0u32);
+    for l in text.split_inclusive('\n') {
+        let is_marker =
+            l.starts_with("---") && l[3..].starts_with([' ', '\t', '\n', '\r']) || l == "---";
+        if is_marker && offset - cuts.last().map_or(0, |c| c.0) >= PARALLEL_THRESHOLD / 4 {
+            cuts.push((offset, line));
+        }
+        offset += l.len();
+        line += 1;
+    }
+    let pieces: Vec<(&str, u32)> = cuts
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, line))| {
+            let end = cuts.get(i + 1).map_or(text.len(), |c| c.0);
+            (&text[start..end], line)
+        })
+        .collect();
+    use rayon::prelude::*;
+    let results: Vec<(Loaded, Diagnostics)> = pieces
+        .into_par_iter()
+        .map(|(piece, line)| {
+            let mut d = Diagnostics::default();
+            let loaded = load_yaml_chunk(file, piece, line, &mut d);
+            (loaded, d)
+        })
+        .collect();
+    let mut docs = Vec::new();
+    for (loaded, d) in results {
+        docs.extend(loaded.docs);
+        diags.extend(d);
+    }
+    Loaded { docs }
+}
+
+fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagnostics) -> Loaded {
     let mut b = Builder {
         file,
         stack: Vec::new(),
@@ -273,7 +320,7 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
                 let m = err.marker();
                 let span = Span {
                     file,
-                    line: m.line() as u32,
+                    line: m.line() as u32 + line_offset,
                     col: m.col() as u32 + 1,
                     len: 1,
                 };
@@ -288,7 +335,7 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
                 break;
             }
         };
-        let span = span_of(b.file, &yspan);
+        let span = span_of(b.file, line_offset, &yspan);
         match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let v = match (&tag, style) {
@@ -594,6 +641,21 @@ mod tests {
         let text = "[".repeat(1000);
         let (_, d) = yaml(&text);
         assert!(d.has_errors());
+    }
+
+    #[test]
+    fn large_streams_parse_in_pieces_with_whole_file_positions() {
+        let mut text = String::new();
+        for i in 0..4000 {
+            text.push_str(&format!("---\nname: s{i}\nvalue: |\n  line\n  ---x\n"));
+        }
+        text.push_str("---\nlast: [1, 2\n");
+        let (docs, d) = yaml(&text);
+        assert_eq!(docs.len(), 4000);
+        let last = docs.last().and_then(|n| n.get("name")).map(|n| n.span.line);
+        assert_eq!(last, Some(4000 * 5 - 3));
+        let err = d.items.first().and_then(|x| x.span).map(|s| s.line);
+        assert!(err.is_some_and(|l| l >= 20001), "{d:?}");
     }
 
     #[test]

@@ -78,14 +78,23 @@ pub fn compile(inputs: &Inputs) -> Compilation {
         let loaded = load::load_file(i, &input.file.path, &input.file.text, &mut diags);
         match &input.role {
             FileRole::Inputs => {
-                for doc in loaded.docs {
-                    model::classify(
-                        doc,
-                        &inputs.default_namespace,
-                        &format!("file:{}", input.file.path),
-                        &mut model,
-                        &mut diags,
-                    );
+                use rayon::prelude::*;
+                let origin = format!("file:{}", input.file.path);
+                // Documents classify independently: in parallel, merged in order.
+                let parts: Vec<(model::Model, Diagnostics)> = loaded
+                    .docs
+                    .into_par_iter()
+                    .map(|doc| {
+                        let (mut m, mut d) = (model::Model::default(), Diagnostics::default());
+                        model::classify(doc, &inputs.default_namespace, &origin, &mut m, &mut d);
+                        (m, d)
+                    })
+                    .collect();
+                for (m, d) in parts {
+                    model.resources.extend(m.resources);
+                    model.catalogs.extend(m.catalogs);
+                    model.objects.extend(m.objects);
+                    diags.extend(d);
                 }
             }
             FileRole::Catalog { bind } => {
