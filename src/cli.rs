@@ -180,15 +180,14 @@ pub fn inputs(args: &InputArgs) -> Result<Inputs, CliError> {
     })
 }
 
-/// Prints diagnostics to stderr; returns the compilation's bundle objects when it succeeded.
-fn compile_reporting(inputs: &Inputs) -> (Compilation, bool) {
+/// Compiles and prints the diagnostics to stderr (with a summary when it failed).
+fn compile_reporting(inputs: &Inputs) -> Compilation {
     let c = compile::compile(inputs);
     let text = c.render_diagnostics();
     if !text.is_empty() {
         eprint!("{text}");
     }
-    let ok = c.bundle.is_some();
-    if !ok {
+    if c.bundle.is_none() {
         let d = &c.diagnostics;
         eprintln!(
             "error: {} error{}, {} warning{}; nothing was rendered",
@@ -198,7 +197,7 @@ fn compile_reporting(inputs: &Inputs) -> (Compilation, bool) {
             plural(d.warning_count())
         );
     }
-    (c, ok)
+    c
 }
 
 fn plural(n: usize) -> &'static str {
@@ -243,8 +242,8 @@ fn render(
     reveal: bool,
 ) -> Result<u8, CliError> {
     let inputs = inputs(args)?;
-    let (c, ok) = compile_reporting(&inputs);
-    let Some(bundle) = c.bundle.as_ref().filter(|_| ok) else {
+    let c = compile_reporting(&inputs);
+    let Some(bundle) = c.bundle.as_ref() else {
         return Ok(2);
     };
     if bundle
@@ -430,8 +429,8 @@ fn diff(args: &InputArgs, against: Option<&Path>, cluster: bool) -> Result<u8, C
             return Ok(2);
         }
     };
-    let (c, ok) = compile_reporting(&inputs);
-    let Some(bundle) = c.bundle.as_ref().filter(|_| ok) else {
+    let c = compile_reporting(&inputs);
+    let Some(bundle) = c.bundle.as_ref() else {
         return Ok(2);
     };
     let (text, summary) = crate::diff::diff(&before, &bundle.objects);

@@ -84,7 +84,6 @@ pub struct ResolvedGroup {
     pub spec: MCPServerGroupSpec,
     pub spec_json: Json,
     pub node: Node,
-    pub legacy: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -154,7 +153,6 @@ pub fn resolve(
                     spec,
                     spec_json,
                     node: r.node.clone(),
-                    legacy: r.legacy,
                 })
             }
             Err(_) if !r.valid => {}
