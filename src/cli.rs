@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value as Json, json};
 
+use crate::apply::command::{ApplyArgs, Connect};
 use crate::compile::{self, Compilation, FileRole, InputFile, Inputs, Object, Role, SourceFile};
 use crate::source::{embedded, files};
 
@@ -69,6 +70,8 @@ pub enum Command {
         /// Compare with the live cluster (server-side dry-run).
         #[arg(long, conflicts_with = "against")]
         cluster: bool,
+        #[command(flatten)]
+        cluster_args: ClusterArgs,
     },
     /// Validate inputs; exit 0 when valid, 2 when not.
     Check {
@@ -78,6 +81,25 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: DiagFormat,
     },
+    /// Server-side apply the render of PATH to the cluster of the current kubeconfig context.
+    Apply {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Only ask the API server what would change (server-side dry run); write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete objects of this inventory that are no longer rendered (only those that still
+        /// carry hangar's inventory label).
+        #[arg(long)]
+        prune: bool,
+        /// Apply hangar's own CRDs first (staged: applied and established before the rest).
+        #[arg(long)]
+        install_crds: bool,
+    },
+    /// Run the reconciler against the cluster of the current kubeconfig context (or in-cluster).
+    Controller(crate::controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them under DIR).
     Crds {
         #[arg(long, value_name = "DIR")]
@@ -88,6 +110,27 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+/// How `apply` and `diff --cluster` reach the cluster and own what they write.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Kubeconfig context (default: the current context, or in-cluster config).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Server-side apply field manager.
+    #[arg(long, value_name = "NAME", default_value = crate::apply::FIELD_MANAGER)]
+    pub field_manager: String,
+    /// Take over fields another field manager owns (default: report the conflict).
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Inventory name: the label value on every applied object and the suffix of the
+    /// `hangar-inventory-NAME` ConfigMap that records them for pruning.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub inventory: String,
+    /// Namespace of the inventory ConfigMap.
+    #[arg(long, value_name = "NS", default_value = "default")]
+    pub inventory_namespace: String,
 }
 
 /// A usage or I/O failure (exit 2).
@@ -116,7 +159,16 @@ pub fn run(cli: Cli) -> ExitCode {
             input,
             against,
             cluster,
-        } => diff(&input, against.as_deref(), cluster),
+            cluster_args,
+        } => diff(&input, against.as_deref(), cluster.then_some(&cluster_args)),
+        Command::Apply {
+            input,
+            cluster,
+            dry_run,
+            prune,
+            install_crds,
+        } => apply(&input, &cluster, dry_run, prune, install_crds),
+        Command::Controller(args) => crate::controller::main(args),
         Command::Check { input, output } => check(&input, output),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
         Command::Schema { out_dir } => schema(out_dir.as_deref()),
@@ -408,9 +460,72 @@ fn read_rendered(path: &Path) -> Result<Result<Vec<Object>, String>, CliError> {
     Ok(Ok(objects))
 }
 
-fn diff(args: &InputArgs, against: Option<&Path>, cluster: bool) -> Result<u8, CliError> {
-    if cluster {
-        return Err(CliError::Usage("`hangar diff --cluster` needs the apply room, which is not built yet; use --against PATH".into()));
+fn apply_args(c: &ClusterArgs, dry_run: bool, prune: bool) -> Result<ApplyArgs, CliError> {
+    let label_ok = crate::compile::units::check_label_value(&c.inventory).and_then(|_| {
+        crate::compile::units::check_dns1123_subdomain(&format!("hangar-inventory-{}", c.inventory))
+    });
+    if let Err(e) = label_ok {
+        return Err(CliError::Usage(format!(
+            "--inventory {:?}: {e}",
+            c.inventory
+        )));
+    }
+    if let Err(e) = crate::compile::units::check_dns1123_label(&c.inventory_namespace) {
+        return Err(CliError::Usage(format!("--inventory-namespace: {e}")));
+    }
+    Ok(ApplyArgs {
+        connect: Connect {
+            context: c.context.clone(),
+        },
+        field_manager: Some(c.field_manager.clone()),
+        force_conflicts: c.force_conflicts,
+        options: crate::apply::Options {
+            dry_run,
+            prune,
+            inventory: c.inventory.clone(),
+            inventory_namespace: c.inventory_namespace.clone(),
+            ..Default::default()
+        },
+    })
+}
+
+/// Compiles, then runs one cluster command on the bundle.
+fn with_cluster(
+    input: &InputArgs,
+    args: ApplyArgs,
+    install_crds: bool,
+    run: impl AsyncFnOnce(&[Json], &ApplyArgs) -> Result<u8, crate::apply::command::ConnectError>,
+) -> Result<u8, CliError> {
+    let inputs = inputs(input)?;
+    let c = compile_reporting(&inputs);
+    let Some(bundle) = c.bundle.as_ref() else {
+        return Ok(2);
+    };
+    let bodies = crate::apply::command::bodies(&bundle.objects, install_crds);
+    let rt = crate::apply::command::runtime().map_err(|e| CliError::Usage(e.to_string()))?;
+    rt.block_on(run(&bodies, &args))
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn apply(
+    input: &InputArgs,
+    cluster: &ClusterArgs,
+    dry_run: bool,
+    prune: bool,
+    install_crds: bool,
+) -> Result<u8, CliError> {
+    let args = apply_args(cluster, dry_run, prune)?;
+    with_cluster(input, args, install_crds, crate::apply::command::apply)
+}
+
+fn diff(
+    args: &InputArgs,
+    against: Option<&Path>,
+    cluster: Option<&ClusterArgs>,
+) -> Result<u8, CliError> {
+    if let Some(c) = cluster {
+        let a = apply_args(c, true, true)?;
+        return with_cluster(args, a, false, crate::apply::command::diff);
     }
     let Some(against) = against else {
         return Err(CliError::Usage(

@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apply;
 pub mod cli;
 pub mod compile;
+pub mod controller;
 pub mod diff;
 pub mod source;
 pub mod yaml;

@@ -9,6 +9,8 @@ pub const SERVER_LABEL: &str = "mcp-hangar.io/server";
 pub const GROUP_LABEL: &str = "mcp-hangar.io/group";
 /// On every MCP server pod (the seed's isolation NetworkPolicy selects on it).
 pub const MCP_SERVER_POD_LABEL: &str = "mcp-hangar.io/mcp_server";
+/// Put on every object by `hangar apply`: the inventory it belongs to (pruning looks for it).
+pub const INVENTORY_LABEL: &str = "mcp-hangar.io/inventory";
 pub const CONFIG_HASH_ANNOTATION: &str = "mcp-hangar.io/config-hash";
 pub const COMPONENT_SERVER: &str = "mcp-server";
 pub const COMPONENT_GROUP: &str = "mcp-server-group";

@@ -2,7 +2,7 @@
 //! objects, fully specified (the defaults the API server would add are written out).
 
 mod group;
-mod labels;
+pub mod labels;
 mod server;
 
 use serde_json::{Value as Json, json};

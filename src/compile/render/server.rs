@@ -59,6 +59,15 @@ fn selector(s: &ResolvedServer) -> BTreeMap<String, String> {
     BTreeMap::from([(SERVER_LABEL.to_string(), s.meta.name.clone())])
 }
 
+/// The server's labels without `hangar apply`'s inventory label: where a server was applied from
+/// is not part of what it is, so it neither reaches its pods nor changes its config hash.
+fn own_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    l.iter()
+        .filter(|(k, _)| k.as_str() != super::labels::INVENTORY_LABEL)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Short hash of the resolved definition: a change of anything the server is made from rolls its pods.
 pub fn config_hash(s: &ResolvedServer) -> String {
     struct HashWriter(Sha256);
@@ -73,7 +82,14 @@ pub fn config_hash(s: &ResolvedServer) -> String {
     }
     let mut w = HashWriter(Sha256::new());
     // Serialising to a hasher cannot fail; were it to, the hash would still be deterministic.
-    let _ = serde_json::to_writer(&mut w, &(&s.spec_json, &s.meta.labels, &s.meta.annotations));
+    let _ = serde_json::to_writer(
+        &mut w,
+        &(
+            &s.spec_json,
+            &own_labels(&s.meta.labels),
+            &s.meta.annotations,
+        ),
+    );
     let digest = w.0.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -164,7 +180,7 @@ fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
         timeout_seconds: Some(timeout),
         failure_threshold: Some(failure),
         success_threshold: Some(1),
-        initial_delay_seconds: Some(0),
+        // 0 is the API default and the server drops it; rendering it would make every apply differ.
         ..Probe::default()
     }
 }
@@ -174,7 +190,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
     let hash = config_hash(s);
     let port = spec.port.unwrap_or(defaults::PORT);
     // Pod labels: the server's own labels (so groups can select its pods), then hangar's (which win).
-    let mut pod_labels: BTreeMap<String, String> = s.meta.labels.clone();
+    let mut pod_labels: BTreeMap<String, String> = own_labels(&s.meta.labels);
     pod_labels.extend(labels.clone());
     pod_labels.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
     let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.clone())]);
@@ -231,7 +247,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
             persistent_volume_claim: v.persistent_volume_claim.as_ref().map(|p| {
                 PersistentVolumeClaimVolumeSource {
                     claim_name: p.claim_name.clone(),
-                    read_only: v.read_only,
+                    read_only: v.read_only.filter(|r| *r),
                 }
             }),
             config_map: v.config_map.as_ref().map(|c| ConfigMapVolumeSource {
@@ -256,10 +272,11 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
             name: v.name.clone(),
             mount_path: v.mount_path.clone(),
             sub_path: v.sub_path.clone(),
-            read_only: Some(
-                v.read_only
-                    .unwrap_or(v.config_map.is_some() || v.secret.is_some()),
-            ),
+            // `false` is the API default and dropped by the server: only `true` is written.
+            read_only: v
+                .read_only
+                .unwrap_or(v.config_map.is_some() || v.secret.is_some())
+                .then_some(true),
             ..VolumeMount::default()
         });
     }
@@ -278,7 +295,6 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         mounts.push(VolumeMount {
             name: "tmp".into(),
             mount_path: "/tmp".into(),
-            read_only: Some(false),
             ..VolumeMount::default()
         });
     }

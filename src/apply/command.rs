@@ -1,0 +1,131 @@
+//! `hangar apply` and `hangar diff --cluster`: the compiler's bundle against a live cluster.
+
+use serde_json::Value as Json;
+
+use super::{Action, Applier, FIELD_MANAGER, Options, apply_bundle};
+use crate::compile::{Object, Role};
+
+/// Connection settings shared by the cluster commands.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// Kubeconfig context (default: the current one; in a pod, the service account).
+    pub context: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot load a kubeconfig or in-cluster config: {0}")]
+    Config(String),
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub async fn client(c: &Connect) -> Result<kube::Client, ConnectError> {
+    let config = match &c.context {
+        Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(ctx.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ConnectError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ConnectError::Config(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, ConnectError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ConnectError::Runtime)
+}
+
+/// The bodies `hangar apply` sends: what `hangar render` prints (Secrets unmasked), optionally
+/// preceded by hangar's own CRDs.
+pub fn bodies(objects: &[Object], with_crds: bool) -> Vec<Json> {
+    let mut out = Vec::new();
+    if with_crds {
+        for crd in crate::api::schema::crds() {
+            out.push(serde_json::to_value(crd).unwrap_or(Json::Null));
+        }
+    }
+    out.extend(objects.iter().map(|o| o.body.clone()));
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyArgs {
+    pub connect: Connect,
+    pub field_manager: Option<String>,
+    pub force_conflicts: bool,
+    pub options: Options,
+}
+
+/// Applies and prints one line per object; exit 0 when everything applied, 1 when some did not.
+pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError> {
+    let client = client(&args.connect).await?;
+    let applier = Applier::new(
+        client,
+        args.field_manager.as_deref().unwrap_or(FIELD_MANAGER),
+        args.force_conflicts,
+    );
+    let report = apply_bundle(&applier, bodies, &args.options).await;
+    let dry = args.options.dry_run;
+    for c in &report.changes {
+        println!("{} {}", c.id, c.action.past(dry));
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{}{} created, {} configured, {} unchanged, {} pruned, {} failed",
+        if dry { "dry run: " } else { "" },
+        report.count(Action::Create),
+        report.count(Action::Update),
+        report.count(Action::Unchanged),
+        report.count(Action::Prune),
+        report.errors.len()
+    );
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// What applying would change, as a diff of live objects against the server's dry run.
+/// Exit 0 equal, 1 different, 2 when the cluster could not answer for some object.
+pub async fn diff(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError> {
+    let client = client(&args.connect).await?;
+    let applier = Applier::new(
+        client,
+        args.field_manager.as_deref().unwrap_or(FIELD_MANAGER),
+        args.force_conflicts,
+    );
+    let mut opts = args.options.clone();
+    opts.dry_run = true;
+    let report = apply_bundle(&applier, bodies, &opts).await;
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for c in &report.changes {
+        if let Some(l) = &c.live {
+            before.push(Object::new(l.clone(), Role::Passthrough, None));
+        }
+        if let Some(r) = &c.result {
+            after.push(Object::new(r.clone(), Role::Passthrough, None));
+        }
+    }
+    let (text, summary) = crate::diff::diff(&before, &after);
+    print!("{text}");
+    eprintln!("{summary}");
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if !report.errors.is_empty() {
+        2
+    } else if summary.differs() {
+        1
+    } else {
+        0
+    })
+}

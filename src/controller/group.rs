@@ -1,0 +1,220 @@
+//! Reconciling one MCPServerGroup: its Service (same compile as `hangar render`), and a status
+//! that counts its members by state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::controller::Action;
+use serde_json::Value as Json;
+
+use super::metrics::{KindLabels, ReconcileLabels};
+use super::server::write_status_json;
+use super::state::{self, truncate};
+use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
+use crate::api::group::{GroupMember, MCPServerGroup, MCPServerGroupStatus, Strategy};
+use crate::api::server::{MCPServerStatus, ServerState};
+use crate::compile::check::selector_matches;
+use crate::compile::{Role, compile};
+
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let t0 = Instant::now();
+    let r = reconcile_group(&obj, &ctx).await;
+    let result = if r.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconcile_total
+        .get_or_create(&ReconcileLabels {
+            kind: "MCPServerGroup".into(),
+            result: result.into(),
+        })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels {
+            kind: "MCPServerGroup".into(),
+        })
+        .observe(t0.elapsed().as_secs_f64());
+    r
+}
+
+fn condition(
+    prev: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    msg: &str,
+    generation: Option<i64>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Condition {
+    let p = MCPServerStatus {
+        conditions: Some(prev.to_vec()),
+        ..Default::default()
+    };
+    state::condition(
+        &p,
+        type_,
+        if ok { "True" } else { "False" },
+        reason,
+        msg,
+        generation,
+        now,
+    )
+}
+
+async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = obj.namespace().unwrap_or_default();
+    let prev: MCPServerGroupStatus = obj
+        .data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let prev_conds = prev.conditions.clone().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let now = state::now_secs((ctx.clock)());
+
+    let compiled = compile(&compile_input(obj, "MCPServerGroup"));
+    let Some(bundle) = compiled.bundle.as_ref() else {
+        let msg = truncate(compiled.render_diagnostics().trim(), 1000);
+        let mut s = prev.clone();
+        s.observed_generation = generation;
+        s.conditions = Some(vec![condition(
+            &prev_conds,
+            state::READY,
+            false,
+            "InvalidSpec",
+            &msg,
+            generation,
+            now,
+        )]);
+        if s != prev {
+            write_status_json(
+                ctx,
+                obj,
+                &ctx.group_ar,
+                serde_json::to_value(&s).unwrap_or(Json::Null),
+            )
+            .await?;
+            ctx.event(obj, &ctx.group_ar, event(true, "InvalidSpec", &msg))
+                .await;
+        }
+        return Ok(Action::requeue(ctx.resync));
+    };
+    let Some(group) = bundle
+        .objects
+        .iter()
+        .find(|o| o.role == Role::Resource && o.kind == "MCPServerGroup")
+        .and_then(|o| serde_json::from_value::<MCPServerGroup>(o.body.clone()).ok())
+    else {
+        return Ok(Action::requeue(ctx.resync));
+    };
+    let Some(owner) = owner_reference(obj, &ctx.group_ar) else {
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    };
+    let mut errors = Vec::new();
+    for o in bundle.objects.iter().filter(|o| o.role == Role::Child) {
+        if let Err(e) = ctx.applier.apply(&with_owner(&o.body, &owner), false).await {
+            errors.push(e.to_string());
+        }
+    }
+
+    // Members: servers of this namespace the selector matches.
+    let servers: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ctx.server_ar);
+    let list = servers.list(&ListParams::default()).await?;
+    let mut members: Vec<GroupMember> = list
+        .items
+        .iter()
+        .filter(|s| {
+            let labels: BTreeMap<String, String> = s.labels().clone();
+            selector_matches(&group.spec.selector, &labels)
+        })
+        .map(|s| GroupMember {
+            name: s.name_any(),
+            namespace: s.namespace(),
+            state: s
+                .data
+                .pointer("/status/state")
+                .cloned()
+                .and_then(|v| serde_json::from_value::<ServerState>(v).ok()),
+            ..GroupMember::default()
+        })
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let count = |st: ServerState| members.iter().filter(|m| m.state == Some(st)).count() as i32;
+    let total = members.len() as i32;
+    let ready = count(ServerState::Ready);
+    let policy = group.spec.health_policy.clone().unwrap_or_default();
+    let min_pct = policy.min_healthy_percentage.unwrap_or(50);
+    let min_count = policy.min_healthy_count.unwrap_or(1);
+    let healthy = total > 0 && ready * 100 >= min_pct * total && ready >= min_count;
+    let msg = format!("{ready}/{total} members ready (needs {min_pct}% and at least {min_count})");
+    let mut conds = vec![condition(
+        &prev_conds,
+        state::READY,
+        healthy,
+        if healthy { "Healthy" } else { "Unhealthy" },
+        &msg,
+        generation,
+        now,
+    )];
+    conds.push(match errors.is_empty() {
+        true => condition(
+            &prev_conds,
+            state::RECONCILED,
+            true,
+            "Applied",
+            "all objects applied",
+            generation,
+            now,
+        ),
+        false => condition(
+            &prev_conds,
+            state::RECONCILED,
+            false,
+            "ApplyFailed",
+            &errors.join("; "),
+            generation,
+            now,
+        ),
+    });
+    let next = MCPServerGroupStatus {
+        provider_count: Some(total),
+        ready_count: Some(ready),
+        degraded_count: Some(count(ServerState::Degraded)),
+        cold_count: Some(count(ServerState::Cold)),
+        dead_count: Some(count(ServerState::Dead)),
+        providers: Some(members),
+        active_strategy: Some(group.spec.strategy.unwrap_or(Strategy::RoundRobin)),
+        healthy: Some(healthy),
+        observed_generation: generation,
+        conditions: Some(conds),
+    };
+    if next != prev {
+        write_status_json(
+            ctx,
+            obj,
+            &ctx.group_ar,
+            serde_json::to_value(&next).unwrap_or(Json::Null),
+        )
+        .await?;
+        if prev.healthy != Some(healthy) {
+            ctx.event(
+                obj,
+                &ctx.group_ar,
+                event(
+                    !healthy,
+                    if healthy { "Healthy" } else { "Unhealthy" },
+                    &msg,
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(Action::requeue(ctx.resync))
+}

@@ -1,0 +1,89 @@
+//! The health-check seam. Today a remote server is healthy when its endpoint accepts a TCP
+//! connection; the MCP protocol probe replaces [`TcpProber`] behind the same trait.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::state::Check;
+
+/// What to check: the server's URL and how long a check may take.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+pub trait Prober: Send + Sync {
+    fn check<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Check>;
+}
+
+/// Reachability: a TCP connection to the endpoint's host and port within the timeout.
+pub struct TcpProber;
+
+impl Prober for TcpProber {
+    fn check<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Check> {
+        Box::pin(async move {
+            let url = match url::Url::parse(&target.url) {
+                Ok(u) => u,
+                Err(e) => return fail(format!("bad endpoint {}: {e}", target.url)),
+            };
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                return fail(format!("endpoint {} has no host or port", target.url));
+            };
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            match tokio::time::timeout(
+                target.timeout,
+                tokio::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Check {
+                    ok: true,
+                    message: format!("{host}:{port} reachable"),
+                    ..Check::default()
+                },
+                Ok(Err(e)) => fail(format!("{host}:{port}: {e}")),
+                Err(_) => fail(format!(
+                    "{host}:{port}: no connection within {}ms",
+                    target.timeout.as_millis()
+                )),
+            }
+        })
+    }
+}
+
+fn fail(message: String) -> Check {
+    Check {
+        ok: false,
+        message,
+        ..Check::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reachable_and_refused() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = Target {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            timeout: Duration::from_secs(2),
+        };
+        assert!(TcpProber.check(&t).await.ok);
+        drop(l);
+        let c = TcpProber.check(&t).await;
+        assert!(!c.ok, "{c:?}");
+        let bad = Target {
+            url: "not a url".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(TcpProber.check(&bad).await.message.contains("bad endpoint"));
+    }
+}

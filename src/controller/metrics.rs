@@ -1,0 +1,239 @@
+//! Prometheus metrics (the seed's names) and the `/metrics`, `/healthz`, `/readyz` endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::server::ServerState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub namespace: String,
+    pub name: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconcile_total: Family<ReconcileLabels, Counter>,
+    pub reconcile_duration: Family<KindLabels, Histogram>,
+    pub provider_state: Family<StateLabels, Gauge>,
+    pub tools_count: Family<ServerLabels, Gauge>,
+    pub health_check_failures: Family<ServerLabels, Counter>,
+    pub api_writes: Family<VerbLabels, Counter>,
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let reconcile_total = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
+        let provider_state = Family::<StateLabels, Gauge>::default();
+        let tools_count = Family::<ServerLabels, Gauge>::default();
+        let health_check_failures = Family::<ServerLabels, Counter>::default();
+        let api_writes = Family::<VerbLabels, Counter>::default();
+        registry.register(
+            "mcp_operator_reconcile",
+            "Total reconciliations",
+            reconcile_total.clone(),
+        );
+        registry.register(
+            "mcp_operator_reconcile_duration_seconds",
+            "Reconciliation duration",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "mcp_operator_provider_state",
+            "MCP server state (1 = in this state)",
+            provider_state.clone(),
+        );
+        registry.register(
+            "mcp_operator_provider_tools_count",
+            "Tools per MCP server",
+            tools_count.clone(),
+        );
+        registry.register(
+            "mcp_operator_provider_health_check_failures",
+            "Health check failures",
+            health_check_failures.clone(),
+        );
+        registry.register(
+            "hangar_api_writes",
+            "Write requests sent to the API server (dry runs excluded)",
+            api_writes.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_total,
+            reconcile_duration,
+            provider_state,
+            tools_count,
+            health_check_failures,
+            api_writes,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_state(&self, ns: &str, name: &str, state: ServerState) {
+        for s in ServerState::ALL {
+            self.provider_state
+                .get_or_create(&StateLabels {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    state: s.as_str().into(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Drops the series of a server that is gone.
+    pub fn forget(&self, ns: &str, name: &str) {
+        for s in ServerState::ALL {
+            self.provider_state.remove(&StateLabels {
+                namespace: ns.into(),
+                name: name.into(),
+                state: s.as_str().into(),
+            });
+        }
+        let l = ServerLabels {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.tools_count.remove(&l);
+        self.health_check_failures.remove(&l);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (the watches have synced).
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let m = metrics.clone();
+    let r = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let r = r.clone();
+                async move {
+                    if r.ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced\n")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_names_are_exposed() {
+        let m = Metrics::new();
+        m.reconcile_total
+            .get_or_create(&ReconcileLabels {
+                kind: "MCPServer".into(),
+                result: "ok".into(),
+            })
+            .inc();
+        m.set_state("ns", "a", ServerState::Ready);
+        m.tools_count
+            .get_or_create(&ServerLabels {
+                namespace: "ns".into(),
+                name: "a".into(),
+            })
+            .set(3);
+        m.reconcile_duration
+            .get_or_create(&KindLabels {
+                kind: "MCPServer".into(),
+            })
+            .observe(0.01);
+        m.health_check_failures
+            .get_or_create(&ServerLabels {
+                namespace: "ns".into(),
+                name: "a".into(),
+            })
+            .inc();
+        let text = m.encode();
+        for name in [
+            "mcp_operator_reconcile_total{kind=\"MCPServer\",result=\"ok\"} 1",
+            "mcp_operator_reconcile_duration_seconds_bucket",
+            "mcp_operator_provider_state{namespace=\"ns\",name=\"a\",state=\"Ready\"} 1",
+            "mcp_operator_provider_state{namespace=\"ns\",name=\"a\",state=\"Dead\"} 0",
+            "mcp_operator_provider_tools_count{namespace=\"ns\",name=\"a\"} 3",
+            "mcp_operator_provider_health_check_failures_total{namespace=\"ns\",name=\"a\"} 1",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+        m.forget("ns", "a");
+        assert!(!m.encode().contains("name=\"a\""));
+    }
+}

@@ -1,0 +1,445 @@
+//! `hangar controller`: reconciles MCPServer and MCPServerGroup with the same `compile` that
+//! `hangar render` runs, applies the children with server-side apply and owner references, and
+//! writes status (see [`state`]), Events and metrics.
+//!
+//! Resources are watched untyped and compiled from their JSON, so one resource that does not
+//! deserialize (or does not compile) gets an error in its status and does not stop the others.
+
+pub mod group;
+pub mod health;
+pub mod metrics;
+pub mod server;
+pub mod state;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value as Json, json};
+
+use crate::apply::Applier;
+use crate::apply::command::{Connect, ConnectError};
+use crate::cli::CliError;
+use crate::compile::{FileRole, InputFile, Inputs, SourceFile};
+use metrics::Metrics;
+
+/// Field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "hangar-controller";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Kubeconfig context (default: the current context, or in-cluster config).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Watch one namespace only (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Resync interval of Ready servers (drift is caught sooner through the watches).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Exit when stdin closes (lets a test harness own the process).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::compile::units::parse_duration(s)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What every reconcile shares.
+pub struct Ctx {
+    pub client: Client,
+    pub applier: Applier,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub server_ar: ApiResource,
+    pub group_ar: ApiResource,
+    pub prober: Arc<dyn health::Prober>,
+    pub resync: Duration,
+    /// Servers reconciled since start (by uid): their orphaned children were looked for.
+    pub swept: Mutex<HashSet<String>>,
+    /// Servers that have metric series (namespace, name).
+    pub tracked: Mutex<HashSet<(String, String)>>,
+    pub clock: fn() -> k8s_openapi::jiff::Timestamp,
+}
+
+impl Ctx {
+    pub async fn event(&self, obj: &DynamicObject, ar: &ApiResource, ev: Event) {
+        let r = obj.object_ref(ar);
+        if let Err(e) = self.recorder.publish(&ev, &r).await {
+            tracing::warn!(error = %e, object = %obj.name_any(), "cannot publish event");
+        } else {
+            self.metrics
+                .api_writes
+                .get_or_create(&metrics::VerbLabels {
+                    verb: "event".into(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn wrote(&self, verb: &str) {
+        self.metrics
+            .api_writes
+            .get_or_create(&metrics::VerbLabels { verb: verb.into() })
+            .inc();
+    }
+}
+
+pub fn event(warning: bool, reason: &str, note: &str) -> Event {
+    Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(state::truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
+pub fn resource(kind: crate::api::Kind) -> ApiResource {
+    let plural = match kind {
+        crate::api::Kind::Server => "mcpservers",
+        crate::api::Kind::Group => "mcpservergroups",
+        crate::api::Kind::DiscoverySource => "mcpdiscoverysources",
+    };
+    ApiResource {
+        group: crate::api::GROUP.into(),
+        version: crate::api::VERSION.into(),
+        api_version: crate::api::API_VERSION.into(),
+        kind: kind.name().into(),
+        plural: plural.into(),
+    }
+}
+
+/// Compiler input for one resource from the cluster: what a user would have written.
+pub fn compile_input(obj: &DynamicObject, kind: &str) -> Inputs {
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), json!(obj.name_any()));
+    if let Some(ns) = &obj.metadata.namespace {
+        meta.insert("namespace".into(), json!(ns));
+    }
+    if let Some(l) = obj.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
+        meta.insert("labels".into(), json!(l));
+    }
+    if let Some(a) = obj.metadata.annotations.as_ref() {
+        let a: serde_json::Map<String, Json> = a
+            .iter()
+            .filter(|(k, _)| !k.starts_with("kubectl.kubernetes.io/"))
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        if !a.is_empty() {
+            meta.insert("annotations".into(), Json::Object(a));
+        }
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("apiVersion".into(), json!(crate::api::API_VERSION));
+    doc.insert("kind".into(), json!(kind));
+    doc.insert("metadata".into(), Json::Object(meta));
+    if let Some(spec) = obj.data.get("spec") {
+        doc.insert("spec".into(), spec.clone());
+    }
+    let ns = obj
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let text = serde_json::to_string_pretty(&Json::Object(doc)).unwrap_or_default();
+    Inputs {
+        files: vec![InputFile {
+            file: SourceFile::new(format!("{kind}/{ns}/{}", obj.name_any()), text),
+            role: FileRole::Inputs,
+        }],
+        default_namespace: ns,
+    }
+}
+
+/// The owner reference every child of `owner` carries.
+pub fn owner_reference(owner: &DynamicObject, ar: &ApiResource) -> Option<Json> {
+    Some(json!({
+        "apiVersion": ar.api_version,
+        "kind": ar.kind,
+        "name": owner.name_any(),
+        "uid": owner.metadata.uid.clone()?,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }))
+}
+
+pub fn with_owner(body: &Json, owner_ref: &Json) -> Json {
+    let mut b = body.clone();
+    if let Some(meta) = b.get_mut("metadata").and_then(Json::as_object_mut) {
+        meta.insert("ownerReferences".into(), json!([owner_ref]));
+    }
+    b
+}
+
+fn error_policy(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(error = %err, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// `hangar controller`: runs until a signal (or stdin EOF with `--exit-on-stdin-eof`).
+pub fn main(args: ControllerArgs) -> Result<u8, CliError> {
+    let rt = crate::apply::command::runtime().map_err(|e| CliError::Usage(e.to_string()))?;
+    match rt.block_on(run(args)) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(2)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the cluster has no hangar CRDs ({0}); install them with `hangar crds | kubectl apply -f -` or the Helm chart"
+    )]
+    NoCrds(String),
+}
+
+pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
+    if args.exit_on_stdin_eof {
+        tokio::spawn(async {
+            use tokio::io::AsyncReadExt;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            tracing::info!("stdin closed; exiting");
+            std::process::exit(0);
+        });
+    }
+    let client = crate::apply::command::client(&Connect {
+        context: args.context.clone(),
+    })
+    .await?;
+    let server_ar = resource(crate::api::Kind::Server);
+    let group_ar = resource(crate::api::Kind::Group);
+    let probe_api: Api<DynamicObject> = Api::all_with(client.clone(), &server_ar);
+    if let Err(e) = probe_api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        return Err(RunError::NoCrds(e.to_string()));
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| RunError::Metrics {
+            addr: args.metrics_addr,
+            source: e,
+        })?;
+    let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    eprintln!("hangar controller: metrics on http://{bound}/metrics");
+    {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve_listener(listener, m).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+
+    let counter_metrics = metrics.clone();
+    let applier = Applier::new(client.clone(), FIELD_MANAGER, false).with_write_counter(Arc::new(
+        move |verb| {
+            counter_metrics
+                .api_writes
+                .get_or_create(&metrics::VerbLabels { verb: verb.into() })
+                .inc();
+        },
+    ));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        applier,
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        server_ar: server_ar.clone(),
+        group_ar: group_ar.clone(),
+        prober: Arc::new(health::TcpProber),
+        resync: args.resync,
+        swept: Mutex::new(HashSet::new()),
+        tracked: Mutex::new(HashSet::new()),
+        clock: k8s_openapi::jiff::Timestamp::now,
+    });
+
+    let (servers, groups): (Api<DynamicObject>, Api<DynamicObject>) = match &args.namespace {
+        Some(ns) => (
+            Api::namespaced_with(client.clone(), ns, &server_ar),
+            Api::namespaced_with(client.clone(), ns, &group_ar),
+        ),
+        None => (
+            Api::all_with(client.clone(), &server_ar),
+            Api::all_with(client.clone(), &group_ar),
+        ),
+    };
+    fn typed<K>(c: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(c.clone(), ns),
+            None => Api::all(c.clone()),
+        }
+    }
+    let ns = args.namespace.clone();
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hangar");
+    let config = ControllerConfig::default().concurrency(args.concurrency);
+
+    let server_ctl = Controller::new_with(
+        servers.clone(),
+        watcher::Config::default(),
+        server_ar.clone(),
+    )
+    .with_config(config.clone())
+    .owns(typed::<Deployment>(&client, &ns), children.clone())
+    .owns(typed::<Service>(&client, &ns), children.clone())
+    .owns(typed::<ServiceAccount>(&client, &ns), children.clone())
+    .owns(typed::<NetworkPolicy>(&client, &ns), children.clone())
+    .owns(
+        typed::<HorizontalPodAutoscaler>(&client, &ns),
+        children.clone(),
+    )
+    .owns(typed::<PodDisruptionBudget>(&client, &ns), children.clone());
+    let server_store = server_ctl.store();
+
+    let group_ctl = Controller::new_with(groups, watcher::Config::default(), group_ar.clone())
+        .with_config(config)
+        .owns(typed::<Service>(&client, &ns), children.clone());
+    let group_store = group_ctl.store();
+    let group_ctl = {
+        let gs = group_store.clone();
+        let gar = group_ar.clone();
+        group_ctl.watches_with(
+            servers,
+            server_ar.clone(),
+            watcher::Config::default(),
+            move |srv: DynamicObject| {
+                let ns = srv.metadata.namespace.clone();
+                gs.state()
+                    .iter()
+                    .filter(|g| g.metadata.namespace == ns)
+                    .map(|g| {
+                        let r = ObjectRef::new_with(&g.name_any(), gar.clone());
+                        match &g.metadata.namespace {
+                            Some(ns) => r.within(ns),
+                            None => r,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+    };
+
+    // Ready once both caches hold a first full list.
+    {
+        let (ss, gs, m) = (server_store.clone(), group_store.clone(), metrics.clone());
+        // The stores' readiness signal wakes one waiter only (the controller's own), so poll it.
+        tokio::spawn(async move {
+            let synced = async |s: &kube::runtime::reflector::Store<DynamicObject>| loop {
+                match tokio::time::timeout(Duration::from_millis(250), s.wait_until_ready()).await {
+                    Ok(r) => return r.is_ok(),
+                    Err(_) => continue,
+                }
+            };
+            if synced(&ss).await && synced(&gs).await {
+                m.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("caches synced; ready");
+            }
+        });
+    }
+    // Forget metric series of servers that are gone.
+    {
+        let (ss, c) = (server_store.clone(), ctx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                let live: HashSet<(String, String)> = ss
+                    .state()
+                    .iter()
+                    .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+                    .collect();
+                let gone: Vec<(String, String)> = match c.tracked.lock() {
+                    Ok(mut t) => {
+                        let gone = t.difference(&live).cloned().collect::<Vec<_>>();
+                        t.retain(|k| live.contains(k));
+                        gone
+                    }
+                    Err(_) => Vec::new(),
+                };
+                for (ns, name) in gone {
+                    c.metrics.forget(&ns, &name);
+                }
+            }
+        });
+    }
+
+    let server_ctx = ctx.clone();
+    let servers_done = server_ctl
+        .shutdown_on_signal()
+        .run(server::reconcile, error_policy, server_ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "server reconcile");
+            }
+        });
+    let groups_done = group_ctl
+        .shutdown_on_signal()
+        .run(group::reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "group reconcile");
+            }
+        });
+    futures::join!(servers_done, groups_done);
+    Ok(())
+}

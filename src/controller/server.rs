@@ -1,0 +1,397 @@
+//! Reconciling one MCPServer: compile -> apply children (owner references) -> prune orphans ->
+//! health -> status (only when it changed) -> Events and metrics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::Action;
+use serde_json::{Value as Json, json};
+
+use super::health::Target;
+use super::metrics::{KindLabels, ReconcileLabels, ServerLabels};
+use super::state::{self, Observed, Workload};
+use super::{Ctx, Error, FIELD_MANAGER, compile_input, event, owner_reference, with_owner};
+use crate::api::server::{MCPServer, MCPServerStatus, Mode, ServerState};
+use crate::compile::render::labels::SERVER_LABEL;
+use crate::compile::units::parse_duration;
+use crate::compile::{Role, compile, defaults};
+
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let t0 = Instant::now();
+    let r = reconcile_server(&obj, &ctx).await;
+    let result = if r.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconcile_total
+        .get_or_create(&ReconcileLabels {
+            kind: "MCPServer".into(),
+            result: result.into(),
+        })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels {
+            kind: "MCPServer".into(),
+        })
+        .observe(t0.elapsed().as_secs_f64());
+    r
+}
+
+/// Kinds a server's children can have, for pruning.
+fn child_kinds() -> Vec<ApiResource> {
+    vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
+        ApiResource::erase::<NetworkPolicy>(&()),
+        ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+        ApiResource::erase::<PodDisruptionBudget>(&()),
+    ]
+}
+
+fn secs(s: Option<&str>, default: &str) -> Duration {
+    s.and_then(|s| parse_duration(s).ok())
+        .or_else(|| parse_duration(default).ok())
+        .unwrap_or(Duration::from_secs(30))
+}
+
+async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    if let Ok(mut t) = ctx.tracked.lock() {
+        t.insert((ns.clone(), name.clone()));
+    }
+    let prev: MCPServerStatus = obj
+        .data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let now = (ctx.clock)();
+
+    let compiled = compile(&compile_input(obj, "MCPServer"));
+    let Some(bundle) = compiled.bundle.as_ref() else {
+        // The spec does not compile: say so in status, keep what runs.
+        let text = compiled.render_diagnostics();
+        let mut s = prev.clone();
+        s.observed_generation = generation;
+        let msg = state::truncate(text.trim(), 1000);
+        s.conditions = Some(vec![
+            state::condition(
+                &prev,
+                state::READY,
+                "False",
+                "InvalidSpec",
+                &msg,
+                generation,
+                now_s(now),
+            ),
+            state::condition(
+                &prev,
+                state::RECONCILED,
+                "False",
+                "InvalidSpec",
+                &msg,
+                generation,
+                now_s(now),
+            ),
+        ]);
+        if s != prev {
+            write_status(ctx, obj, &s).await?;
+            ctx.event(obj, &ctx.server_ar, event(true, "InvalidSpec", &msg))
+                .await;
+        }
+        return Ok(Action::requeue(ctx.resync));
+    };
+    let resolved: Option<MCPServer> = bundle
+        .objects
+        .iter()
+        .find(|o| o.role == Role::Resource && o.kind == "MCPServer")
+        .and_then(|o| serde_json::from_value(o.body.clone()).ok());
+    let Some(resolved) = resolved else {
+        return Ok(Action::requeue(ctx.resync));
+    };
+    let spec = &resolved.spec;
+    let Some(owner) = owner_reference(obj, &ctx.server_ar) else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+
+    // Apply the children.
+    let children: Vec<Json> = bundle
+        .objects
+        .iter()
+        .filter(|o| o.role == Role::Child)
+        .map(|o| with_owner(&o.body, &owner))
+        .collect();
+    let results = join_all(children.iter().map(|c| ctx.applier.apply(c, false))).await;
+    let mut errors = Vec::new();
+    let mut deployment: Option<Json> = None;
+    for (c, r) in children.iter().zip(results) {
+        match r {
+            Ok(change) => {
+                if c.get("kind").and_then(Json::as_str) == Some("Deployment") {
+                    deployment = change.result;
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let apply_error = if errors.is_empty() {
+        None
+    } else {
+        let conflict = errors.iter().any(|e| e.is_conflict());
+        let msg = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some((
+            if conflict { "Conflict" } else { "ApplyFailed" }.to_string(),
+            msg,
+        ))
+    };
+
+    // Children no longer rendered (mode changed, HPA turned off...): once per spec change.
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let first = ctx
+        .swept
+        .lock()
+        .map(|mut s| s.insert(uid.clone()))
+        .unwrap_or(true);
+    if first || prev.observed_generation != generation {
+        let keep: HashSet<(String, String)> = children
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.get("kind")?.as_str()?.to_string(),
+                    c.pointer("/metadata/name")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        prune_children(ctx, &ns, &name, &uid, &keep).await?;
+    }
+
+    // Health.
+    let remote = spec.mode == Mode::Remote;
+    let hc = spec.health_check.clone().unwrap_or_default();
+    let interval = secs(hc.interval.as_deref(), defaults::HEALTH_INTERVAL);
+    let timeout = secs(hc.timeout.as_deref(), defaults::HEALTH_TIMEOUT);
+    let hpa = spec.hpa.as_ref().is_some_and(|h| h.enabled == Some(true));
+    let workload = deployment.as_ref().map(|d| {
+        let n = |p: &str| d.pointer(p).and_then(Json::as_i64).unwrap_or(0) as i32;
+        Workload {
+            replicas: n("/status/replicas"),
+            ready: n("/status/readyReplicas"),
+            available: n("/status/availableReplicas"),
+        }
+    });
+    let desired = if remote {
+        0
+    } else if hpa {
+        deployment
+            .as_ref()
+            .and_then(|d| d.pointer("/spec/replicas").and_then(Json::as_i64))
+            .map(|r| r as i32)
+            .unwrap_or(1)
+    } else {
+        spec.replicas.unwrap_or(defaults::REPLICAS)
+    };
+    let port = spec.port.unwrap_or(defaults::PORT);
+    let path = spec
+        .path
+        .clone()
+        .unwrap_or_else(|| defaults::PATH_STREAMABLE.into());
+    let endpoint = if remote {
+        spec.endpoint.clone()
+    } else {
+        Some(format!("http://{name}.{ns}.svc:{port}{path}"))
+    };
+    let check = if remote {
+        if hc.enabled == Some(false) {
+            Some(state::Check {
+                ok: true,
+                message: "health checks disabled".into(),
+                ..Default::default()
+            })
+        } else {
+            let target = Target {
+                url: endpoint.clone().unwrap_or_default(),
+                timeout,
+            };
+            Some(ctx.prober.check(&target).await)
+        }
+    } else {
+        None
+    };
+    let observed = Observed {
+        generation,
+        remote,
+        desired,
+        workload,
+        check,
+        apply_error,
+        endpoint,
+        startup_timeout: secs(spec.startup_timeout.as_deref(), defaults::STARTUP_TIMEOUT),
+        failure_threshold: hc
+            .failure_threshold
+            .unwrap_or(defaults::HEALTH_FAILURE_THRESHOLD),
+        interval,
+    };
+    let (next, transition) = state::next(&prev, &observed, now);
+
+    // Status, events, metrics.
+    if next != prev {
+        write_status(ctx, obj, &next).await?;
+    }
+    if let Some(t) = &transition {
+        let warn = matches!(t.to, ServerState::Degraded | ServerState::Dead);
+        let from = t.from.map(|s| s.as_str()).unwrap_or("new");
+        ctx.event(
+            obj,
+            &ctx.server_ar,
+            event(
+                warn,
+                t.to.as_str(),
+                &format!("{from} -> {}: {} ({})", t.to.as_str(), t.message, t.reason),
+            ),
+        )
+        .await;
+    }
+    let rec_changed = |s: &MCPServerStatus| {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == state::RECONCILED)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    if let Some((r, m)) = &observed.apply_error
+        && rec_changed(&prev) != rec_changed(&next)
+    {
+        ctx.event(obj, &ctx.server_ar, event(true, r, m)).await;
+    }
+    let state_now = next.state.unwrap_or(ServerState::Initializing);
+    ctx.metrics.set_state(&ns, &name, state_now);
+    let labels = ServerLabels {
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    ctx.metrics
+        .tools_count
+        .get_or_create(&labels)
+        .set(i64::from(next.tools_count.unwrap_or(0)));
+    let (pf, nf) = (
+        prev.consecutive_failures.unwrap_or(0),
+        next.consecutive_failures.unwrap_or(0),
+    );
+    if nf > pf {
+        ctx.metrics
+            .health_check_failures
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(nf - pf).unwrap_or(0));
+    }
+
+    Ok(match state_now {
+        _ if remote => Action::requeue(interval),
+        ServerState::Initializing => {
+            let started = next
+                .last_started_at
+                .as_ref()
+                .map(|t| now.duration_since(t.0).as_secs().max(0) as u64)
+                .unwrap_or(0);
+            let left = observed.startup_timeout.as_secs().saturating_sub(started) + 1;
+            Action::requeue(Duration::from_secs(left).min(interval))
+        }
+        ServerState::Degraded | ServerState::Dead => Action::requeue(interval),
+        ServerState::Ready | ServerState::Cold => Action::requeue(ctx.resync),
+    })
+}
+
+fn now_s(now: k8s_openapi::jiff::Timestamp) -> k8s_openapi::jiff::Timestamp {
+    state::now_secs(now)
+}
+
+/// Server-side applies the status subresource (the controller owns all of it).
+pub async fn write_status(
+    ctx: &Ctx,
+    obj: &DynamicObject,
+    status: &MCPServerStatus,
+) -> Result<(), Error> {
+    write_status_json(
+        ctx,
+        obj,
+        &ctx.server_ar,
+        serde_json::to_value(status).unwrap_or(Json::Null),
+    )
+    .await
+}
+
+pub async fn write_status_json(
+    ctx: &Ctx,
+    obj: &DynamicObject,
+    ar: &ApiResource,
+    status: Json,
+) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, ar);
+    let body = json!({
+        "apiVersion": ar.api_version,
+        "kind": ar.kind,
+        "metadata": {"name": obj.name_any(), "namespace": ns},
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.wrote("status");
+    Ok(())
+}
+
+/// Deletes children of this server (by owner uid) that are no longer rendered.
+async fn prune_children(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    keep: &HashSet<(String, String)>,
+) -> Result<(), Error> {
+    let selector = format!("{SERVER_LABEL}={name},app.kubernetes.io/managed-by=hangar");
+    for ar in child_kinds() {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        for o in list.items {
+            let ours = o
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid);
+            if ours && !keep.contains(&(ar.kind.clone(), o.name_any())) {
+                let key = crate::apply::ObjectKey {
+                    api_version: ar.api_version.clone(),
+                    kind: ar.kind.clone(),
+                    namespace: Some(ns.to_string()),
+                    name: o.name_any(),
+                };
+                ctx.applier.delete(&key, false).await?;
+                tracing::info!(object = %key.id(), "pruned a child no longer rendered");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! The MCPServer state machine, pure: the previous status plus what was observed, at an injected
+//! time, gives the next status. Cold -> Initializing -> Ready -> Degraded -> Dead, and back.
+//!
+//! - `Cold`: zero replicas wanted (container mode).
+//! - `Initializing`: started (or changed) and not yet healthy, within `startupTimeout`.
+//! - `Ready`: the workload is available (container) and the health check passes.
+//! - `Degraded`: some replicas not ready, or health checks failing below `failureThreshold`.
+//! - `Dead`: failures reached `failureThreshold`, or startup did not finish within `startupTimeout`.
+//!
+//! Failures are counted once per `healthCheck.interval` at most, so watch events arriving in a
+//! burst do not count as many failed checks.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::server::{MCPServerStatus, ServerState, ValidationStatus};
+
+/// What the Deployment reports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Workload {
+    pub replicas: i32,
+    pub ready: i32,
+    pub available: i32,
+}
+
+/// The outcome of one health check (today: reachability of a remote endpoint; the MCP probe
+/// plugs in here).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Check {
+    pub ok: bool,
+    pub message: String,
+    pub tools: Option<Vec<String>>,
+    pub validation: Option<ValidationStatus>,
+}
+
+/// Everything the state machine looks at besides the previous status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub remote: bool,
+    /// Replicas wanted (container mode); 0 is cold.
+    pub desired: i32,
+    pub workload: Option<Workload>,
+    pub check: Option<Check>,
+    /// Why applying the children failed (reason, message), when it did.
+    pub apply_error: Option<(String, String)>,
+    pub endpoint: Option<String>,
+    pub startup_timeout: Duration,
+    pub failure_threshold: i32,
+    pub interval: Duration,
+}
+
+/// A state change, for an Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub from: Option<ServerState>,
+    pub to: ServerState,
+    pub reason: String,
+    pub message: String,
+}
+
+pub const READY: &str = "Ready";
+pub const RECONCILED: &str = "Reconciled";
+
+/// Whole seconds: what survives a round trip through the API server unchanged.
+pub fn now_secs(now: Timestamp) -> Timestamp {
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+fn since(now: Timestamp, t: Option<&Time>) -> Option<Duration> {
+    let t = t?;
+    let d: SignedDuration = now.duration_since(t.0);
+    Some(Duration::from_secs(d.as_secs().max(0) as u64))
+}
+
+pub fn next(
+    prev: &MCPServerStatus,
+    o: &Observed,
+    now: Timestamp,
+) -> (MCPServerStatus, Option<Transition>) {
+    let now = now_secs(now);
+    let mut s = prev.clone();
+    let prev_state = prev.state;
+    let spec_changed =
+        prev.observed_generation.is_some() && prev.observed_generation != o.generation;
+    s.observed_generation = o.generation;
+    s.endpoint = o.endpoint.clone();
+    if let Some(w) = &o.workload {
+        s.replicas = Some(w.replicas);
+        s.ready_replicas = Some(w.ready);
+        s.available_replicas = Some(w.available);
+    } else if !o.remote {
+        s.replicas = Some(0);
+        s.ready_replicas = Some(0);
+        s.available_replicas = Some(0);
+    } else {
+        s.replicas = None;
+        s.ready_replicas = None;
+        s.available_replicas = None;
+    }
+    if let Some(c) = &o.check {
+        if c.tools.is_some() {
+            s.tools_count = c.tools.as_ref().map(|t| t.len() as i32);
+            s.tools = c.tools.clone();
+        }
+        if c.validation.is_some() {
+            s.validation = c.validation.clone();
+        }
+    }
+
+    let failures = prev.consecutive_failures.unwrap_or(0);
+    // One failure per interval at most.
+    let count_failure = |s: &mut MCPServerStatus| -> i32 {
+        let due = since(now, prev.last_health_check.as_ref()).is_none_or(|d| d >= o.interval);
+        if due {
+            s.last_health_check = Some(Time(now));
+            failures + 1
+        } else {
+            failures
+        }
+    };
+    // Started: entering any running state from nothing or Cold, or after a spec change while not Ready.
+    let restarting = matches!(prev_state, None | Some(ServerState::Cold))
+        || (spec_changed && prev_state != Some(ServerState::Ready));
+    let was_up = matches!(
+        prev_state,
+        Some(ServerState::Ready) | Some(ServerState::Degraded)
+    ) || (prev_state == Some(ServerState::Dead) && failures > 0);
+
+    let (state, reason, message): (ServerState, String, String) = if !o.remote && o.desired == 0 {
+        s.consecutive_failures = Some(0);
+        (
+            ServerState::Cold,
+            "ScaledToZero".into(),
+            "0 replicas wanted; the server starts on demand".into(),
+        )
+    } else {
+        if restarting {
+            s.last_started_at = Some(Time(now));
+        }
+        let (healthy, partial, what) = if o.remote {
+            match &o.check {
+                Some(c) if c.ok => (true, false, c.message.clone()),
+                Some(c) => (false, false, c.message.clone()),
+                None => (false, false, "no health check yet".into()),
+            }
+        } else {
+            let w = o.workload.clone().unwrap_or_default();
+            let check_ok = o.check.as_ref().is_none_or(|c| c.ok);
+            let what = format!("{}/{} replicas ready", w.ready, o.desired);
+            let what = match &o.check {
+                Some(c) if !c.ok => format!("{what}; {}", c.message),
+                _ => what,
+            };
+            (
+                w.ready >= o.desired && check_ok,
+                w.ready > 0 && check_ok,
+                what,
+            )
+        };
+        if healthy {
+            s.consecutive_failures = Some(0);
+            (ServerState::Ready, "Available".into(), what)
+        } else if partial {
+            (ServerState::Degraded, "ReplicasNotReady".into(), what)
+        } else if !was_up || restarting {
+            let started = if restarting {
+                Some(Duration::ZERO)
+            } else {
+                since(now, s.last_started_at.as_ref())
+            };
+            if started.is_some_and(|d| d < o.startup_timeout) || started.is_none() {
+                if started.is_none() {
+                    s.last_started_at = Some(Time(now));
+                }
+                (ServerState::Initializing, "Starting".into(), what)
+            } else {
+                (
+                    ServerState::Dead,
+                    "StartupTimeout".into(),
+                    format!(
+                        "not healthy within startupTimeout {}s: {what}",
+                        o.startup_timeout.as_secs()
+                    ),
+                )
+            }
+        } else {
+            let f = count_failure(&mut s);
+            s.consecutive_failures = Some(f);
+            if f >= o.failure_threshold {
+                (
+                    ServerState::Dead,
+                    "FailureThreshold".into(),
+                    format!("{f} consecutive failed checks: {what}"),
+                )
+            } else {
+                (
+                    ServerState::Degraded,
+                    "CheckFailing".into(),
+                    format!("{f}/{} failed checks: {what}", o.failure_threshold),
+                )
+            }
+        }
+    };
+    if state == ServerState::Cold && prev_state != Some(ServerState::Cold) && prev_state.is_some() {
+        s.last_stopped_at = Some(Time(now));
+    }
+    s.state = Some(state);
+
+    let mut conds = Vec::new();
+    conds.push(condition(
+        prev,
+        READY,
+        if state == ServerState::Ready {
+            "True"
+        } else {
+            "False"
+        },
+        &reason,
+        &message,
+        o.generation,
+        now,
+    ));
+    let (status, r, m) = match &o.apply_error {
+        None => (
+            "True",
+            "Applied".to_string(),
+            "all objects applied".to_string(),
+        ),
+        Some((r, m)) => ("False", r.clone(), m.clone()),
+    };
+    conds.push(condition(
+        prev,
+        RECONCILED,
+        status,
+        &r,
+        &m,
+        o.generation,
+        now,
+    ));
+    s.conditions = Some(conds);
+
+    let transition = (prev_state != Some(state)).then_some(Transition {
+        from: prev_state,
+        to: state,
+        reason,
+        message,
+    });
+    (s, transition)
+}
+
+/// A condition that keeps its lastTransitionTime while its status stays the same.
+pub fn condition(
+    prev: &MCPServerStatus,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let old = prev.conditions.iter().flatten().find(|c| c.type_ == type_);
+    let since = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: truncate(message, 1024),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn obs(desired: i32, ready: i32) -> Observed {
+        Observed {
+            generation: Some(1),
+            remote: false,
+            desired,
+            workload: Some(Workload {
+                replicas: desired,
+                ready,
+                available: ready,
+            }),
+            check: None,
+            apply_error: None,
+            endpoint: None,
+            startup_timeout: Duration::from_secs(30),
+            failure_threshold: 3,
+            interval: Duration::from_secs(10),
+        }
+    }
+
+    fn state(s: &MCPServerStatus) -> ServerState {
+        s.state.unwrap()
+    }
+
+    #[test]
+    fn cold_initializing_ready() {
+        let (s, tr) = next(&MCPServerStatus::default(), &obs(0, 0), t(0));
+        assert_eq!(state(&s), ServerState::Cold);
+        assert_eq!(tr.unwrap().to, ServerState::Cold);
+        let (s, tr) = next(&s, &obs(1, 0), t(1));
+        assert_eq!(state(&s), ServerState::Initializing);
+        assert_eq!(tr.unwrap().from, Some(ServerState::Cold));
+        assert_eq!(s.last_started_at, Some(Time(t(1))));
+        let (s2, tr) = next(&s, &obs(1, 0), t(5));
+        assert_eq!(state(&s2), ServerState::Initializing);
+        assert!(tr.is_none());
+        assert_eq!(s2, s, "nothing changed, nothing to write");
+        let (s3, tr) = next(&s2, &obs(1, 1), t(6));
+        assert_eq!(state(&s3), ServerState::Ready);
+        assert_eq!(tr.unwrap().to, ServerState::Ready);
+        let ready = s3.conditions.as_ref().unwrap()[0].clone();
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time, Time(t(6)));
+        // Steady: identical status, transition time kept.
+        let (s4, tr) = next(&s3, &obs(1, 1), t(100));
+        assert!(tr.is_none());
+        assert_eq!(s4, s3);
+    }
+
+    #[test]
+    fn startup_timeout_is_dead() {
+        let (s, _) = next(&MCPServerStatus::default(), &obs(1, 0), t(0));
+        assert_eq!(state(&s), ServerState::Initializing);
+        let (s, tr) = next(&s, &obs(1, 0), t(31));
+        assert_eq!(state(&s), ServerState::Dead);
+        assert_eq!(tr.unwrap().reason, "StartupTimeout");
+        // Recovers when it becomes ready.
+        let (s, _) = next(&s, &obs(1, 1), t(40));
+        assert_eq!(state(&s), ServerState::Ready);
+    }
+
+    #[test]
+    fn failures_count_per_interval_to_dead() {
+        let (s, _) = next(&MCPServerStatus::default(), &obs(1, 1), t(0));
+        assert_eq!(state(&s), ServerState::Ready);
+        let (s, _) = next(&s, &obs(1, 0), t(1));
+        assert_eq!(state(&s), ServerState::Degraded);
+        assert_eq!(s.consecutive_failures, Some(1));
+        // A burst of events within the interval counts once.
+        let (s, tr) = next(&s, &obs(1, 0), t(2));
+        assert_eq!(s.consecutive_failures, Some(1));
+        assert!(tr.is_none());
+        let (s, _) = next(&s, &obs(1, 0), t(12));
+        assert_eq!(s.consecutive_failures, Some(2));
+        let (s, tr) = next(&s, &obs(1, 0), t(23));
+        assert_eq!(state(&s), ServerState::Dead);
+        assert_eq!(tr.unwrap().reason, "FailureThreshold");
+        let (s, _) = next(&s, &obs(1, 1), t(30));
+        assert_eq!(state(&s), ServerState::Ready);
+        assert_eq!(s.consecutive_failures, Some(0));
+    }
+
+    #[test]
+    fn partial_replicas_degraded_and_cold_records_stop() {
+        let (s, _) = next(&MCPServerStatus::default(), &obs(3, 3), t(0));
+        let (s, tr) = next(&s, &obs(3, 2), t(1));
+        assert_eq!(state(&s), ServerState::Degraded);
+        assert_eq!(tr.unwrap().message, "2/3 replicas ready");
+        let (s, _) = next(&s, &obs(0, 0), t(2));
+        assert_eq!(state(&s), ServerState::Cold);
+        assert_eq!(s.last_stopped_at, Some(Time(t(2))));
+    }
+
+    #[test]
+    fn remote_checks_and_apply_errors() {
+        let mut o = obs(1, 0);
+        o.remote = true;
+        o.workload = None;
+        o.check = Some(Check {
+            ok: true,
+            message: "reachable".into(),
+            ..Check::default()
+        });
+        let (s, _) = next(&MCPServerStatus::default(), &o, t(0));
+        assert_eq!(state(&s), ServerState::Ready);
+        assert_eq!(s.replicas, None);
+        o.check = Some(Check {
+            ok: false,
+            message: "connection refused".into(),
+            ..Check::default()
+        });
+        o.apply_error = Some(("Conflict".into(), "field owned by kubectl".into()));
+        let (s, _) = next(&s, &o, t(1));
+        assert_eq!(state(&s), ServerState::Degraded);
+        let rec = &s.conditions.as_ref().unwrap()[1];
+        assert_eq!(
+            (rec.status.as_str(), rec.reason.as_str()),
+            ("False", "Conflict")
+        );
+    }
+
+    #[test]
+    fn spec_change_restarts_the_startup_window() {
+        let (s, _) = next(&MCPServerStatus::default(), &obs(1, 0), t(0));
+        let (s, _) = next(&s, &obs(1, 0), t(40));
+        assert_eq!(state(&s), ServerState::Dead);
+        let mut o = obs(1, 0);
+        o.generation = Some(2);
+        let (s, tr) = next(&s, &o, t(41));
+        assert_eq!(state(&s), ServerState::Initializing);
+        assert_eq!(tr.unwrap().from, Some(ServerState::Dead));
+        assert_eq!(s.last_started_at, Some(Time(t(41))));
+    }
+}
