@@ -5,6 +5,7 @@
 #   deploy/testenv/cluster.sh env           print the same exports for a running cluster
 #   deploy/testenv/cluster.sh status        show what runs; exit 0 only if the apiserver is ready
 #   deploy/testenv/cluster.sh down          stop everything and delete the state dir
+#   deploy/testenv/cluster.sh restart-apiserver [SECONDS]   stop the apiserver, wait, start it again
 #
 #   up        etcd + kube-apiserver (like controller-runtime's envtest; nothing schedules or runs pods)
 #   up --full also kube-controller-manager, kube-scheduler and kwok with one fake Ready node, so a
@@ -186,7 +187,7 @@ up() {
   # (envtest disables it the same way, or every pod create would fail on the missing account).
   local admission=()
   [[ $full == 1 ]] || admission=(--disable-admission-plugins=ServiceAccount)
-  start kube-apiserver "$BIN/kube-apiserver" \
+  local api_cmd=("$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --endpoint-reconciler-type=none \
@@ -197,7 +198,10 @@ up() {
     --service-account-key-file="$STATE/pki/sa.pub" --service-account-signing-key-file="$STATE/pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
     --authorization-mode=RBAC --anonymous-auth=false \
-    "${admission[@]}" --profiling=false --v=1
+    "${admission[@]}" --profiling=false --v=1)
+  # kept for `restart-apiserver`
+  printf '%q ' "${api_cmd[@]}" >"$STATE/kube-apiserver.cmd"
+  start kube-apiserver "${api_cmd[@]}"
   wait_for "kube-apiserver /readyz" 120 kube-apiserver api_get /readyz
 
   if [[ $full == 1 ]]; then
@@ -258,6 +262,25 @@ down() {
   log "down: stopped and removed $STATE"
 }
 
+# restart-apiserver [SECONDS]: stop kube-apiserver, keep it down SECONDS (default 3), start it again
+# with the same flags and wait until it is ready (fault injection for tests; etcd keeps the data)
+restart_apiserver() {
+  local down_for="${1:-3}" pid cmd
+  [[ -s "$STATE/kube-apiserver.cmd" ]] || die "not up (no $STATE/kube-apiserver.cmd)"
+  if alive kube-apiserver; then
+    pid="$(pid_of kube-apiserver)"; kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do alive kube-apiserver || break; sleep 0.25; done
+    alive kube-apiserver && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  log "kube-apiserver stopped; down for ${down_for}s"
+  sleep "$down_for"
+  eval "cmd=($(cat "$STATE/kube-apiserver.cmd"))"
+  mv -f "$STATE/kube-apiserver.log" "$STATE/kube-apiserver.log.1" 2>/dev/null || true
+  start kube-apiserver "${cmd[@]}"
+  wait_for "kube-apiserver /readyz" 120 kube-apiserver api_get /readyz
+  log "kube-apiserver ready again"
+}
+
 status() {
   [[ -e "$MARK" ]] || { echo "not up (no state at $STATE)"; return 1; }
   local c
@@ -275,5 +298,6 @@ case "${1:-}" in
   down) down ;;
   env) [[ -s "$STATE/api.url" ]] || die "not up (no state at $STATE)"; print_env ;;
   status) status ;;
-  *) echo "usage: $0 up [--full] | down | env | status" >&2; exit 2 ;;
+  restart-apiserver) shift; restart_apiserver "$@" ;;
+  *) echo "usage: $0 up [--full] | down | env | status | restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac

@@ -82,11 +82,12 @@ pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError
         eprintln!("error: {e}");
     }
     eprintln!(
-        "{}{} created, {} configured, {} unchanged, {} pruned, {} failed",
+        "{}{} created, {} configured, {} unchanged, {} left to the controller, {} pruned, {} failed",
         if dry { "dry run: " } else { "" },
         report.count(Action::Create),
         report.count(Action::Update),
         report.count(Action::Unchanged),
+        report.count(Action::Delegated),
         report.count(Action::Prune),
         report.errors.len()
     );

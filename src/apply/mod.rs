@@ -24,7 +24,6 @@ use crate::compile::bundle::kind_rank;
 pub const FIELD_MANAGER: &str = "hangar";
 /// On every object `hangar apply` writes: the inventory it belongs to.
 pub use crate::compile::render::labels::INVENTORY_LABEL;
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -84,6 +83,9 @@ pub enum Action {
     Update,
     Unchanged,
     Prune,
+    /// The object has a controller owner (the hangar controller renders it from its MCPServer):
+    /// left to that controller, so the two never fight over its fields.
+    Delegated,
 }
 
 impl Action {
@@ -96,6 +98,7 @@ impl Action {
             (Action::Update, true) => "would be configured",
             (Action::Prune, true) => "would be pruned",
             (Action::Unchanged, _) => "unchanged",
+            (Action::Delegated, _) => "left to its controller",
         }
     }
 }
@@ -254,6 +257,17 @@ impl Applier {
             .await
             .map_err(|e| ApplyError::from_kube(&id, e))?
             .map(|o| to_json(&o));
+        if let Some(l) = &live
+            && has_controller_owner(l)
+            && body.pointer("/metadata/ownerReferences").is_none()
+        {
+            return Ok(Change {
+                id,
+                action: Action::Delegated,
+                live: live.clone(),
+                result: live,
+            });
+        }
         let predicted = api
             .patch(&key.name, &self.params(true), &Patch::Apply(body))
             .await
@@ -345,6 +359,13 @@ fn same(live: &Json, predicted: &Json) -> bool {
     crate::diff::normalize(live) == crate::diff::normalize(predicted)
 }
 
+/// Whether a controller owns the object (an owner reference with `controller: true`).
+fn has_controller_owner(live: &Json) -> bool {
+    live.pointer("/metadata/ownerReferences")
+        .and_then(Json::as_array)
+        .is_some_and(|rs| rs.iter().any(|r| r.get("controller") == Some(&json!(true))))
+}
+
 /// Whether `manager` already owns fields of the object through apply.
 fn managed_by(live: &Json, manager: &str) -> bool {
     live.pointer("/metadata/managedFields")
@@ -356,6 +377,9 @@ fn managed_by(live: &Json, manager: &str) -> bool {
             })
         })
 }
+
+/// Kinds pruning never deletes (they are kept in the inventory; delete them by hand).
+pub const NEVER_PRUNED: [&str; 2] = ["CustomResourceDefinition", "Namespace"];
 
 /// Options of `hangar apply` / `hangar diff --cluster`.
 #[derive(Clone, Debug)]
@@ -514,7 +538,9 @@ pub async fn apply_bundle(applier: &Applier, objects: &[Json], opts: &Options) -
     let current: std::collections::BTreeSet<ObjectKey> = keys.into_iter().collect();
     let mut kept = current.clone();
     for old in previous.difference(&current) {
-        if !opts.prune {
+        // Deleting a CRD deletes every resource of its kind, and a Namespace everything in it:
+        // never as a side effect of a missing input.
+        if !opts.prune || NEVER_PRUNED.contains(&old.kind.as_str()) {
             kept.insert(old.clone());
             continue;
         }
@@ -554,9 +580,10 @@ pub async fn apply_bundle(applier: &Applier, objects: &[Json], opts: &Options) -
 
 /// Whether a live object carries hangar's labels for this inventory.
 pub fn carries_inventory(live: &Json, inventory: &str) -> bool {
-    let labels = live.pointer("/metadata/labels");
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Json::as_str);
-    label(INVENTORY_LABEL) == Some(inventory) && label(MANAGED_BY_LABEL) == Some("hangar")
+    live.pointer("/metadata/labels")
+        .and_then(|l| l.get(INVENTORY_LABEL))
+        .and_then(Json::as_str)
+        == Some(inventory)
 }
 
 /// (group, kind) a CRD defines.

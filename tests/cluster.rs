@@ -1,0 +1,519 @@
+//! Against the real control plane (deploy/testenv, `--full`: kube-controller-manager, scheduler
+//! and kwok): hangar apply, the API server's own validation and PodSecurity admission, and the
+//! controller (status, owner GC, recreation, rollouts, render == applied).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use support::{contained, env, text, wait_for, wait_state};
+
+const T: Duration = Duration::from_secs(90);
+
+fn server(ns: &str, name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    team: t\nspec:\n  mode: container\n  image: ghcr.io/example/mcp-{name}:1.0.0\n{extra}"
+    )
+}
+
+fn uid(o: &Json) -> String {
+    o.pointer("/metadata/uid")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn apply_examples_is_idempotent_and_diff_cluster_agrees() {
+    let Some(e) = env() else { return };
+    let first = e.hangar(&["apply", "examples/", "--install-crds"]);
+    assert!(first.status.success(), "{}", text(&first));
+    // Objects without a status keep their resourceVersion on a no-op apply; a Deployment's
+    // changes as its pods start, so its generation (bumped by spec writes only) stands in for it.
+    let versions = |e: &support::Env| {
+        let q = |kinds: &str, field: &str| {
+            e.k(&[
+                "get",
+                kinds,
+                "-A",
+                "-l",
+                "mcp-hangar.io/inventory=default",
+                "-o",
+                &format!("jsonpath={{range .items[*]}}{{.kind}}/{{.metadata.namespace}}/{{.metadata.name}}={{{field}}}{{\"\\n\"}}{{end}}"),
+            ])
+        };
+        q(
+            "services,serviceaccounts,networkpolicies,configmaps",
+            ".metadata.resourceVersion",
+        ) + &q("deployments", ".metadata.generation")
+    };
+    let before = versions(e);
+    assert!(before.lines().count() > 30, "{before}");
+    let again = e.hangar(&["apply", "examples/", "--install-crds"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("0 created, 0 configured"),
+        "second apply changed something:\n{}",
+        text(&again)
+    );
+    assert_eq!(
+        before,
+        versions(e),
+        "resourceVersions churned on a no-op apply"
+    );
+    let diff = e.hangar(&["diff", "--cluster", "examples/"]);
+    assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
+    // A changed input shows up in diff --cluster as a change, with exit 1 (a copy of the
+    // examples, so nothing else of the inventory looks removed).
+    let dir = e
+        .root
+        .join(format!("target/tmp/examples-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    for f in std::fs::read_dir(e.root.join("examples")).expect("examples") {
+        let p = f.expect("entry").path();
+        let t = std::fs::read_to_string(&p).expect("read");
+        let t = if p.ends_with("basic-server.yaml") {
+            t.replace("replicas: 1", "replicas: 2")
+        } else {
+            t
+        };
+        std::fs::write(dir.join(p.file_name().expect("name")), t).expect("write");
+    }
+    let dir_s = dir.display().to_string();
+    let d = e.hangar(&["diff", "--cluster", &dir_s]);
+    assert_eq!(d.status.code(), Some(1), "{}", text(&d));
+    let out = String::from_utf8_lossy(&d.stdout);
+    assert!(out.contains("+  replicas: 2"), "{}", text(&d));
+    assert!(
+        String::from_utf8_lossy(&d.stderr).contains(" 0 removed"),
+        "diff shows removals: {}",
+        text(&d)
+    );
+    // --dry-run writes nothing.
+    let dry = e.hangar(&["apply", "--dry-run", &dir_s]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("would be configured"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(before, versions(e), "--dry-run wrote");
+}
+
+#[test]
+fn api_server_rejects_invalid_resources() {
+    let Some(e) = env() else { return };
+    e.crds();
+    let ns = e.namespace("invalid", false);
+    let cases = [
+        (
+            "no-image",
+            "spec:\n  mode: container\n",
+            "image is required",
+        ),
+        (
+            "no-endpoint",
+            "spec:\n  mode: remote\n",
+            "endpoint is required",
+        ),
+        (
+            "bad-mode",
+            "spec:\n  mode: sidecar\n  image: a/b:1\n",
+            "Unsupported value: \"sidecar\"",
+        ),
+        (
+            "bad-duration",
+            "spec:\n  mode: container\n  image: a/b:1\n  startupTimeout: 30 seconds\n",
+            "startupTimeout",
+        ),
+        (
+            "bad-replicas",
+            "spec:\n  mode: container\n  image: a/b:1\n  replicas: -1\n",
+            "replicas",
+        ),
+        (
+            "Bad.Name",
+            "spec:\n  mode: container\n  image: a/b:1\n",
+            "metadata.name",
+        ),
+    ];
+    for (name, spec, want) in cases {
+        let doc = format!(
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\n{spec}"
+        );
+        let o = e.kubectl_in(&["apply", "--server-side", "-f", "-"], &doc);
+        assert!(!o.status.success(), "{name} was accepted:\n{doc}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{name}: expected {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn restricted_namespace_runs_hangar_pods_and_status_reaches_ready() {
+    let Some(e) = env() else { return };
+    let ctl = e.controller();
+    let ns = e.namespace("restricted", true);
+    // PodSecurity admission is on: a privileged pod is refused here.
+    let bad = e.kubectl(&[
+        "run",
+        "priv",
+        "-n",
+        &ns,
+        "--image=busybox",
+        "--privileged",
+        "--dry-run=server",
+    ]);
+    assert!(
+        !bad.status.success(),
+        "privileged pod accepted: {}",
+        text(&bad)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("violates PodSecurity"));
+
+    e.apply_yaml(&server(&ns, "alpha", "  replicas: 2\n"));
+    wait_state(e, &ns, "alpha", "Ready", T);
+    let s = e.get("mcpserver", &ns, "alpha").expect("server");
+    assert_eq!(s.pointer("/status/readyReplicas"), Some(&Json::from(2)));
+    assert_eq!(
+        s.pointer("/status/observedGeneration"),
+        s.pointer("/metadata/generation")
+    );
+    let conds = s
+        .pointer("/status/conditions")
+        .and_then(Json::as_array)
+        .expect("conditions");
+    let ready = conds.iter().find(|c| c["type"] == "Ready").expect("Ready");
+    assert_eq!(ready["status"], "True");
+    let pods = e.k(&[
+        "get",
+        "pods",
+        "-n",
+        &ns,
+        "-l",
+        "mcp-hangar.io/server=alpha",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    // Transitions are Events on the server.
+    let events = e.k(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "involvedObject.name=alpha",
+        "-o",
+        "jsonpath={range .items[*]}{.reason} {end}",
+    ]);
+    assert!(events.contains("Ready"), "events: {events}");
+    assert!(ctl.metric("mcp_operator_reconcile_total{kind=\"MCPServer\"") >= 1.0);
+    assert!(ctl.metrics_text().contains(&format!(
+        "mcp_operator_provider_state{{namespace=\"{ns}\",name=\"alpha\",state=\"Ready\"}} 1"
+    )));
+
+    // Scaling to zero is Cold.
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "alpha",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":0}}",
+    ]);
+    wait_state(e, &ns, "alpha", "Cold", T);
+}
+
+#[test]
+fn what_the_controller_applies_equals_hangar_render() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("same", true);
+    let doc = server(
+        &ns,
+        "beta",
+        "  port: 3000\n  env:\n    - name: MODE\n      value: fast\n  resources:\n    requests:\n      cpu: 50m\n      memory: 64Mi\n  hpa:\n    enabled: true\n    minReplicas: 1\n    maxReplicas: 3\n  podDisruptionBudget:\n    enabled: true\n    minAvailable: 1\n",
+    );
+    e.apply_yaml(&doc);
+    wait_state(e, &ns, "beta", "Ready", T);
+    let r = e.hangar_in(&["render", "-o", "json", "-"], &doc);
+    assert!(r.status.success(), "{}", text(&r));
+    let list: Json = serde_json::from_slice(&r.stdout).expect("render json");
+    let items = list["items"].as_array().expect("items");
+    let mut rendered_children = BTreeSet::new();
+    let mut problems = Vec::new();
+    for it in items.iter().filter(|i| i["kind"] != "MCPServer") {
+        let kind = it["kind"].as_str().unwrap_or_default();
+        let name = it["metadata"]["name"].as_str().unwrap_or_default();
+        rendered_children.insert(format!("{kind}/{name}"));
+        let live = e
+            .get(kind, &ns, name)
+            .unwrap_or_else(|| panic!("{kind}/{name} rendered but not in the cluster"));
+        contained(it, &live, &format!("{kind}/{name}"), &mut problems);
+        // The controller's children carry an owner reference to the server.
+        let owner = &live["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "MCPServer", "{kind}/{name}");
+        assert_eq!(owner["controller"], true);
+    }
+    assert!(
+        problems.is_empty(),
+        "cluster differs from render:\n{}",
+        problems.join("\n")
+    );
+    // And nothing more: every child the controller made is rendered.
+    let live = e.k(&[
+        "get",
+        "deployments,services,serviceaccounts,networkpolicies,horizontalpodautoscalers,poddisruptionbudgets",
+        "-n", &ns, "-l", "mcp-hangar.io/server=beta", "-o",
+        "jsonpath={range .items[*]}{.kind}/{.metadata.name}{\"\\n\"}{end}",
+    ]);
+    let live: BTreeSet<String> = live.lines().map(str::to_string).collect();
+    assert_eq!(live, rendered_children);
+}
+
+#[test]
+fn deleted_children_come_back_spec_edits_roll_and_delete_cleans_up() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("life", false);
+    e.apply_yaml(&server(&ns, "gamma", ""));
+    wait_state(e, &ns, "gamma", "Ready", T);
+
+    // Deleting a child brings it back (a new object).
+    let svc = e.get("service", &ns, "gamma").expect("service");
+    e.k(&["delete", "service", "gamma", "-n", &ns, "--wait=true"]);
+    let back = wait_for("service recreated", T, || {
+        e.get("service", &ns, "gamma")
+            .filter(|s| uid(s) != uid(&svc))
+    });
+    assert_eq!(back["metadata"]["labels"]["mcp-hangar.io/server"], "gamma");
+    let dep = e.get("deployment", &ns, "gamma").expect("deployment");
+    e.k(&["delete", "deployment", "gamma", "-n", &ns, "--wait=true"]);
+    wait_for("deployment recreated", T, || {
+        e.get("deployment", &ns, "gamma")
+            .filter(|d| uid(d) != uid(&dep))
+    });
+    wait_state(e, &ns, "gamma", "Ready", T);
+
+    // Editing the spec rolls the Deployment: new config hash, new ReplicaSet.
+    let dep = e.get("deployment", &ns, "gamma").expect("deployment");
+    let hash = |d: &Json| {
+        d["spec"]["template"]["metadata"]["annotations"]["mcp-hangar.io/config-hash"].clone()
+    };
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "gamma",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"env\":[{\"name\":\"LEVEL\",\"value\":\"debug\"}]}}",
+    ]);
+    let rolled = wait_for("deployment rolled", T, || {
+        e.get("deployment", &ns, "gamma")
+            .filter(|d| hash(d) != hash(&dep))
+    });
+    let env0 = &rolled["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env0.to_string().contains("LEVEL"), "{env0}");
+    wait_for("two replicasets", T, || {
+        let rs = e.k(&[
+            "get",
+            "rs",
+            "-n",
+            &ns,
+            "-l",
+            "mcp-hangar.io/server=gamma",
+            "-o",
+            "name",
+        ]);
+        (rs.lines().count() == 2).then_some(())
+    });
+    wait_state(e, &ns, "gamma", "Ready", T);
+
+    // Turning on the PDB adds it; turning it off prunes it.
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "gamma",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"podDisruptionBudget\":{\"enabled\":true,\"minAvailable\":1}}}",
+    ]);
+    wait_for("pdb", T, || e.get("pdb", &ns, "gamma"));
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "gamma",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"podDisruptionBudget\":{\"enabled\":false}}}",
+    ]);
+    wait_for("pdb pruned", T, || {
+        e.get("pdb", &ns, "gamma").is_none().then_some(())
+    });
+
+    // Deleting the server removes everything it owned (owner GC).
+    e.k(&["delete", "mcpserver", "gamma", "-n", &ns]);
+    wait_for("children garbage-collected", T, || {
+        let left = e.k(&[
+            "get",
+            "deployments,services,serviceaccounts,networkpolicies,replicasets,pods",
+            "-n",
+            &ns,
+            "-l",
+            "mcp-hangar.io/server=gamma",
+            "-o",
+            "name",
+        ]);
+        left.trim().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn prune_deletes_only_what_hangar_applied() {
+    let Some(e) = env() else { return };
+    e.crds();
+    let ns = e.namespace("prune", false);
+    let inv = format!("--inventory=prune-{ns}");
+    let two = format!(
+        "{}---\n{}",
+        server(&ns, "keep", ""),
+        server(&ns, "drop", "")
+    );
+    let o = e.hangar_in(&["apply", &inv, "-"], &two);
+    assert!(o.status.success(), "{}", text(&o));
+    // Hand-made objects with similar names, one even with hangar's managed-by label.
+    e.apply_yaml(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: drop\n  namespace: {ns}\ndata: {{a: b}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: drop-extra\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: hangar\n    mcp-hangar.io/server: drop\nspec:\n  ports: [{{port: 80}}]\n"
+    ));
+    // Without --prune nothing is deleted.
+    let o = e.hangar_in(&["apply", &inv, "-"], &server(&ns, "keep", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(e.get("deployment", &ns, "drop").is_some());
+    // With --prune (dry run first) only the objects of `drop` go.
+    let dry = e.hangar_in(
+        &["apply", &inv, "--prune", "--dry-run", "-"],
+        &server(&ns, "keep", ""),
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout)
+            .contains(&format!("Deployment/{ns}/drop would be pruned")),
+        "{}",
+        text(&dry)
+    );
+    assert!(e.get("deployment", &ns, "drop").is_some());
+    let o = e.hangar_in(&["apply", &inv, "--prune", "-"], &server(&ns, "keep", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("MCPServer/{ns}/drop pruned")),
+        "{}",
+        text(&o)
+    );
+    for k in ["deployment", "service", "serviceaccount", "networkpolicy"] {
+        wait_for(&format!("{k} drop gone"), T, || {
+            e.get(k, &ns, "drop").is_none().then_some(())
+        });
+    }
+    wait_for("drop deleted", T, || {
+        e.get("deployment", &ns, "drop").is_none().then_some(())
+    });
+    assert!(e.get("mcpserver", &ns, "drop").is_none());
+    assert!(e.get("deployment", &ns, "keep").is_some());
+    assert!(
+        e.get("configmap", &ns, "drop").is_some(),
+        "hand-made ConfigMap deleted"
+    );
+    assert!(
+        e.get("service", &ns, "drop-extra").is_some(),
+        "hand-made Service deleted"
+    );
+}
+
+#[test]
+fn foreign_field_manager_conflict_is_reported_not_overwritten() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("conflict", false);
+    e.apply_yaml(&server(&ns, "delta", ""));
+    wait_state(e, &ns, "delta", "Ready", T);
+    let intruder = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: delta\n  namespace: {ns}\nspec:\n  template:\n    spec:\n      containers:\n      - name: mcp\n        image: evil/override:6.6.6\n"
+    );
+    let o = e.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=intruder",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &intruder,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cond = wait_for("Reconciled=False/Conflict", T, || {
+        let s = e.get("mcpserver", &ns, "delta")?;
+        let c = s
+            .pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Reconciled" && c["reason"] == "Conflict")?
+            .clone();
+        Some(c)
+    });
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("intruder"),
+        "{cond}"
+    );
+    let d = e.get("deployment", &ns, "delta").expect("deployment");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"], "evil/override:6.6.6",
+        "the controller overwrote a field another manager owns"
+    );
+    let events = e.k(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "involvedObject.name=delta,type=Warning",
+        "-o",
+        "jsonpath={range .items[*]}{.reason} {end}",
+    ]);
+    assert!(events.contains("Conflict"), "events: {events}");
+}
+
+#[test]
+fn remote_server_follows_its_endpoint() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("remote", false);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().expect("addr").port();
+    let doc = format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: far\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 5s\n  healthCheck:\n    interval: 1s\n    timeout: 1s\n    failureThreshold: 2\n"
+    );
+    e.apply_yaml(&doc);
+    wait_state(e, &ns, "far", "Ready", T);
+    drop(l);
+    wait_state(e, &ns, "far", "Degraded", T);
+    wait_state(e, &ns, "far", "Dead", T);
+    let _l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind");
+    wait_state(e, &ns, "far", "Ready", T);
+}

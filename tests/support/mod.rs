@@ -1,0 +1,378 @@
+//! Test harness for the real control plane (deploy/testenv): kubectl, the hangar binary, one
+//! controller process per test binary, and polling helpers.
+//!
+//! The cluster comes from `deploy/testenv/cluster.sh up --full` (`.ci/run` starts it and exports
+//! KUBECONFIG, HANGAR_TESTENV_BIN, HANGAR_TESTENV_STATE). Without it the tests are skipped with a
+//! note, unless HANGAR_REQUIRE_CLUSTER=1 (as in `.ci/run`), where a missing cluster fails them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+pub struct Env {
+    pub kubeconfig: PathBuf,
+    pub bin: PathBuf,
+    pub state: PathBuf,
+    pub hangar: PathBuf,
+    pub root: PathBuf,
+}
+
+static ENV: OnceLock<Option<Env>> = OnceLock::new();
+
+/// The cluster, or None (test skipped) when none is running and none is required.
+pub fn env() -> Option<&'static Env> {
+    ENV.get_or_init(|| {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let required = var("HANGAR_REQUIRE_CLUSTER").as_deref() == Some("1");
+        let (Some(kc), Some(bin), Some(state)) = (
+            var("KUBECONFIG"),
+            var("HANGAR_TESTENV_BIN"),
+            var("HANGAR_TESTENV_STATE"),
+        ) else {
+            assert!(
+                !required,
+                "HANGAR_REQUIRE_CLUSTER=1 but no test cluster: run `eval \"$(deploy/testenv/cluster.sh up --full)\"`"
+            );
+            eprintln!(
+                "note: no test cluster (KUBECONFIG/HANGAR_TESTENV_*); skipping. Run .ci/run, or `eval \"$(deploy/testenv/cluster.sh up --full)\"` first."
+            );
+            return None;
+        };
+        let e = Env {
+            kubeconfig: kc.into(),
+            bin: bin.into(),
+            state: state.into(),
+            hangar: env!("CARGO_BIN_EXE_hangar").into(),
+            root: env!("CARGO_MANIFEST_DIR").into(),
+        };
+        let ok = e.kubectl(&["get", "--raw", "/readyz"]);
+        assert!(
+            ok.status.success(),
+            "test cluster not ready: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        Some(e)
+    })
+    .as_ref()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Env {
+    fn cmd(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                self.bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+        c.current_dir(&self.root);
+        c
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.cmd(&self.bin.join("kubectl"))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    pub fn kubectl_in(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(&self.bin.join("kubectl"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn k(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `kubectl apply --server-side -f -` of YAML that must succeed.
+    pub fn apply_yaml(&self, yaml: &str) {
+        let o = self.kubectl_in(
+            &["apply", "--server-side", "--field-manager=test", "-f", "-"],
+            yaml,
+        );
+        assert!(o.status.success(), "apply: {}\n{yaml}", text(&o));
+    }
+
+    /// An object as JSON, or None when it does not exist.
+    pub fn get(&self, kind: &str, ns: &str, name: &str) -> Option<Json> {
+        let o = self.kubectl(&["get", kind, name, "-n", ns, "-o", "json"]);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+
+    pub fn hangar(&self, args: &[&str]) -> Output {
+        self.cmd(&self.hangar)
+            .args(args)
+            .output()
+            .expect("run hangar")
+    }
+
+    pub fn hangar_in(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(&self.hangar)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run hangar");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("hangar output")
+    }
+
+    /// A fresh namespace for one test (suffixed with the test process id, so re-runs on a
+    /// long-lived cluster do not collide); `restricted` enforces the restricted Pod Security level.
+    pub fn namespace(&self, base: &str, restricted: bool) -> String {
+        let name = format!("{base}-{}", std::process::id() % 100_000);
+        let labels = if restricted {
+            "\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: latest"
+        } else {
+            ""
+        };
+        self.apply_yaml(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}{labels}\n"
+        ));
+        name
+    }
+
+    /// hangar's CRDs, installed once per test binary (server-side apply, established).
+    pub fn crds(&self) {
+        static DONE: OnceLock<()> = OnceLock::new();
+        DONE.get_or_init(|| {
+            let crds = self.hangar(&["crds"]);
+            assert!(crds.status.success(), "{}", text(&crds));
+            let o = self.kubectl_in(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=hangar-crds",
+                    "--force-conflicts",
+                    "-f",
+                    "-",
+                ],
+                &String::from_utf8_lossy(&crds.stdout),
+            );
+            assert!(o.status.success(), "{}", text(&o));
+            self.k(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/mcpservers.mcp-hangar.io",
+                "crd/mcpservergroups.mcp-hangar.io",
+                "crd/mcpdiscoverysources.mcp-hangar.io",
+            ]);
+        });
+    }
+
+    /// The controller of this test binary (started once; exits when the test process does).
+    pub fn controller(&self) -> &'static Controller {
+        static CTL: OnceLock<Controller> = OnceLock::new();
+        CTL.get_or_init(|| {
+            self.crds();
+            Controller::start(self)
+        })
+    }
+
+    pub fn restart_apiserver(&self, down_for_secs: u32) {
+        let o = Command::new(self.root.join("deploy/testenv/cluster.sh"))
+            .arg("restart-apiserver")
+            .arg(down_for_secs.to_string())
+            .env("HANGAR_TESTENV_STATE", &self.state)
+            .env("HANGAR_TESTENV_BIN", &self.bin)
+            .output()
+            .expect("run cluster.sh");
+        assert!(o.status.success(), "restart-apiserver: {}", text(&o));
+    }
+}
+
+pub struct Controller {
+    pub child: Mutex<Child>,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Controller {
+    fn start(env: &Env) -> Controller {
+        let port = free_port();
+        let dir = env.root.join("target/tmp");
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join(format!("controller-{}.log", std::process::id()));
+        let logf = std::fs::File::create(&log).expect("controller log");
+        let child = env
+            .cmd(&env.hangar)
+            .args([
+                "controller",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--exit-on-stdin-eof",
+            ])
+            .env("HANGAR_LOG", "info,hangar=debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("start hangar controller");
+        let c = Controller {
+            child: Mutex::new(child),
+            metrics: format!("127.0.0.1:{port}"),
+            log,
+        };
+        wait_for("controller /readyz", Duration::from_secs(60), || {
+            (http_get(&c.metrics, "/readyz")?.0 == 200).then_some(())
+        });
+        c
+    }
+
+    pub fn metrics_text(&self) -> String {
+        http_get(&self.metrics, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// A metric's value (sum over series whose line starts with `prefix`).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn alive(&self) -> bool {
+        self.child
+            .lock()
+            .map(|mut c| matches!(c.try_wait(), Ok(None)))
+            .unwrap_or(false)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Polls `f` every 200 ms until it gives Some, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `rendered` is contained in `live`: every field hangar rendered has the same value in the
+/// cluster (the server may add defaults; lists must have the same length).
+pub fn contained(rendered: &Json, live: &Json, path: &str, out: &mut Vec<String>) {
+    match (rendered, live) {
+        (Json::Object(a), Json::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => contained(v, w, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}: missing in the cluster (rendered {v})")),
+                }
+            }
+        }
+        (Json::Array(a), Json::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                contained(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: rendered {a}, cluster has {b}")),
+    }
+}
+
+pub fn state_of(env: &Env, ns: &str, name: &str) -> Option<String> {
+    env.get("mcpserver", ns, name)?
+        .pointer("/status/state")?
+        .as_str()
+        .map(str::to_string)
+}
+
+pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration) {
+    let mut last = None;
+    let start = Instant::now();
+    loop {
+        last = state_of(env, ns, name).or(last);
+        if last.as_deref() == Some(want) {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let status = env
+                .get("mcpserver", ns, name)
+                .and_then(|o| o.get("status").cloned());
+            let log = env.controller().log_tail();
+            panic!(
+                "{ns}/{name}: state {last:?}, wanted {want} within {timeout:?}\nstatus: {status:#?}\ncontroller log:\n{log}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
