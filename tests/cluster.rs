@@ -517,3 +517,54 @@ fn remote_server_follows_its_endpoint() {
     let _l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind");
     wait_state(e, &ns, "far", "Ready", T);
 }
+
+#[test]
+fn group_counts_its_members_and_gets_a_service() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("group", false);
+    e.apply_yaml(&format!(
+        "{}---\n{}---\napiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServerGroup\nmetadata:\n  name: pool\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels:\n      team: t\n  strategy: Failover\n  healthPolicy:\n    minHealthyPercentage: 50\n",
+        server(&ns, "one", ""),
+        server(&ns, "two", "  replicas: 0\n"),
+    ));
+    wait_state(e, &ns, "one", "Ready", T);
+    wait_state(e, &ns, "two", "Cold", T);
+    let g = wait_for("group status", T, || {
+        let g = e.get("mcpservergroup", &ns, "pool")?;
+        (g.pointer("/status/readyCount") == Some(&Json::from(1))
+            && g.pointer("/status/coldCount") == Some(&Json::from(1)))
+        .then_some(g)
+    });
+    assert_eq!(
+        g.pointer("/status/providerCount"),
+        Some(&Json::from(2)),
+        "{g}"
+    );
+    assert_eq!(g.pointer("/status/healthy"), Some(&Json::from(true)), "{g}");
+    assert_eq!(
+        g.pointer("/status/activeStrategy"),
+        Some(&Json::from("Failover"))
+    );
+    let svc = e.get("service", &ns, "pool").expect("group service");
+    assert_eq!(
+        svc["metadata"]["ownerReferences"][0]["kind"],
+        "MCPServerGroup"
+    );
+    assert_eq!(svc["spec"]["selector"]["team"], "t");
+    // Scaling the ready member to zero leaves the group unhealthy.
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "one",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":0}}",
+    ]);
+    wait_for("group unhealthy", T, || {
+        let g = e.get("mcpservergroup", &ns, "pool")?;
+        (g.pointer("/status/healthy") == Some(&Json::from(false))).then_some(())
+    });
+}

@@ -24,6 +24,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -205,6 +206,20 @@ pub fn with_owner(body: &Json, owner_ref: &Json) -> Json {
     b
 }
 
+/// No backoff on a controller's merged trigger stream (each watch has its own; see `run`).
+struct NoBackoff;
+
+impl Iterator for NoBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoBackoff {
+    fn reset(&mut self) {}
+}
+
 fn error_policy(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
@@ -332,37 +347,80 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         }
     }
     let ns = args.namespace.clone();
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hangar");
+    // Lists are consistent reads (not "any" version from the watch cache): after an API server
+    // restart its cache starts at a newer version, and a list answered with an older one makes
+    // every following watch fail with 410 Gone, over and over.
+    let wc = || watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    let children = wc().labels("app.kubernetes.io/managed-by=hangar");
     let config = ControllerConfig::default().concurrency(args.concurrency);
 
-    let server_ctl = Controller::new_with(
-        servers.clone(),
-        watcher::Config::default(),
-        server_ar.clone(),
-    )
-    .with_config(config.clone())
-    .owns(typed::<Deployment>(&client, &ns), children.clone())
-    .owns(typed::<Service>(&client, &ns), children.clone())
-    .owns(typed::<ServiceAccount>(&client, &ns), children.clone())
-    .owns(typed::<NetworkPolicy>(&client, &ns), children.clone())
-    .owns(
-        typed::<HorizontalPodAutoscaler>(&client, &ns),
-        children.clone(),
-    )
-    .owns(typed::<PodDisruptionBudget>(&client, &ns), children.clone());
-    let server_store = server_ctl.store();
+    // Every watch has a backoff of its own. kube-runtime's default puts one backoff on all of a
+    // controller's watches together, so after an API server restart the errors of one (a 410
+    // while it relists) paused every other for up to a minute and new objects went unnoticed.
+    fn owned<K>(
+        api: Api<K>,
+        wc: watcher::Config,
+    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        watcher::watcher(api, wc)
+            .default_backoff()
+            .touched_objects()
+    }
+    let server_writer = kube::runtime::reflector::store::Writer::new(server_ar.clone());
+    let server_store = server_writer.as_reader();
+    let server_stream = watcher::watcher(servers.clone(), wc())
+        .default_backoff()
+        .reflect(server_writer)
+        .applied_objects();
+    let server_ctl =
+        Controller::for_stream_with(server_stream, server_store.clone(), server_ar.clone())
+            .with_config(config.clone())
+            .trigger_backoff(NoBackoff)
+            .owns_stream(owned(typed::<Deployment>(&client, &ns), children.clone()))
+            .owns_stream(owned(typed::<Service>(&client, &ns), children.clone()))
+            .owns_stream(owned(
+                typed::<ServiceAccount>(&client, &ns),
+                children.clone(),
+            ))
+            .owns_stream(owned(
+                typed::<NetworkPolicy>(&client, &ns),
+                children.clone(),
+            ))
+            .owns_stream(owned(
+                typed::<HorizontalPodAutoscaler>(&client, &ns),
+                children.clone(),
+            ))
+            .owns_stream(owned(
+                typed::<PodDisruptionBudget>(&client, &ns),
+                children.clone(),
+            ));
 
-    let group_ctl = Controller::new_with(groups, watcher::Config::default(), group_ar.clone())
-        .with_config(config)
-        .owns(typed::<Service>(&client, &ns), children.clone());
-    let group_store = group_ctl.store();
+    let group_writer = kube::runtime::reflector::store::Writer::new(group_ar.clone());
+    let group_store = group_writer.as_reader();
+    let group_stream = watcher::watcher(groups, wc())
+        .default_backoff()
+        .reflect(group_writer)
+        .applied_objects();
+    let group_ctl =
+        Controller::for_stream_with(group_stream, group_store.clone(), group_ar.clone())
+            .with_config(config)
+            .trigger_backoff(NoBackoff)
+            .owns_stream(owned(typed::<Service>(&client, &ns), children.clone()));
     let group_ctl = {
         let gs = group_store.clone();
         let gar = group_ar.clone();
-        group_ctl.watches_with(
-            servers,
-            server_ar.clone(),
-            watcher::Config::default(),
+        let member_events = watcher::watcher(servers, wc())
+            .default_backoff()
+            .touched_objects();
+        group_ctl.watches_stream_with(
+            member_events,
             move |srv: DynamicObject| {
                 let ns = srv.metadata.namespace.clone();
                 gs.state()
@@ -377,6 +435,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                     })
                     .collect::<Vec<_>>()
             },
+            server_ar.clone(),
         )
     };
 

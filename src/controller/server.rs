@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 use super::health::Target;
 use super::metrics::{KindLabels, ReconcileLabels, ServerLabels};
 use super::state::{self, Observed, Workload};
-use super::{Ctx, Error, FIELD_MANAGER, compile_input, event, owner_reference, with_owner};
+use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
 use crate::api::server::{MCPServer, MCPServerStatus, Mode, ServerState};
 use crate::compile::render::labels::SERVER_LABEL;
 use crate::compile::units::parse_duration;
@@ -110,9 +110,16 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
             ),
         ]);
         if s != prev {
-            write_status(ctx, obj, &s).await?;
             ctx.event(obj, &ctx.server_ar, event(true, "InvalidSpec", &msg))
                 .await;
+            match write_status(ctx, obj, &s).await {
+                // A stored object that no longer matches the CRD schema (written under an older
+                // one) may not take a status either: then the Event is what reports it.
+                Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+                    tracing::warn!(server = %name, namespace = %ns, "status not writable: {}", e.message);
+                }
+                other => other?,
+            }
         }
         return Ok(Action::requeue(ctx.resync));
     };
@@ -346,16 +353,24 @@ pub async fn write_status_json(
 ) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, ar);
-    let body = json!({
-        "apiVersion": ar.api_version,
-        "kind": ar.kind,
-        "metadata": {"name": obj.name_any(), "namespace": ns},
-        "status": status,
-    });
+    // A merge patch, not server-side apply: apply needs the stored object to match the schema,
+    // and the status of one that does not (written under an older CRD) is exactly what matters.
+    // Fields of the old status that are gone are set to null.
+    let mut status = status;
+    if let (Some(new), Some(old)) = (
+        status.as_object_mut(),
+        obj.data.get("status").and_then(Json::as_object),
+    ) {
+        for k in old.keys() {
+            if !new.contains_key(k) {
+                new.insert(k.clone(), Json::Null);
+            }
+        }
+    }
     api.patch_status(
         &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
     )
     .await?;
     ctx.wrote("status");
