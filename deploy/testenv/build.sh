@@ -132,7 +132,7 @@ fi
 log "done in $((SECONDS - total0)) s"
 "$TESTENV_BIN/kube-apiserver" --version >&2
 "$TESTENV_BIN/kubectl" version --client >&2 2>/dev/null || true
-"$TESTENV_BIN/etcd" --version 2>&1 | head -n1 >&2
+"$TESTENV_BIN/etcd" --version 2>&1 | sed -n 1p >&2   # sed reads to the end: no SIGPIPE under pipefail
 "$TESTENV_BIN/kwok" --version >&2 2>/dev/null || true
 "$TESTENV_BIN/helm" version --short >&2
 echo "$TESTENV_BIN"

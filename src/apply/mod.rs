@@ -620,7 +620,8 @@ mod tests {
         let l = with_inventory_label(&d, "prod");
         assert!(carries_inventory(&l, "prod"));
         assert!(!carries_inventory(&l, "other"));
-        assert!(!carries_inventory(
+        // The label alone marks it: hangar apply is the only one that sets it.
+        assert!(carries_inventory(
             &with_inventory_label(&json!({"metadata": {"name": "a"}}), "prod"),
             "prod"
         ));

@@ -369,7 +369,10 @@ pub async fn write_status_json(
     }
     api.patch_status(
         &obj.name_any(),
-        &PatchParams::default(),
+        &PatchParams {
+            field_manager: Some(super::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
         &Patch::Merge(&json!({"status": status})),
     )
     .await?;
