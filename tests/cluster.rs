@@ -568,3 +568,43 @@ fn group_counts_its_members_and_gets_a_service() {
         (g.pointer("/status/healthy") == Some(&Json::from(false))).then_some(())
     });
 }
+
+#[test]
+fn apply_reports_conflicts_and_forces_only_when_asked() {
+    let Some(e) = env() else { return };
+    e.crds();
+    let ns = e.namespace("conflict-cli", false);
+    let inv = format!("--inventory=cli-{ns}");
+    let cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  level: info\n"
+    );
+    let o = e.hangar_in(&["apply", &inv, "-"], &cm);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = e.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=intruder",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &cm.replace("level: info", "level: debug"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // hangar does not take the field back silently...
+    let o = e.hangar_in(&["apply", &inv, "-"], &cm);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("conflict") && err.contains("intruder") && err.contains(".data.level"),
+        "{err}"
+    );
+    let live = e.get("configmap", &ns, "settings").expect("configmap");
+    assert_eq!(live["data"]["level"], "debug");
+    // ...only when asked.
+    let o = e.hangar_in(&["apply", &inv, "--force-conflicts", "-"], &cm);
+    assert!(o.status.success(), "{}", text(&o));
+    let live = e.get("configmap", &ns, "settings").expect("configmap");
+    assert_eq!(live["data"]["level"], "info");
+}
