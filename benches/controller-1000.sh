@@ -44,7 +44,7 @@ done | kubectl apply -f - >/dev/null
 kubectl create namespace "$NS" >/dev/null
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$HANGAR" controller --metrics-addr "127.0.0.1:$port" --namespace "$NS" 2>/tmp/hangar-bench-controller.log &
+"$HANGAR" controller --metrics-addr "127.0.0.1:$port" --namespace "$NS" --probe-services=false 2>/tmp/hangar-bench-controller.log &
 CTL=$!
 trap 'kill $CTL 2>/dev/null || true; kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do sleep 0.2; done

@@ -58,6 +58,14 @@ pub struct ControllerArgs {
     /// Resync interval of Ready servers (drift is caught sooner through the watches).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
+    /// Check container-mode servers through their Service (`http://NAME.NS.svc:PORT/PATH`). Off
+    /// when the controller runs outside the cluster network (Services unreachable); their state
+    /// then follows the Deployment alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub probe_services: bool,
+    /// Health checks running at once.
+    #[arg(long, default_value_t = 32)]
+    pub probe_concurrency: usize,
     /// Exit when stdin closes (lets a test harness own the process).
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
@@ -84,6 +92,8 @@ pub struct Ctx {
     pub server_ar: ApiResource,
     pub group_ar: ApiResource,
     pub prober: Arc<dyn health::Prober>,
+    pub probe_services: bool,
+    pub probe_slots: tokio::sync::Semaphore,
     pub resync: Duration,
     /// Servers reconciled since start (by uid): their orphaned children were looked for.
     pub swept: Mutex<HashSet<String>>,
@@ -321,6 +331,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         server_ar: server_ar.clone(),
         group_ar: group_ar.clone(),
         prober: Arc::new(health::TcpProber),
+        probe_services: args.probe_services,
+        probe_slots: tokio::sync::Semaphore::new(args.probe_concurrency.max(1)),
         resync: args.resync,
         swept: Mutex::new(HashSet::new()),
         tracked: Mutex::new(HashSet::new()),

@@ -226,22 +226,26 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     } else {
         Some(format!("http://{name}.{ns}.svc:{port}{path}"))
     };
-    let check = if remote {
-        if hc.enabled == Some(false) {
-            Some(state::Check {
-                ok: true,
-                message: "health checks disabled".into(),
-                ..Default::default()
-            })
-        } else {
-            let target = Target {
-                url: endpoint.clone().unwrap_or_default(),
-                timeout,
-            };
-            Some(ctx.prober.check(&target).await)
-        }
-    } else {
+    // Health: a remote endpoint always; a container server through its Service once a replica
+    // is ready (unless the controller runs where Services are not reachable).
+    let has_ready = workload.as_ref().is_some_and(|w| w.ready > 0);
+    let probed = remote || (ctx.probe_services && desired > 0 && has_ready);
+    let check = if !probed {
         None
+    } else if hc.enabled == Some(false) {
+        Some(state::Check {
+            ok: true,
+            message: "health checks disabled".into(),
+            ..Default::default()
+        })
+    } else {
+        let target = Target {
+            url: endpoint.clone().unwrap_or_default(),
+            timeout,
+        };
+        // Bounded: at most --probe-concurrency checks run at once.
+        let _slot = ctx.probe_slots.acquire().await.ok();
+        Some(ctx.prober.check(&target).await)
     };
     let observed = Observed {
         generation,
@@ -311,7 +315,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     }
 
     Ok(match state_now {
-        _ if remote => Action::requeue(interval),
+        _ if probed => Action::requeue(interval),
         ServerState::Initializing => {
             let started = next
                 .last_started_at

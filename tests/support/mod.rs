@@ -253,6 +253,8 @@ impl Controller {
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
                 "--exit-on-stdin-eof",
+                // The controller runs on the host: cluster Services are not reachable from here.
+                "--probe-services=false",
             ])
             .env("HANGAR_LOG", "info,hangar=debug")
             .stdin(Stdio::piped())
