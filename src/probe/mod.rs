@@ -136,6 +136,10 @@ pub struct ProbeReport {
     pub warnings: Vec<String>,
     /// How the transport was found: one line per attempt that led to a fallback.
     pub detection: Vec<String>,
+    /// Whether any HTTP response arrived: a timeout after one is a misbehaving server, not an
+    /// unreachable one.
+    #[serde(skip)]
+    pub answered: bool,
 }
 
 impl ProbeReport {
@@ -264,6 +268,7 @@ impl Probe {
             errors: Vec::new(),
             warnings: Vec::new(),
             detection: Vec::new(),
+            answered: false,
         };
         // The session bounds each step by the deadline; this outer bound is a second guard.
         let deadline = tokio::time::Instant::now() + opts.timeout;
@@ -292,7 +297,7 @@ impl Probe {
                         report.www_authenticate = www_authenticate.clone();
                         Verdict::RequiresAuth
                     }
-                    f if f.unreachable() => Verdict::Unreachable,
+                    f if f.unreachable() && !report.answered => Verdict::Unreachable,
                     _ => Verdict::NotCompliant,
                 };
                 report.error_kind = Some(e.fault.kind());
@@ -337,6 +342,7 @@ impl Probe {
             errors: vec![e.to_string()],
             warnings: Vec::new(),
             detection: Vec::new(),
+            answered: false,
         }
     }
 }

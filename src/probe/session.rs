@@ -88,6 +88,8 @@ struct Session<'a> {
     uri: Uri,
     deadline: Instant,
     next_id: u64,
+    /// Whether any HTTP response arrived (a later timeout is then not "unreachable").
+    answered: std::sync::atomic::AtomicBool,
 }
 
 pub(super) async fn run(
@@ -108,19 +110,11 @@ pub(super) async fn run(
         uri,
         deadline,
         next_id: 0,
+        answered: std::sync::atomic::AtomicBool::new(false),
     };
-    let (mut mode, init) = s.establish(report).await?;
-    let caps = init
-        .get("capabilities")
-        .and_then(Json::as_object)
-        .cloned()
-        .unwrap_or_default();
-    report.capabilities = caps.keys().cloned().collect();
-    report.capabilities.sort();
-    report.server_info = server_info(&init);
-    let result = s.inventory(&mut mode, &caps, report).await;
-    s.close(mode, report).await;
-    result
+    let outcome = s.drive(report).await;
+    report.answered = s.answered.load(std::sync::atomic::Ordering::Relaxed);
+    outcome
 }
 
 fn check_url(raw: &str) -> Result<Url, Fault> {
@@ -158,6 +152,21 @@ fn server_info(result: &Json) -> Option<ServerInfo> {
 }
 
 impl Session<'_> {
+    async fn drive(&mut self, report: &mut ProbeReport) -> Result<(), ProbeError> {
+        let (mut mode, init) = self.establish(report).await?;
+        let caps = init
+            .get("capabilities")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
+        report.capabilities = caps.keys().cloned().collect();
+        report.capabilities.sort();
+        report.server_info = server_info(&init);
+        let result = self.inventory(&mut mode, &caps, report).await;
+        self.close(mode, report).await;
+        result
+    }
+
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -216,6 +225,8 @@ impl Session<'_> {
             .map_err(|f| ProbeError::new(step, f))?;
         tracing::debug!(step, "sending");
         let resp = self.bounded(step, self.http.send(req)).await?;
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(step, status = resp.status().as_u16(), "answered");
         self.refuse_auth_and_redirects(step, &resp)?;
         Ok(resp)
