@@ -174,6 +174,33 @@ async fn python_sdk_streamable_http() {
     assert_eq!(r.verdict, Verdict::NotCompliant);
 }
 
+/// `stateless_http=True`: initialize-era clients get no session either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_stateless_streamable_http() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http-stateless");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = run(&url, |_| {}).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2026-07-28"));
+    let r = run(&url, |o| o.protocol_version = Some("2025-11-25".into())).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
+    assert_eq!(r.stateful, Some(false), "no Mcp-Session-Id");
+}
+
+/// `json_response=True`: the initialize-era exchange with application/json bodies, not SSE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_json_responses() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http-json");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = run(&url, |o| o.protocol_version = Some("2025-06-18".into())).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-06-18"));
+    assert_eq!(r.stateful, Some(true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_sse() {
     let Some(s) = servers() else { return };
