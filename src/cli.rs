@@ -98,6 +98,9 @@ pub enum Command {
         #[arg(long)]
         install_crds: bool,
     },
+    /// Check that a URL speaks MCP: transport, protocol version, server, capabilities, tools.
+    /// Exit 0 compliant, 1 not (or requires auth, or unreachable), 2 usage error.
+    Probe(crate::probe::command::ProbeArgs),
     /// Run the reconciler against the cluster of the current kubeconfig context (or in-cluster).
     Controller(crate::controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them under DIR).
@@ -169,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
             install_crds,
         } => apply(&input, &cluster, dry_run, prune, install_crds),
         Command::Controller(args) => crate::controller::main(args),
+        Command::Probe(args) => Ok(crate::probe::command::run(args)),
         Command::Check { input, output } => check(&input, output),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
         Command::Schema { out_dir } => schema(out_dir.as_deref()),

@@ -7,5 +7,6 @@ pub mod cli;
 pub mod compile;
 pub mod controller;
 pub mod diff;
+pub mod probe;
 pub mod source;
 pub mod yaml;

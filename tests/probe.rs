@@ -1,0 +1,750 @@
+//! `hangar probe` against real MCP servers on loopback (the Python SDK and the npm "everything"
+//! server, installed by `deploy/testenv/mcp-servers.sh`) and against hostile servers written here.
+//!
+//! Without the installed servers, the real-server tests are skipped with a note, unless
+//! HANGAR_REQUIRE_MCP=1 (as in `.ci/run`), where they fail. Every server listens on a free port,
+//! so the tests run in parallel.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hangar::controller::health::{Prober, Target};
+use hangar::probe::{
+    McpProber, Probe, ProbeOptions, ProbeReport, Transport, TransportChoice, Verdict,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------- real servers
+
+struct Servers {
+    python: PathBuf,
+    server_py: PathBuf,
+    everything: PathBuf,
+}
+
+fn servers() -> Option<Servers> {
+    let required = std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1");
+    let cache = std::env::var_os("HANGAR_MCP_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
+        });
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let s = cache.map(|c| Servers {
+        python: c.join("venv/bin/python"),
+        server_py: root.join("tests/support/mcp/server.py"),
+        everything: c.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    });
+    match s {
+        Some(s) if s.python.exists() && s.everything.exists() => Some(s),
+        _ => {
+            assert!(
+                !required,
+                "HANGAR_REQUIRE_MCP=1 but the MCP test servers are not installed: run deploy/testenv/mcp-servers.sh"
+            );
+            eprintln!(
+                "note: MCP test servers not installed (deploy/testenv/mcp-servers.sh); skipping"
+            );
+            None
+        }
+    }
+}
+
+/// A server process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(mut cmd: Command, port: u16) -> Proc {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start MCP server");
+    let p = Proc(child);
+    let until = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "MCP server on port {port} did not listen within 60s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
+}
+
+fn python(s: &Servers, transport: &str) -> (Proc, u16) {
+    let port = free_port();
+    let mut c = Command::new(&s.python);
+    c.arg(&s.server_py).arg(transport).arg(port.to_string());
+    (start(c, port), port)
+}
+
+fn everything(s: &Servers, transport: &str) -> (Proc, u16) {
+    let port = free_port();
+    let mut c = Command::new("node");
+    c.arg(&s.everything)
+        .arg(transport)
+        .env("PORT", port.to_string());
+    (start(c, port), port)
+}
+
+async fn run(url: &str, f: impl FnOnce(&mut ProbeOptions)) -> ProbeReport {
+    let mut o = ProbeOptions::new(url, Duration::from_secs(10));
+    f(&mut o);
+    let r = Probe::new().unwrap().run(&o).await;
+    eprintln!("{}", serde_json::to_string(&r).unwrap());
+    r
+}
+
+fn assert_echo_server(r: &ProbeReport) {
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert!(r.compliant && !r.requires_auth);
+    assert_eq!(r.tools, vec!["echo".to_string(), "add".to_string()]);
+    assert_eq!(
+        r.server_info.as_ref().unwrap().name.as_deref(),
+        Some("test-echo")
+    );
+    assert!(
+        r.capabilities.contains(&"tools".to_string()),
+        "{:?}",
+        r.capabilities
+    );
+    assert_eq!(r.resources_count, Some(0));
+    assert_eq!(r.prompts_count, Some(0));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_streamable_http() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+
+    // auto: the SDK is dual-era, so the modern stateless protocol wins
+    let r = run(&url, |_| {}).await;
+    assert_echo_server(&r);
+    assert_eq!(r.transport, Some(Transport::StreamableHttp));
+    assert_eq!(r.protocol_version.as_deref(), Some("2026-07-28"));
+    assert_eq!(r.stateful, Some(false));
+    assert!(r.detection.is_empty(), "{:?}", r.detection);
+
+    // an unknown version first: UnsupportedProtocolVersionError (-32022), then a retry
+    let r = run(&url, |o| o.protocol_version = Some("2099-01-01".into())).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2026-07-28"));
+    assert!(
+        r.detection[0].contains("retrying with 2026-07-28"),
+        "{:?}",
+        r.detection
+    );
+
+    // the legacy handshake: initialize, Mcp-Session-Id, SSE-framed responses, DELETE
+    for v in ["2025-11-25", "2025-06-18", "2025-03-26"] {
+        let r = run(&url, |o| {
+            o.protocol_version = Some(v.into());
+            o.transport = TransportChoice::StreamableHttp;
+        })
+        .await;
+        assert_echo_server(&r);
+        assert_eq!(r.protocol_version.as_deref(), Some(v));
+        assert_eq!(r.stateful, Some(true));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    // forcing the legacy SSE transport on a streamable endpoint fails clearly
+    let r = run(&url, |o| o.transport = TransportChoice::Sse).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant);
+}
+
+/// `stateless_http=True`: initialize-era clients get no session either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_stateless_streamable_http() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http-stateless");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = run(&url, |_| {}).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2026-07-28"));
+    let r = run(&url, |o| o.protocol_version = Some("2025-11-25".into())).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
+    assert_eq!(r.stateful, Some(false), "no Mcp-Session-Id");
+}
+
+/// `json_response=True`: the initialize-era exchange with application/json bodies, not SSE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_json_responses() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http-json");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = run(&url, |o| o.protocol_version = Some("2025-06-18".into())).await;
+    assert_echo_server(&r);
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-06-18"));
+    assert_eq!(r.stateful, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_sse() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "sse");
+    let url = format!("http://127.0.0.1:{port}/sse");
+    for choice in [TransportChoice::Auto, TransportChoice::Sse] {
+        let r = run(&url, |o| o.transport = choice).await;
+        assert_echo_server(&r);
+        assert_eq!(r.transport, Some(Transport::Sse));
+        assert_eq!(r.protocol_version.as_deref(), Some("2024-11-05"));
+        if choice == TransportChoice::Auto {
+            // POST server/discover and POST initialize were refused before the GET
+            assert_eq!(r.detection.len(), 2, "{:?}", r.detection);
+        }
+    }
+    let r = run(&url, |o| o.transport = TransportChoice::StreamableHttp).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant, "{r:?}");
+    assert_eq!(r.error_kind, Some("not-mcp"));
+}
+
+fn assert_everything(r: &ProbeReport) {
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(
+        r.server_info.as_ref().unwrap().name.as_deref(),
+        Some("mcp-servers/everything")
+    );
+    assert!(r.tools.len() >= 10, "{:?}", r.tools);
+    assert!(r.tools.iter().any(|t| t == "echo"), "{:?}", r.tools);
+    for c in ["tools", "resources", "prompts", "logging", "completions"] {
+        assert!(
+            r.capabilities.iter().any(|x| x == c),
+            "{c} in {:?}",
+            r.capabilities
+        );
+    }
+    assert!(r.resources_count.unwrap() >= 1, "{:?}", r.resources_count);
+    assert!(r.prompts_count.unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_streamable_http() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = everything(&s, "streamableHttp");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = run(&url, |_| {}).await;
+    assert_everything(&r);
+    // legacy only: server/discover is refused without a modern error, initialize is accepted
+    assert_eq!(r.transport, Some(Transport::StreamableHttp));
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
+    assert_eq!(r.stateful, Some(true));
+    assert_eq!(r.detection.len(), 1, "{:?}", r.detection);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_sse() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = everything(&s, "sse");
+    let r = run(&format!("http://127.0.0.1:{port}/sse"), |_| {}).await;
+    assert_everything(&r);
+    assert_eq!(r.transport, Some(Transport::Sse));
+    assert_eq!(r.protocol_version.as_deref(), Some("2024-11-05"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_prober_fills_the_validation_status() {
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http");
+    let prober = McpProber::new().unwrap();
+    let t = Target {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        timeout: Duration::from_secs(10),
+    };
+    let c = prober.check(&t).await;
+    assert!(c.ok, "{c:?}");
+    assert_eq!(c.tools, Some(vec!["echo".to_string(), "add".to_string()]));
+    let v = c.validation.unwrap();
+    assert_eq!(v.compliant, Some(true));
+    assert_eq!(v.transport.as_deref(), Some("streamable-http"));
+    assert_eq!(v.protocol_version.as_deref(), Some("2026-07-28"));
+    assert_eq!(v.requires_auth, Some(false));
+    assert_eq!(v.server_info.unwrap().name.as_deref(), Some("test-echo"));
+
+    let auth = hostile(|_| {
+        Reply::Write(http(
+            401,
+            "application/json",
+            "{}",
+            "WWW-Authenticate: Bearer realm=\"x\"\r\n",
+        ))
+    })
+    .await;
+    let c = prober
+        .check(&Target {
+            url: auth,
+            timeout: Duration::from_secs(5),
+        })
+        .await;
+    assert!(!c.ok);
+    assert_eq!(c.tools, None);
+    let v = c.validation.unwrap();
+    assert_eq!(v.requires_auth, Some(true));
+    assert_eq!(v.compliant, Some(false));
+    assert!(c.message.contains("requires-auth"), "{}", c.message);
+}
+
+#[test]
+fn cli_probe_exit_codes_and_json() {
+    let bin = env!("CARGO_BIN_EXE_hangar");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 2: usage errors
+    for args in [
+        vec!["probe", "http://127.0.0.1:1/mcp", "--timeout", "soon"],
+        vec!["probe", "http://127.0.0.1:1/mcp", "--header", "no-colon"],
+        vec!["probe", "ftp://127.0.0.1/"],
+    ] {
+        let o = Command::new(bin).args(&args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // 1: requires auth, with the reason; the header's value is never printed
+    let url = rt.block_on(hostile(|_| {
+        Reply::Write(http(401, "text/plain", "no", "WWW-Authenticate: Bearer resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\"\r\n"))
+    }));
+    let o = Command::new(bin)
+        .args([
+            "probe",
+            &url,
+            "--header",
+            "Authorization: Bearer s3cr3t-token",
+            "--timeout",
+            "5s",
+        ])
+        .env("HANGAR_LOG", "trace")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("requires authentication") && out.contains("HTTP 401"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "secret leaked:\n{out}\n{err}"
+    );
+    // 0 and the JSON contract, against a real server
+    let Some(s) = servers() else { return };
+    let (_p, port) = python(&s, "streamable-http");
+    let o = Command::new(bin)
+        .args([
+            "probe",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["compliant"], true);
+    assert_eq!(j["transport"], "streamable-http");
+    assert_eq!(j["protocolVersion"], "2026-07-28");
+    assert_eq!(j["requiresAuth"], false);
+    assert_eq!(j["serverInfo"]["name"], "test-echo");
+    assert_eq!(j["tools"], serde_json::json!(["echo", "add"]));
+    assert!(
+        j["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"tools".into())
+    );
+    assert_eq!(j["errors"], serde_json::json!([]));
+    assert!(j["latencyMs"].is_u64());
+    let o = Command::new(bin)
+        .args(["probe", &format!("http://127.0.0.1:{port}/mcp")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("MCP compliant") && out.contains("echo, add"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------- hostile servers
+
+/// What a hostile server does with one request.
+enum Reply {
+    /// Write these bytes and close.
+    Write(Vec<u8>),
+    /// Write these bytes, then keep the connection open and silent.
+    WriteAndHang(Vec<u8>),
+    /// Stream `n` bytes of `byte` as the body of a 200 JSON response, then close.
+    Flood(usize),
+}
+
+struct Req {
+    method: String,
+    body: String,
+}
+
+fn http(status: u16, content_type: &str, body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A loopback HTTP/1.1 server answering every request with `f`; returns its URL.
+async fn hostile(f: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", l.local_addr().unwrap());
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // head, then a Content-Length body
+                let head_end = loop {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let req = Req {
+                    method: head.split(' ').next().unwrap_or_default().to_string(),
+                    body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
+                };
+                match f(&req) {
+                    Reply::Write(b) => {
+                        let _ = sock.write_all(&b).await;
+                        let _ = sock.shutdown().await;
+                    }
+                    Reply::WriteAndHang(b) => {
+                        let _ = sock.write_all(&b).await;
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Reply::Flood(n) => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
+                        );
+                        let _ = sock.write_all(head.as_bytes()).await;
+                        let block = vec![b' '; 64 * 1024];
+                        let mut sent = 0;
+                        while sent < n {
+                            let k = block.len().min(n - sent);
+                            if sock.write_all(&block[..k]).await.is_err() {
+                                return;
+                            }
+                            sent += k;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+async fn quick(url: &str) -> ProbeReport {
+    let mut o = ProbeOptions::new(url, Duration::from_secs(2));
+    o.transport = TransportChoice::Auto;
+    let r = Probe::new().unwrap().run(&o).await;
+    eprintln!("{}", serde_json::to_string(&r).unwrap());
+    assert!(!r.compliant);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    r
+}
+
+#[tokio::test]
+async fn hostile_plain_web_server() {
+    let url = hostile(|_| {
+        Reply::Write(http(
+            200,
+            "text/html; charset=utf-8",
+            "<!doctype html><html>hi</html>",
+            "",
+        ))
+    })
+    .await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant);
+    assert_eq!(r.error_kind, Some("not-mcp"));
+    assert!(r.errors[0].contains("HTML page"), "{:?}", r.errors);
+
+    // a web server without this path: 404 to POST and GET alike
+    let url = hostile(|_| Reply::Write(http(404, "text/html", "<h1>Not Found</h1>", ""))).await;
+    let r = quick(&url).await;
+    assert_eq!(r.error_kind, Some("not-mcp"));
+    assert_eq!(r.detection.len(), 2, "{:?}", r.detection);
+    assert!(r.errors[0].contains("HTTP 404 to GET"), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn hostile_requires_auth() {
+    let url = hostile(|_| {
+        Reply::Write(http(401, "application/json", r#"{"error":"invalid_token"}"#, "WWW-Authenticate: Bearer resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\"\r\n"))
+    })
+    .await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::RequiresAuth);
+    assert!(r.requires_auth);
+    assert_eq!(r.error_kind, Some("auth-required"));
+    assert!(
+        r.www_authenticate
+            .as_deref()
+            .unwrap()
+            .starts_with("Bearer resource_metadata=")
+    );
+    let url = hostile(|_| Reply::Write(http(403, "text/plain", "forbidden", ""))).await;
+    assert_eq!(quick(&url).await.verdict, Verdict::RequiresAuth);
+}
+
+#[tokio::test]
+async fn hostile_never_answers() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s); // accept, read nothing, answer nothing
+        }
+    });
+    let mut o = ProbeOptions::new(&url, Duration::from_millis(800));
+    o.transport = TransportChoice::Auto;
+    let t = Instant::now();
+    let r = Probe::new().unwrap().run(&o).await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(r.verdict, Verdict::Unreachable, "{r:?}");
+    assert_eq!(r.error_kind, Some("timeout"));
+    assert!(r.errors[0].contains("800 ms"), "{:?}", r.errors);
+
+    // headers sent, then silence on an SSE response
+    let url = hostile(|_| {
+        Reply::WriteAndHang(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: keep-alive\n\n".to_vec(),
+        )
+    })
+    .await;
+    let t = Instant::now();
+    let r = quick(&url).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(2700),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.error_kind, Some("timeout"));
+}
+
+#[tokio::test]
+async fn hostile_garbage_json() {
+    let url =
+        hostile(|_| Reply::Write(http(200, "application/json", "{\"jsonrpc\": 2.0, oops", "")))
+            .await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant);
+    assert_eq!(r.error_kind, Some("bad-json"));
+    assert!(r.errors[0].contains("invalid JSON"), "{:?}", r.errors);
+
+    // valid JSON, not JSON-RPC
+    let url =
+        hostile(|_| Reply::Write(http(200, "application/json", r#"{"status":"ok"}"#, ""))).await;
+    let r = quick(&url).await;
+    assert_eq!(r.error_kind, Some("bad-jsonrpc"));
+    assert!(
+        r.errors[0].contains("no `jsonrpc` member"),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[tokio::test]
+async fn hostile_closes_mid_stream() {
+    // an SSE response cut inside the event that carries the response
+    let url = hostile(|_| {
+        Reply::Write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"res".to_vec())
+    })
+    .await;
+    let r = quick(&url).await;
+    assert_eq!(r.error_kind, Some("closed"), "{r:?}");
+    assert!(r.errors[0].contains("connection closed"), "{:?}", r.errors);
+
+    // a JSON body shorter than its Content-Length
+    let url = hostile(|_| {
+        Reply::Write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"jsonrpc\":\"2.0\",".to_vec())
+    })
+    .await;
+    assert_eq!(quick(&url).await.error_kind, Some("closed"));
+}
+
+#[tokio::test]
+async fn hostile_wrong_content_type() {
+    let body = r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"capabilities":{}}}"#;
+    let url = hostile(move |_| Reply::Write(http(200, "text/plain", body, ""))).await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant);
+    assert_eq!(r.error_kind, Some("content-type"));
+    assert!(r.errors[0].contains("`text/plain`"), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn hostile_redirects_to_another_host() {
+    let url = hostile(|_| {
+        Reply::Write(http(
+            307,
+            "text/plain",
+            "",
+            "Location: http://203.0.113.9:8080/mcp?token=abc\r\n",
+        ))
+    })
+    .await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant);
+    assert_eq!(r.error_kind, Some("redirect"));
+    let e = &r.errors[0];
+    assert!(
+        e.contains("307")
+            && e.contains("203.0.113.9:8080/mcp (another host)")
+            && e.contains("not followed"),
+        "{e}"
+    );
+    assert!(!e.contains("token"), "{e}");
+}
+
+#[tokio::test]
+async fn hostile_oversized_response() {
+    let url = hostile(|_| Reply::Flood(5 * 1024 * 1024)).await;
+    let mut o = ProbeOptions::new(&url, Duration::from_secs(10));
+    o.transport = TransportChoice::StreamableHttp;
+    let r = Probe::new().unwrap().run(&o).await;
+    assert_eq!(r.error_kind, Some("too-large"), "{r:?}");
+    assert!(r.errors[0].contains("4194304"), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn unreachable_refused_tls_and_not_http() {
+    let port = free_port();
+    let r = quick(&format!("http://127.0.0.1:{port}/mcp")).await;
+    assert_eq!(r.verdict, Verdict::Unreachable);
+    assert_eq!(r.error_kind, Some("connection-refused"));
+
+    // https to a plain HTTP server (which answers the ClientHello with a 400): TLS fails
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/mcp", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b).await;
+            let _ = s
+                .write_all(&http(400, "text/plain", "Bad Request", ""))
+                .await;
+        }
+    });
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::Unreachable);
+    assert_eq!(r.error_kind, Some("tls"), "{r:?}");
+
+    // a TCP service that is not HTTP
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.9\r\n").await;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                drop(s);
+            });
+        }
+    });
+    let r = quick(&url).await;
+    assert_eq!(r.error_kind, Some("not-http"), "{r:?}");
+}
+
+/// A scripted dual-era server that lists only legacy versions in its -32022 error: the probe
+/// falls back to `initialize` with the version the server named, then pages through tools.
+#[tokio::test]
+async fn version_negotiation_and_pagination() {
+    let url = hostile(|req| {
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        let id = v["id"].clone();
+        let body = match (req.method.as_str(), v["method"].as_str()) {
+            ("POST", Some("server/discover")) => {
+                return Reply::Write(http(400, "application/json", &serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2025-06-18"],"requested":"2026-07-28"}}}).to_string(), ""));
+            }
+            ("POST", Some("initialize")) => {
+                assert_eq!(v["params"]["protocolVersion"], "2025-06-18");
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"scripted","version":"1"}}})
+            }
+            ("POST", Some("notifications/initialized")) => return Reply::Write(http(202, "text/plain", "", "")),
+            ("POST", Some("tools/list")) => {
+                let page: u32 = v["params"]["cursor"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
+                let mut r = serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":[{"name":format!("t{page}")}]}});
+                if page < 2 {
+                    r["result"]["nextCursor"] = (page + 1).to_string().into();
+                }
+                r
+            }
+            _ => return Reply::Write(http(405, "text/plain", "", "")),
+        };
+        Reply::Write(http(200, "application/json", &body.to_string(), ""))
+    })
+    .await;
+    let o = ProbeOptions::new(&url, Duration::from_secs(5));
+    let r = Probe::new().unwrap().run(&o).await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-06-18"));
+    assert_eq!(r.tools, vec!["t0", "t1", "t2"]);
+    assert_eq!(r.stateful, Some(false));
+    assert!(
+        r.detection[0].contains("-32022") || r.detection[0].contains("unsupported version"),
+        "{:?}",
+        r.detection
+    );
+}
