@@ -28,8 +28,28 @@ fn uid(o: &Json) -> String {
 #[test]
 fn apply_examples_is_idempotent_and_diff_cluster_agrees() {
     let Some(e) = env() else { return };
+    // With the controller running (as in production), the children it takes over get its owner
+    // references once; after that, a second apply must change nothing.
+    e.controller();
     let first = e.hangar(&["apply", "examples/", "--install-crds"]);
     assert!(first.status.success(), "{}", text(&first));
+    wait_for("the controller owns every child of the examples", T, || {
+        let list: Json = serde_json::from_str(&e.k(&[
+            "get",
+            "deployments,services,serviceaccounts,networkpolicies",
+            "-A",
+            "-l",
+            "mcp-hangar.io/inventory=default",
+            "-o",
+            "json",
+        ]))
+        .ok()?;
+        let items = list["items"].as_array()?;
+        items
+            .iter()
+            .all(|i| i["metadata"]["ownerReferences"].is_array())
+            .then_some(())
+    });
     // Objects without a status keep their resourceVersion on a no-op apply; a Deployment's
     // changes as its pods start, so its generation (bumped by spec writes only) stands in for it.
     let versions = |e: &support::Env| {
@@ -500,21 +520,50 @@ fn foreign_field_manager_conflict_is_reported_not_overwritten() {
 }
 
 #[test]
-fn remote_server_follows_its_endpoint() {
+fn remote_server_follows_its_real_mcp_endpoint() {
     let Some(e) = env() else { return };
+    let Some((python, script)) = support::mcp_python() else {
+        return;
+    };
     e.controller();
     let ns = e.namespace("remote", false);
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-    let port = l.local_addr().expect("addr").port();
+    let port = support::free_tcp_port();
+    let server = support::start_mcp_python(&python, &script, port);
     let doc = format!(
-        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: far\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 5s\n  healthCheck:\n    interval: 1s\n    timeout: 1s\n    failureThreshold: 2\n"
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: far\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 20s\n  healthCheck:\n    interval: 2s\n    timeout: 1s\n    failureThreshold: 2\n"
     );
     e.apply_yaml(&doc);
     wait_state(e, &ns, "far", "Ready", T);
-    drop(l);
+    // The probe's findings are in status: tools, protocol, transport, server info.
+    let s = e.get("mcpserver", &ns, "far").expect("server");
+    let st = &s["status"];
+    assert_eq!(st["toolsCount"], 2, "{st}");
+    let tools: BTreeSet<&str> = st["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    assert_eq!(tools, BTreeSet::from(["add", "echo"]), "{st}");
+    assert_eq!(st["validation"]["compliant"], true, "{st}");
+    assert_eq!(st["validation"]["transport"], "streamable-http", "{st}");
+    assert!(
+        st["validation"]["protocolVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{st}"
+    );
+    assert!(
+        st["validation"]["capabilities"]
+            .to_string()
+            .contains("tools"),
+        "{st}"
+    );
+    // Stopping the server: Degraded, then Dead at the threshold; restarting brings it back.
+    drop(server);
     wait_state(e, &ns, "far", "Degraded", T);
     wait_state(e, &ns, "far", "Dead", T);
-    let _l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind");
+    let _server = support::start_mcp_python(&python, &script, port);
     wait_state(e, &ns, "far", "Ready", T);
 }
 

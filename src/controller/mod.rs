@@ -63,6 +63,10 @@ pub struct ControllerArgs {
     /// then follows the Deployment alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub probe_services: bool,
+    /// How servers are checked: `mcp` speaks the protocol (transport, version, tools; see
+    /// `hangar probe`), `tcp` only opens a connection.
+    #[arg(long, value_enum, default_value = "mcp")]
+    pub health_check: HealthCheckKind,
     /// Health checks running at once.
     #[arg(long, default_value_t = 32)]
     pub probe_concurrency: usize,
@@ -73,6 +77,12 @@ pub struct ControllerArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::compile::units::parse_duration(s)
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    Mcp,
+    Tcp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +270,8 @@ pub enum RunError {
         "the cluster has no hangar CRDs ({0}); install them with `hangar crds | kubectl apply -f -` or the Helm chart"
     )]
     NoCrds(String),
+    #[error("cannot set up the MCP probe: {0}")]
+    Probe(String),
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
@@ -330,7 +342,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         recorder: Recorder::new(client.clone(), reporter),
         server_ar: server_ar.clone(),
         group_ar: group_ar.clone(),
-        prober: Arc::new(health::TcpProber),
+        prober: match args.health_check {
+            HealthCheckKind::Mcp => {
+                Arc::new(crate::probe::McpProber::new().map_err(RunError::Probe)?)
+            }
+            HealthCheckKind::Tcp => Arc::new(health::TcpProber),
+        },
         probe_services: args.probe_services,
         probe_slots: tokio::sync::Semaphore::new(args.probe_concurrency.max(1)),
         resync: args.resync,

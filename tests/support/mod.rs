@@ -378,3 +378,65 @@ pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The Python SDK's MCP test server (tests/support/mcp/server.py) from the cache that
+/// deploy/testenv/mcp-servers.sh fills; None (skip) when it is not installed and not required.
+pub fn mcp_python() -> Option<(PathBuf, PathBuf)> {
+    let required = std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1");
+    let cache = std::env::var_os("HANGAR_MCP_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
+        });
+    let python = cache
+        .map(|c| c.join("venv/bin/python"))
+        .filter(|p| p.exists());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/mcp/server.py");
+    match python {
+        Some(p) => Some((p, script)),
+        None => {
+            assert!(
+                !required,
+                "HANGAR_REQUIRE_MCP=1 but the MCP test servers are not installed: run deploy/testenv/mcp-servers.sh"
+            );
+            eprintln!(
+                "note: MCP test servers not installed (deploy/testenv/mcp-servers.sh); skipping"
+            );
+            None
+        }
+    }
+}
+
+/// A process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the Python SDK server over streamable HTTP on `port` and waits until it listens.
+pub fn start_mcp_python(python: &Path, script: &Path, port: u16) -> Proc {
+    let child = Command::new(python)
+        .arg(script)
+        .arg("streamable-http")
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the MCP server");
+    let p = Proc(child);
+    wait_for("MCP server listening", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    p
+}
+
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
