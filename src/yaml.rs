@@ -4,6 +4,9 @@
 
 use serde_json::Value;
 
+mod ser;
+pub use ser::write_serialize;
+
 /// YAML text of one value (a document body, without `---`).
 pub fn to_string(v: &Value) -> String {
     let mut out = String::with_capacity(1024);
@@ -225,6 +228,62 @@ mod tests {
             "json": "{\"a\":1}", "yes-key": {"on": "off"}, "list": [[1, 2], [], [{}]], "k8s": "mcp-hangar.io/core",
         });
         round_trip(&v);
+    }
+
+    /// The direct serializer prints what `to_value` + `write_value` print.
+    fn same_as_value<T: serde::Serialize>(v: &T) {
+        let mut direct = String::new();
+        write_serialize(&mut direct, v);
+        let mut via = String::new();
+        write_value(&mut via, &serde_json::to_value(v).unwrap_or(Value::Null), 0);
+        assert_eq!(direct, via);
+    }
+
+    #[test]
+    fn direct_serializer_matches_value_path() {
+        use std::collections::BTreeMap;
+        same_as_value(&json!({
+            "a": "true", "b": "1.0", "q": 0.1, "neg": -3, "big": 12345678901i64, "u": u64::MAX, "f": 1e300,
+            "nested": {"l": [1, "2", {"k": "null"}, null, [], {}, [[1], [{"x": [{}]}]]], "e": {}, "el": []},
+            "multi": "line1\nline2\n", "multi2": "a\n\nb", "trail": "x \ny\n", "ctrl": "a\u{1}b",
+            "list": [[1, 2], [], [{}], {"a": {"b": [1, {"c": "d\ne"}]}}], "k8s": "mcp-hangar.io/core",
+        }));
+        for v in [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!("x"),
+            json!([1]),
+            json!("a\nb"),
+            json!(1.5),
+        ] {
+            same_as_value(&v);
+        }
+        same_as_value(&(
+            Some(1),
+            None::<i32>,
+            (),
+            'x',
+            2.5f32,
+            f64::NAN,
+            b"ab".as_slice(),
+        ));
+        same_as_value(&BTreeMap::from([("k".to_string(), vec![Some("v"), None])]));
+        same_as_value(&BTreeMap::<String, String>::new());
+        // Keys `to_value` converts (integers) take the fallback.
+        same_as_value(&BTreeMap::from([(1, "one"), (2, "two")]));
+        #[derive(serde::Serialize)]
+        enum E {
+            Unit,
+            New(i32),
+            Tuple(i32, i32),
+            Struct { a: i32 },
+        }
+        same_as_value(&vec![E::Unit, E::New(1)]);
+        same_as_value(&vec![E::Tuple(1, 2)]);
+        same_as_value(&json!({"x": [E::Struct { a: 1 }]}));
+        let d = k8s_openapi::api::apps::v1::Deployment::default();
+        same_as_value(&d);
     }
 
     #[test]

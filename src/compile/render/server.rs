@@ -25,12 +25,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
+use super::Sink;
 use super::labels::{
     self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
 };
-use super::to_object;
 use crate::api::server::Mode;
-use crate::compile::bundle::Object;
 use crate::compile::defaults;
 use crate::compile::resolve::ResolvedServer;
 use crate::compile::units::parse_duration;
@@ -78,24 +77,24 @@ pub fn config_hash(s: &ResolvedServer) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn children(s: &ResolvedServer) -> Vec<Object> {
+/// Renders the objects a server runs as into `out`.
+pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
     if s.spec.mode == Mode::Remote {
-        return Vec::new();
+        return;
     }
     let labels = labels::standard(&s.meta.name, COMPONENT_SERVER, SERVER_LABEL);
-    let mut out = Vec::new();
     if s.spec.service_account_name.is_none() {
         let sa = ServiceAccount {
             metadata: meta(s, &labels),
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
         };
-        out.push(to_object(&sa, s));
+        out.child(&sa, s.span);
     }
-    out.push(to_object(&deployment(s, &labels), s));
-    out.push(to_object(&service(s, &labels), s));
+    out.child(&deployment(s, &labels), s.span);
+    out.child(&service(s, &labels), s.span);
     if s.spec.network_policy.as_ref().and_then(|n| n.enabled) != Some(false) {
-        out.push(to_object(&network_policy(s, &labels), s));
+        out.child(&network_policy(s, &labels), s.span);
     }
     if let Some(h) = s.spec.hpa.as_ref().filter(|h| h.enabled == Some(true)) {
         let hpa = HorizontalPodAutoscaler {
@@ -124,7 +123,7 @@ pub fn children(s: &ResolvedServer) -> Vec<Object> {
             },
             ..HorizontalPodAutoscaler::default()
         };
-        out.push(to_object(&hpa, s));
+        out.child(&hpa, s.span);
     }
     if let Some(p) = s
         .spec
@@ -149,9 +148,8 @@ pub fn children(s: &ResolvedServer) -> Vec<Object> {
             }),
             ..PodDisruptionBudget::default()
         };
-        out.push(to_object(&pdb, s));
+        out.child(&pdb, s.span);
     }
-    out
 }
 
 fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
