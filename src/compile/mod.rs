@@ -73,7 +73,7 @@ impl Compilation {
 
 /// What every way of compiling shares: loaded, classified, resolved and checked inputs.
 struct Front {
-    passthrough: Vec<model::Passthrough>,
+    model: model::Model,
     resolved: resolve::Resolved,
     diags: Diagnostics,
     files: Vec<SourceFile>,
@@ -137,7 +137,7 @@ fn front(inputs: &Inputs) -> Front {
     );
     check::check(&resolved, &mut diags);
     Front {
-        passthrough: model.objects,
+        model,
         resolved,
         diags,
         files,
@@ -146,11 +146,12 @@ fn front(inputs: &Inputs) -> Front {
 
 pub fn compile(inputs: &Inputs) -> Compilation {
     let Front {
-        passthrough,
+        model,
         resolved,
         mut diags,
         files,
     } = front(inputs);
+    let passthrough = model.objects;
     let mut objects = render::render(&resolved);
     for o in passthrough {
         objects.push(Object::new(o.body, Role::Passthrough, Some(o.node.span)));
@@ -230,6 +231,20 @@ pub struct YamlCompilation {
     pub files: Vec<SourceFile>,
     /// Whether the bundle holds Secrets from the inputs (masked unless revealed).
     pub input_secrets: bool,
+    /// The intermediate results, freed with the compilation (or never, if the caller exits
+    /// without freeing it: freeing them costs more than the exit does).
+    _held: Held,
+}
+
+struct Held {
+    _model: model::Model,
+    _resolved: resolve::Resolved,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
 }
 
 impl YamlCompilation {
@@ -243,11 +258,12 @@ impl YamlCompilation {
 pub fn compile_yaml(inputs: &Inputs, reveal_secrets: bool) -> YamlCompilation {
     use rayon::prelude::*;
     let Front {
-        passthrough,
+        mut model,
         resolved,
         mut diags,
         files,
     } = front(inputs);
+    let passthrough = std::mem::take(&mut model.objects);
     let printed = render::render_printed(&resolved);
     let passthrough: Vec<Object> = passthrough
         .into_iter()
@@ -312,5 +328,9 @@ pub fn compile_yaml(inputs: &Inputs, reveal_secrets: bool) -> YamlCompilation {
         diagnostics: diags,
         files,
         input_secrets,
+        _held: Held {
+            _model: model,
+            _resolved: resolved,
+        },
     }
 }

@@ -45,7 +45,12 @@ pub fn render(resolved: &Resolved) -> Vec<Object> {
         .servers
         .par_iter()
         .flat_map_iter(|s| {
-            let mut v = vec![resource(Kind::Server, &s.meta, &s.spec_json, Some(s.span))];
+            let mut v = vec![resource(
+                Kind::Server,
+                &s.meta,
+                &s.spec_json(),
+                Some(s.span),
+            )];
             server::children(s, &mut v);
             v
         })
@@ -143,7 +148,7 @@ impl Printed {
     }
 
     /// As [`resource`], printed.
-    fn resource(&mut self, kind: Kind, meta: &super::model::Meta, spec: &Json) {
+    fn resource<S: Serialize>(&mut self, kind: Kind, meta: &super::model::Meta, spec: &S) {
         fn is_empty(m: &&BTreeMap<String, String>) -> bool {
             m.is_empty()
         }
@@ -157,12 +162,12 @@ impl Printed {
             annotations: &'a BTreeMap<String, String>,
         }
         #[derive(Serialize)]
-        struct Envelope<'a> {
+        struct Envelope<'a, S> {
             #[serde(rename = "apiVersion")]
             api_version: &'a str,
             kind: &'a str,
             metadata: Metadata<'a>,
-            spec: &'a Json,
+            spec: &'a S,
         }
         let body = Envelope {
             api_version: api::API_VERSION,
@@ -212,7 +217,8 @@ pub fn render_printed(resolved: &Resolved) -> Vec<Printed> {
         .map(|servers| {
             let mut p = Printed::with_capacity(servers.len() * 8 * 1024);
             for s in servers {
-                p.resource(Kind::Server, &s.meta, &s.spec_json);
+                // Printing the typed spec prints its `to_value`, `spec_json()`.
+                p.resource(Kind::Server, &s.meta, &s.spec);
                 server::children(s, &mut p);
             }
             p

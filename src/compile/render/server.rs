@@ -71,8 +71,9 @@ pub fn config_hash(s: &ResolvedServer) -> String {
         }
     }
     let mut w = HashWriter(Sha256::new());
+    // The typed spec serialises to the same JSON text as its `to_value` (`spec_json`).
     // Serialising to a hasher cannot fail; were it to, the hash would still be deterministic.
-    let _ = serde_json::to_writer(&mut w, &(&s.spec_json, &s.meta.labels, &s.meta.annotations));
+    let _ = serde_json::to_writer(&mut w, &(&s.spec, &s.meta.labels, &s.meta.annotations));
     let digest = w.0.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
