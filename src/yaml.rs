@@ -26,9 +26,12 @@ pub fn write_value(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
-fn pad(out: &mut String, n: usize) {
-    for _ in 0..n {
-        out.push(' ');
+fn pad(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
     }
 }
 
@@ -163,19 +166,36 @@ fn plain_safe(s: &str) -> bool {
     if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
         return false;
     }
+    // Bytes that need a closer look: controls, space, `#`, flow indicators, non-ASCII.
+    const fn special_bytes() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = b < 0x20
+                || b >= 0x7f
+                || matches!(b as u8, b' ' | b'#' | b'{' | b'}' | b'[' | b']' | b',');
+            b += 1;
+        }
+        t
+    }
+    static SPECIAL: [bool; 256] = special_bytes();
     let mut prev = 0u8;
+    let mut ascii = true;
     for &b in bytes {
-        match b {
-            // Flow indicators are harmless in block context, but quote them for every reader.
-            b'\n' | b'\t' | b'\r' | b'{' | b'}' | b'[' | b']' | b',' => return false,
-            b' ' if prev == b':' => return false,
-            b'#' if prev == b' ' => return false,
-            b if b < 0x20 || b == 0x7f => return false,
-            _ => {}
+        if SPECIAL[b as usize] {
+            match b {
+                // Flow indicators are harmless in block context, but quote them for every reader.
+                b'\n' | b'\t' | b'\r' | b'{' | b'}' | b'[' | b']' | b',' => return false,
+                b' ' if prev == b':' => return false,
+                b'#' if prev == b' ' => return false,
+                b' ' | b'#' => {}
+                b if b >= 0x80 => ascii = false,
+                _ => return false,
+            }
         }
         prev = b;
     }
-    if !s.is_ascii()
+    if !ascii
         && s.chars()
             .any(|c| c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}'))
     {
