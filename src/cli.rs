@@ -239,12 +239,16 @@ pub fn inputs(args: &InputArgs) -> Result<Inputs, CliError> {
 /// Compiles and prints the diagnostics to stderr (with a summary when it failed).
 fn compile_reporting(inputs: &Inputs) -> Compilation {
     let c = compile::compile(inputs);
-    let text = c.render_diagnostics();
+    report(&c.render_diagnostics(), &c.diagnostics, c.bundle.is_none());
+    c
+}
+
+/// Prints rendered diagnostics to stderr, with a summary when nothing was rendered.
+fn report(text: &str, d: &compile::Diagnostics, failed: bool) {
     if !text.is_empty() {
         eprint!("{text}");
     }
-    if c.bundle.is_none() {
-        let d = &c.diagnostics;
+    if failed {
         eprintln!(
             "error: {} error{}, {} warning{}; nothing was rendered",
             d.error_count(),
@@ -253,7 +257,6 @@ fn compile_reporting(inputs: &Inputs) -> Compilation {
             plural(d.warning_count())
         );
     }
-    c
 }
 
 fn plural(n: usize) -> &'static str {
@@ -262,11 +265,7 @@ fn plural(n: usize) -> &'static str {
 
 /// The body of an object as printed: Secrets from the inputs are masked unless revealed.
 fn printable(o: &Object, reveal: bool) -> std::borrow::Cow<'_, Json> {
-    if o.kind == "Secret" && o.role == Role::Passthrough && !reveal {
-        std::borrow::Cow::Owned(crate::diff::mask_secret(&o.body, None))
-    } else {
-        std::borrow::Cow::Borrowed(&o.body)
-    }
+    o.printable(reveal)
 }
 
 pub fn to_yaml_stream(objects: &[Object], reveal: bool) -> String {
@@ -298,6 +297,9 @@ fn render(
     reveal: bool,
 ) -> Result<u8, CliError> {
     let inputs = inputs(args)?;
+    if format == Format::Yaml && out_dir.is_none() {
+        return render_yaml_stdout(&inputs, reveal);
+    }
     let c = compile_reporting(&inputs);
     let Some(bundle) = c.bundle.as_ref() else {
         return Ok(2);
@@ -337,6 +339,44 @@ fn render(
         }
     };
     write_stdout(&text)?;
+    // Freeing tens of thousands of objects one by one costs more than the process exit does.
+    std::mem::forget(c);
+    Ok(0)
+}
+
+/// `hangar render` to stdout as YAML: printed without building the objects as JSON.
+fn render_yaml_stdout(inputs: &Inputs, reveal: bool) -> Result<u8, CliError> {
+    let c = compile::compile_yaml(inputs, reveal);
+    report(&c.render_diagnostics(), &c.diagnostics, c.docs.is_none());
+    let Some(docs) = c.docs.as_ref() else {
+        return Ok(2);
+    };
+    if c.input_secrets && !reveal {
+        eprintln!(
+            "note: Secret values from the inputs are masked; pass --reveal-secrets to print them"
+        );
+    }
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        for (i, doc) in docs.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b"---\n")?;
+            }
+            out.write_all(doc.as_bytes())?;
+        }
+        out.flush()
+    };
+    match write() {
+        Ok(()) => {}
+        // A closed pipe (`hangar render | head`) is not an error worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            return Err(CliError::Write {
+                path: "<stdout>".into(),
+                source: e,
+            });
+        }
+    }
     // Freeing tens of thousands of objects one by one costs more than the process exit does.
     std::mem::forget(c);
     Ok(0)

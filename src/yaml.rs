@@ -4,6 +4,9 @@
 
 use serde_json::Value;
 
+mod ser;
+pub use ser::write_serialize;
+
 /// YAML text of one value (a document body, without `---`).
 pub fn to_string(v: &Value) -> String {
     let mut out = String::with_capacity(1024);
@@ -23,9 +26,12 @@ pub fn write_value(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
-fn pad(out: &mut String, n: usize) {
-    for _ in 0..n {
-        out.push(' ');
+fn pad(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
     }
 }
 
@@ -160,19 +166,36 @@ fn plain_safe(s: &str) -> bool {
     if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
         return false;
     }
+    // Bytes that need a closer look: controls, space, `#`, flow indicators, non-ASCII.
+    const fn special_bytes() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = b < 0x20
+                || b >= 0x7f
+                || matches!(b as u8, b' ' | b'#' | b'{' | b'}' | b'[' | b']' | b',');
+            b += 1;
+        }
+        t
+    }
+    static SPECIAL: [bool; 256] = special_bytes();
     let mut prev = 0u8;
+    let mut ascii = true;
     for &b in bytes {
-        match b {
-            // Flow indicators are harmless in block context, but quote them for every reader.
-            b'\n' | b'\t' | b'\r' | b'{' | b'}' | b'[' | b']' | b',' => return false,
-            b' ' if prev == b':' => return false,
-            b'#' if prev == b' ' => return false,
-            b if b < 0x20 || b == 0x7f => return false,
-            _ => {}
+        if SPECIAL[b as usize] {
+            match b {
+                // Flow indicators are harmless in block context, but quote them for every reader.
+                b'\n' | b'\t' | b'\r' | b'{' | b'}' | b'[' | b']' | b',' => return false,
+                b' ' if prev == b':' => return false,
+                b'#' if prev == b' ' => return false,
+                b' ' | b'#' => {}
+                b if b >= 0x80 => ascii = false,
+                _ => return false,
+            }
         }
         prev = b;
     }
-    if !s.is_ascii()
+    if !ascii
         && s.chars()
             .any(|c| c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}'))
     {
@@ -225,6 +248,62 @@ mod tests {
             "json": "{\"a\":1}", "yes-key": {"on": "off"}, "list": [[1, 2], [], [{}]], "k8s": "mcp-hangar.io/core",
         });
         round_trip(&v);
+    }
+
+    /// The direct serializer prints what `to_value` + `write_value` print.
+    fn same_as_value<T: serde::Serialize>(v: &T) {
+        let mut direct = String::new();
+        write_serialize(&mut direct, v);
+        let mut via = String::new();
+        write_value(&mut via, &serde_json::to_value(v).unwrap_or(Value::Null), 0);
+        assert_eq!(direct, via);
+    }
+
+    #[test]
+    fn direct_serializer_matches_value_path() {
+        use std::collections::BTreeMap;
+        same_as_value(&json!({
+            "a": "true", "b": "1.0", "q": 0.1, "neg": -3, "big": 12345678901i64, "u": u64::MAX, "f": 1e300,
+            "nested": {"l": [1, "2", {"k": "null"}, null, [], {}, [[1], [{"x": [{}]}]]], "e": {}, "el": []},
+            "multi": "line1\nline2\n", "multi2": "a\n\nb", "trail": "x \ny\n", "ctrl": "a\u{1}b",
+            "list": [[1, 2], [], [{}], {"a": {"b": [1, {"c": "d\ne"}]}}], "k8s": "mcp-hangar.io/core",
+        }));
+        for v in [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!("x"),
+            json!([1]),
+            json!("a\nb"),
+            json!(1.5),
+        ] {
+            same_as_value(&v);
+        }
+        same_as_value(&(
+            Some(1),
+            None::<i32>,
+            (),
+            'x',
+            2.5f32,
+            f64::NAN,
+            b"ab".as_slice(),
+        ));
+        same_as_value(&BTreeMap::from([("k".to_string(), vec![Some("v"), None])]));
+        same_as_value(&BTreeMap::<String, String>::new());
+        // Keys `to_value` converts (integers) take the fallback.
+        same_as_value(&BTreeMap::from([(1, "one"), (2, "two")]));
+        #[derive(serde::Serialize)]
+        enum E {
+            Unit,
+            New(i32),
+            Tuple(i32, i32),
+            Struct { a: i32 },
+        }
+        same_as_value(&vec![E::Unit, E::New(1)]);
+        same_as_value(&vec![E::Tuple(1, 2)]);
+        same_as_value(&json!({"x": [E::Struct { a: 1 }]}));
+        let d = k8s_openapi::api::apps::v1::Deployment::default();
+        same_as_value(&d);
     }
 
     #[test]

@@ -166,3 +166,59 @@ fn examples_render_to_golden() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `hangar render` prints YAML without building JSON objects (`compile_yaml`): for every fixture
+/// and the examples, it must give exactly what `compile` and printing the bundle give.
+#[test]
+fn direct_yaml_matches_compile_and_print() {
+    let mut inputs: Vec<(String, Inputs)> = ["ok", "invalid"]
+        .iter()
+        .flat_map(|dir| fixtures(dir))
+        .map(|(name, path)| (name, fixture_inputs(&path)))
+        .collect();
+    inputs.push(("examples".into(), fixture_inputs(&root().join("examples"))));
+    // Identical duplicates (deduplicated), a differing one (an error), and an input Secret.
+    let dup = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: v\n";
+    let differ =
+        format!("{dup}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: c\n");
+    for (name, text) in [("dup", dup.to_string()), ("differ", differ)] {
+        inputs.push((
+            name.into(),
+            Inputs {
+                files: vec![InputFile {
+                    file: SourceFile::new(format!("{name}.yaml"), text),
+                    role: FileRole::Inputs,
+                }],
+                default_namespace: "default".into(),
+            },
+        ));
+    }
+    for (name, inputs) in &inputs {
+        for reveal in [false, true] {
+            let c = compile(inputs);
+            let y = hangar::compile::compile_yaml(inputs, reveal);
+            assert_eq!(
+                c.render_diagnostics(),
+                y.render_diagnostics(),
+                "{name}: diagnostics"
+            );
+            match (&c.bundle, &y.docs) {
+                (Some(b), Some(docs)) => {
+                    assert_eq!(
+                        hangar::cli::to_yaml_stream(&b.objects, reveal),
+                        docs.to_stream(),
+                        "{name} (reveal: {reveal})"
+                    );
+                    assert_eq!(b.objects.len(), docs.len(), "{name}");
+                    assert_eq!(
+                        b.objects.iter().any(|o| o.is_input_secret()),
+                        y.input_secrets,
+                        "{name}"
+                    );
+                }
+                (None, None) => {}
+                _ => panic!("{name}: one compiled, the other did not"),
+            }
+        }
+    }
+}

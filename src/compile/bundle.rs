@@ -41,6 +41,20 @@ impl Object {
         }
     }
 
+    /// A Secret from the inputs (printed masked unless revealed).
+    pub fn is_input_secret(&self) -> bool {
+        self.kind == "Secret" && self.role == Role::Passthrough
+    }
+
+    /// The body as printed: Secrets from the inputs are masked unless revealed.
+    pub fn printable(&self, reveal_secrets: bool) -> std::borrow::Cow<'_, Json> {
+        if self.is_input_secret() && !reveal_secrets {
+            std::borrow::Cow::Owned(crate::diff::mask_secret(&self.body, None))
+        } else {
+            std::borrow::Cow::Borrowed(&self.body)
+        }
+    }
+
     /// The API group (empty for the core group).
     pub fn group(&self) -> &str {
         self.api_version

@@ -166,8 +166,12 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
         }
     }
     // Durations.
-    for f in ["idleTTL", "startupTimeout", "shutdownGracePeriod"] {
-        duration(at(f), f, s.spec_json.get(f).and_then(Json::as_str), diags);
+    for (f, v) in [
+        ("idleTTL", &spec.idle_ttl),
+        ("startupTimeout", &spec.startup_timeout),
+        ("shutdownGracePeriod", &spec.shutdown_grace_period),
+    ] {
+        duration(at(f), f, v.as_deref(), diags);
     }
     let hc = spec.health_check.clone().unwrap_or_default();
     let interval = duration(

@@ -38,7 +38,40 @@ pub fn server(user: &Value) -> Value {
         None if user.get("endpoint").is_some() && user.get("image").is_none() => "remote".into(),
         None => "container".into(),
     };
-    let mut d = json!({
+    // The fixed defaults are built once; each server clones them (cheaper than building them).
+    static TEMPLATES: std::sync::OnceLock<(Value, Value)> = std::sync::OnceLock::new();
+    let (remote, container) = TEMPLATES.get_or_init(|| {
+        let remote = base_defaults("remote", PATH_STREAMABLE);
+        let mut container = remote.clone();
+        merge_into(&mut container, &container_defaults("IfNotPresent"));
+        (remote, container)
+    });
+    let mut d = if mode == "container" {
+        let image = user.get("image").and_then(Value::as_str).unwrap_or("");
+        let mut d = container.clone();
+        if crate::compile::units::image_is_latest(image) {
+            d["imagePullPolicy"] = json!("Always");
+        }
+        d
+    } else {
+        remote.clone()
+    };
+    if mode != "remote" {
+        d["mode"] = json!(mode);
+    }
+    if path != PATH_STREAMABLE {
+        d["path"] = json!(path);
+    }
+    // A rate limit's burst defaults to its per-minute rate.
+    if let Some(rpm) = user.pointer("/tools/rateLimit/requestsPerMinute").cloned() {
+        d["tools"]["rateLimit"] = json!({"requestsPerMinute": rpm, "burstSize": rpm});
+    }
+    d
+}
+
+/// The defaults of every server, given its mode and path.
+fn base_defaults(mode: &str, path: &str) -> Value {
+    json!({
         "mode": mode,
         "replicas": REPLICAS,
         "idleTTL": IDLE_TTL,
@@ -62,46 +95,36 @@ pub fn server(user: &Value) -> Value {
         "transport": "auto",
         "path": path,
         "validation": {"enabled": true, "strictMode": false, "requiredCapabilities": []},
-    });
-    if mode == "container" {
-        let image = user.get("image").and_then(Value::as_str).unwrap_or("");
-        let policy = if crate::compile::units::image_is_latest(image) {
-            "Always"
-        } else {
-            "IfNotPresent"
-        };
-        let extra = json!({
-            "imagePullPolicy": policy,
-            "port": PORT,
-            "env": [],
-            "volumes": [],
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": RUN_AS_USER,
-                "readOnlyRootFilesystem": true,
-                "allowPrivilegeEscalation": false,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"}
-            },
-            "observability": {
-                "metrics": {"enabled": false, "port": METRICS_PORT},
-                "tracing": {"enabled": false, "samplingRate": 0.1}
-            },
-            "hpa": {"enabled": false, "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 80},
-            "podDisruptionBudget": {"enabled": false},
-            "networkPolicy": {
-                "enabled": true,
-                "allowedNamespaceLabels": {CORE_NAMESPACE_LABEL.0: CORE_NAMESPACE_LABEL.1},
-                "restrictEgress": false
-            }
-        });
-        merge_into(&mut d, &extra);
-    }
-    // A rate limit's burst defaults to its per-minute rate.
-    if let Some(rpm) = user.pointer("/tools/rateLimit/requestsPerMinute").cloned() {
-        d["tools"]["rateLimit"] = json!({"requestsPerMinute": rpm, "burstSize": rpm});
-    }
-    d
+    })
+}
+
+/// The further defaults of a container-mode server, given its image pull policy.
+fn container_defaults(policy: &str) -> Value {
+    json!({
+        "imagePullPolicy": policy,
+        "port": PORT,
+        "env": [],
+        "volumes": [],
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": RUN_AS_USER,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "observability": {
+            "metrics": {"enabled": false, "port": METRICS_PORT},
+            "tracing": {"enabled": false, "samplingRate": 0.1}
+        },
+        "hpa": {"enabled": false, "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 80},
+        "podDisruptionBudget": {"enabled": false},
+        "networkPolicy": {
+            "enabled": true,
+            "allowedNamespaceLabels": {CORE_NAMESPACE_LABEL.0: CORE_NAMESPACE_LABEL.1},
+            "restrictEgress": false
+        }
+    })
 }
 
 pub fn group() -> Value {

@@ -117,12 +117,12 @@ impl Builder {
                     *key = Some(node);
                 }
                 Some(k) => {
-                    if k.value == Value::Str("<<".into()) && k.span.len == 2 {
+                    if matches!(&k.value, Value::Str(s) if s == "<<") && k.span.len == 2 {
                         merges.push(node);
                         return;
                     }
-                    let name = k.key_str();
-                    if let Some((first, _)) = entries.iter().find(|(ek, _)| ek.key_str() == name) {
+                    let name = k.key_text();
+                    if let Some((first, _)) = entries.iter().find(|(ek, _)| ek.key_text() == name) {
                         diags.push(
                             Diagnostic::error(
                                 "yaml-duplicate-key",
@@ -454,8 +454,8 @@ fn apply_merges(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>, diags: &mut 
             match src.value {
                 Value::Map(src_entries) => {
                     for (k, v) in src_entries {
-                        let name = k.key_str();
-                        if !entries.iter().any(|(ek, _)| ek.key_str() == name) {
+                        let name = k.key_text();
+                        if !entries.iter().any(|(ek, _)| ek.key_text() == name) {
                             entries.push((k, v));
                         }
                     }

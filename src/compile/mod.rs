@@ -16,6 +16,8 @@ pub mod resolve;
 pub mod units;
 pub mod validate;
 
+use std::ops::Range;
+
 pub use bundle::{Bundle, Object, Role};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceFile, Span};
 
@@ -69,7 +71,15 @@ impl Compilation {
     }
 }
 
-pub fn compile(inputs: &Inputs) -> Compilation {
+/// What every way of compiling shares: loaded, classified, resolved and checked inputs.
+struct Front {
+    model: model::Model,
+    resolved: resolve::Resolved,
+    diags: Diagnostics,
+    files: Vec<SourceFile>,
+}
+
+fn front(inputs: &Inputs) -> Front {
     let mut diags = Diagnostics::default();
     let mut files: Vec<SourceFile> = inputs.files.iter().map(|f| f.file.clone()).collect();
     let mut model = model::Model::default();
@@ -126,8 +136,24 @@ pub fn compile(inputs: &Inputs) -> Compilation {
         &mut diags,
     );
     check::check(&resolved, &mut diags);
+    Front {
+        model,
+        resolved,
+        diags,
+        files,
+    }
+}
+
+pub fn compile(inputs: &Inputs) -> Compilation {
+    let Front {
+        model,
+        resolved,
+        mut diags,
+        files,
+    } = front(inputs);
+    let passthrough = model.objects;
     let mut objects = render::render(&resolved);
-    for o in model.objects {
+    for o in passthrough {
         objects.push(Object::new(o.body, Role::Passthrough, Some(o.node.span)));
     }
     let bundle = Bundle::new(objects, &mut diags);
@@ -137,5 +163,174 @@ pub fn compile(inputs: &Inputs) -> Compilation {
         bundle,
         diagnostics: diags,
         files,
+    }
+}
+
+/// The YAML documents of a compilation in bundle order, as `hangar render` prints them.
+#[derive(Debug, Default)]
+pub struct YamlDocs {
+    chunks: Vec<String>,
+    docs: Vec<(usize, Range<usize>)>,
+}
+
+impl YamlDocs {
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// Each document's text (without `---`).
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.docs.iter().map(|(c, r)| {
+            self.chunks
+                .get(*c)
+                .and_then(|t| t.get(r.clone()))
+                .unwrap_or("")
+        })
+    }
+
+    /// The whole stream: documents separated by `---` lines.
+    pub fn to_stream(&self) -> String {
+        let mut out = String::with_capacity(
+            self.chunks.iter().map(String::len).sum::<usize>() + 4 * self.len(),
+        );
+        for (i, doc) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(doc);
+        }
+        out
+    }
+
+    fn from_objects(objects: &[Object], reveal_secrets: bool) -> Self {
+        let mut text = String::new();
+        let mut docs = Vec::with_capacity(objects.len());
+        for o in objects {
+            let start = text.len();
+            crate::yaml::write_value(&mut text, &o.printable(reveal_secrets), 0);
+            docs.push((0, start..text.len()));
+        }
+        YamlDocs {
+            chunks: vec![text],
+            docs,
+        }
+    }
+}
+
+/// A compilation printed as YAML: what `compile` and then printing the bundle give, without
+/// building the rendered objects as JSON (faster, and far less memory, for large inputs).
+#[derive(Debug)]
+pub struct YamlCompilation {
+    /// The documents, when there are no errors.
+    pub docs: Option<YamlDocs>,
+    pub diagnostics: Diagnostics,
+    pub files: Vec<SourceFile>,
+    /// Whether the bundle holds Secrets from the inputs (masked unless revealed).
+    pub input_secrets: bool,
+    /// The intermediate results, freed with the compilation (or never, if the caller exits
+    /// without freeing it: freeing them costs more than the exit does).
+    _held: Held,
+}
+
+struct Held {
+    _model: model::Model,
+    _resolved: resolve::Resolved,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+impl YamlCompilation {
+    pub fn render_diagnostics(&self) -> String {
+        self.diagnostics.render(&self.files)
+    }
+}
+
+/// Compiles and prints: the same documents, diagnostics and outcome as [`compile`] followed by
+/// printing the bundle's objects (Secrets from the inputs masked unless `reveal_secrets`).
+pub fn compile_yaml(inputs: &Inputs, reveal_secrets: bool) -> YamlCompilation {
+    use rayon::prelude::*;
+    let Front {
+        mut model,
+        resolved,
+        mut diags,
+        files,
+    } = front(inputs);
+    let passthrough = std::mem::take(&mut model.objects);
+    let printed = render::render_printed(&resolved);
+    let passthrough: Vec<Object> = passthrough
+        .into_iter()
+        .map(|o| Object::new(o.body, Role::Passthrough, Some(o.node.span)))
+        .collect();
+    let mut other = String::new();
+    let mut ranges = Vec::with_capacity(passthrough.len());
+    for o in &passthrough {
+        let start = other.len();
+        crate::yaml::write_value(&mut other, &o.printable(reveal_secrets), 0);
+        ranges.push(start..other.len());
+    }
+    // Bundle order; equal identities are what `Bundle::new` deduplicates or reports, so those
+    // (rare) inputs take the JSON path, which decides exactly as `compile` does.
+    type Key<'a> = (u32, &'a str, &'a str, &'a str, &'a str);
+    let mut order: Vec<(Key<'_>, usize, Range<usize>)> = Vec::with_capacity(
+        printed.iter().map(|p| p.items.len()).sum::<usize>() + passthrough.len(),
+    );
+    for (c, p) in printed.iter().enumerate() {
+        for it in &p.items {
+            let key = (
+                bundle::kind_rank(it.kind),
+                it.kind,
+                it.group(),
+                it.namespace.as_deref().unwrap_or(""),
+                it.name.as_str(),
+            );
+            order.push((key, c, it.range.clone()));
+        }
+    }
+    for (o, r) in passthrough.iter().zip(ranges) {
+        let key = (
+            bundle::kind_rank(&o.kind),
+            o.kind.as_str(),
+            o.group(),
+            o.namespace.as_deref().unwrap_or(""),
+            o.name.as_str(),
+        );
+        order.push((key, printed.len(), r));
+    }
+    order.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let collision = order.windows(2).any(|w| w[0].0 == w[1].0);
+    let input_secrets;
+    let docs = if collision {
+        drop(order);
+        drop(printed);
+        let mut objects = render::render(&resolved);
+        objects.extend(passthrough);
+        let bundle = Bundle::new(objects, &mut diags);
+        input_secrets = bundle.objects.iter().any(Object::is_input_secret);
+        YamlDocs::from_objects(&bundle.objects, reveal_secrets)
+    } else {
+        let docs: Vec<(usize, Range<usize>)> = order.into_iter().map(|(_, c, r)| (c, r)).collect();
+        input_secrets = passthrough.iter().any(Object::is_input_secret);
+        let mut chunks: Vec<String> = printed.into_iter().map(|p| p.text).collect();
+        chunks.push(other);
+        YamlDocs { chunks, docs }
+    };
+    diags.sort();
+    YamlCompilation {
+        docs: (!diags.has_errors()).then_some(docs),
+        diagnostics: diags,
+        files,
+        input_secrets,
+        _held: Held {
+            _model: model,
+            _resolved: resolved,
+        },
     }
 }

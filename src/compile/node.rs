@@ -79,6 +79,14 @@ impl Node {
         }
     }
 
+    /// As [`Node::key_str`], borrowed for string keys.
+    pub fn key_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.value {
+            Value::Str(s) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(self.key_str()),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
             Value::Map(entries) => entries

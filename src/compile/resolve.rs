@@ -43,8 +43,6 @@ pub enum Origin {
 pub struct ResolvedServer {
     pub meta: Meta,
     pub spec: MCPServerSpec,
-    /// The resolved spec as JSON (every default written out).
-    pub spec_json: Json,
     /// The user's layers merged, without defaults (what the user said).
     pub user: Json,
     pub layers: Vec<Layer>,
@@ -54,6 +52,11 @@ pub struct ResolvedServer {
 }
 
 impl ResolvedServer {
+    /// The resolved spec as JSON (every default written out), in the API type's field order.
+    pub fn spec_json(&self) -> Json {
+        serde_json::to_value(&self.spec).unwrap_or_default()
+    }
+
     /// Which layer set a field, if any did ("MCPServer", "catalog entry", "providerTemplate").
     pub fn set_by(&self, path: &[Seg]) -> Option<&'static str> {
         self.layers
@@ -363,12 +366,9 @@ fn resolve_server(
     }
     match serde_json::from_value::<MCPServerSpec>(spec_json) {
         Ok(spec) => {
-            // Canonical field order: the API type's.
-            let spec_json = serde_json::to_value(&spec).unwrap_or_default();
             return Some(ResolvedServer {
                 meta,
                 spec,
-                spec_json,
                 user,
                 layers,
                 span,

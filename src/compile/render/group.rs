@@ -8,14 +8,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::Sink;
 use super::labels::{self, COMPONENT_GROUP, GROUP_LABEL, MANAGED_BY, MCP_SERVER_POD_LABEL};
 use crate::api::group::AffinityType;
-use crate::compile::bundle::{Object, Role};
 use crate::compile::defaults;
 use crate::compile::resolve::ResolvedGroup;
 use crate::compile::units::parse_duration;
 
-pub fn service(g: &ResolvedGroup) -> Object {
+pub fn service(g: &ResolvedGroup, out: &mut impl Sink) {
     let mut selector: BTreeMap<String, String> =
         g.spec.selector.match_labels.clone().unwrap_or_default();
     selector.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
@@ -64,6 +64,5 @@ pub fn service(g: &ResolvedGroup) -> Object {
         }),
         ..Service::default()
     };
-    let body = serde_json::to_value(&svc).unwrap_or(serde_json::Value::Null);
-    Object::new(body, Role::Child, Some(g.node.span))
+    out.child(&svc, g.node.span);
 }

@@ -25,12 +25,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
+use super::Sink;
 use super::labels::{
     self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
 };
-use super::to_object;
 use crate::api::server::Mode;
-use crate::compile::bundle::Object;
 use crate::compile::defaults;
 use crate::compile::resolve::ResolvedServer;
 use crate::compile::units::parse_duration;
@@ -70,48 +69,35 @@ fn own_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 
 /// Short hash of the resolved definition: a change of anything the server is made from rolls its pods.
 pub fn config_hash(s: &ResolvedServer) -> String {
-    struct HashWriter(Sha256);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut w = HashWriter(Sha256::new());
-    // Serialising to a hasher cannot fail; were it to, the hash would still be deterministic.
+    // The JSON text is hashed in one go (hashing it write by write costs more than the hash).
+    let mut text = Vec::with_capacity(4096);
+    // The typed spec serialises to the same JSON text as its `to_value` (`spec_json`).
+    // Serialising to a Vec cannot fail; were it to, the hash would still be deterministic.
     let _ = serde_json::to_writer(
-        &mut w,
-        &(
-            &s.spec_json,
-            &own_labels(&s.meta.labels),
-            &s.meta.annotations,
-        ),
+        &mut text,
+        &(&s.spec, &own_labels(&s.meta.labels), &s.meta.annotations),
     );
-    let digest = w.0.finalize();
+    let digest = Sha256::digest(&text);
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
-
-pub fn children(s: &ResolvedServer) -> Vec<Object> {
+/// Renders the objects a server runs as into `out`.
+pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
     if s.spec.mode == Mode::Remote {
-        return Vec::new();
+        return;
     }
     let labels = labels::standard(&s.meta.name, COMPONENT_SERVER, SERVER_LABEL);
-    let mut out = Vec::new();
     if s.spec.service_account_name.is_none() {
         let sa = ServiceAccount {
             metadata: meta(s, &labels),
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
         };
-        out.push(to_object(&sa, s));
+        out.child(&sa, s.span);
     }
-    out.push(to_object(&deployment(s, &labels), s));
-    out.push(to_object(&service(s, &labels), s));
+    out.child(&deployment(s, &labels), s.span);
+    out.child(&service(s, &labels), s.span);
     if s.spec.network_policy.as_ref().and_then(|n| n.enabled) != Some(false) {
-        out.push(to_object(&network_policy(s, &labels), s));
+        out.child(&network_policy(s, &labels), s.span);
     }
     if let Some(h) = s.spec.hpa.as_ref().filter(|h| h.enabled == Some(true)) {
         let hpa = HorizontalPodAutoscaler {
@@ -140,7 +126,7 @@ pub fn children(s: &ResolvedServer) -> Vec<Object> {
             },
             ..HorizontalPodAutoscaler::default()
         };
-        out.push(to_object(&hpa, s));
+        out.child(&hpa, s.span);
     }
     if let Some(p) = s
         .spec
@@ -165,9 +151,8 @@ pub fn children(s: &ResolvedServer) -> Vec<Object> {
             }),
             ..PodDisruptionBudget::default()
         };
-        out.push(to_object(&pdb, s));
+        out.child(&pdb, s.span);
     }
-    out
 }
 
 fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
