@@ -34,38 +34,54 @@ fn apply_examples_is_idempotent_and_diff_cluster_agrees() {
     let first = e.hangar(&["apply", "examples/", "--install-crds"]);
     assert!(first.status.success(), "{}", text(&first));
     wait_for("the controller owns every child of the examples", T, || {
-        let list: Json = serde_json::from_str(&e.k(&[
-            "get",
-            "deployments,services,serviceaccounts,networkpolicies",
-            "-A",
-            "-l",
-            "mcp-hangar.io/inventory=default",
-            "-o",
-            "json",
-        ]))
-        .ok()?;
-        let items = list["items"].as_array()?;
-        items
+        ["default", "mcp-servers", "mcp-config", "mcp-system"]
             .iter()
-            .all(|i| i["metadata"]["ownerReferences"].is_array())
+            .all(|ns| {
+                let list: Option<Json> = serde_json::from_str(&e.k(&[
+                    "get",
+                    "deployments,services,serviceaccounts,networkpolicies",
+                    "-n",
+                    ns,
+                    "-l",
+                    "app.kubernetes.io/managed-by=hangar",
+                    "-o",
+                    "json",
+                ]))
+                .ok();
+                list.as_ref()
+                    .and_then(|l| l["items"].as_array())
+                    .is_some_and(|items| {
+                        items
+                            .iter()
+                            .all(|i| i["metadata"]["ownerReferences"].is_array())
+                    })
+            })
             .then_some(())
     });
     // Objects without a status keep their resourceVersion on a no-op apply; a Deployment's
     // changes as its pods start, so its generation (bumped by spec writes only) stands in for it.
     let versions = |e: &support::Env| {
-        let q = |kinds: &str, field: &str| {
+        let q1 = |ns: &str, kinds: &str, field: &str| {
             e.k(&[
                 "get",
                 kinds,
-                "-A",
+                "-n",
+                ns,
                 "-l",
-                "mcp-hangar.io/inventory=default",
+                "app.kubernetes.io/managed-by=hangar",
                 "-o",
                 &format!("jsonpath={{range .items[*]}}{{.kind}}/{{.metadata.namespace}}/{{.metadata.name}}={{{field}}}{{\"\\n\"}}{{end}}"),
             ])
         };
+        // Only the examples' namespaces: other tests run at the same time.
+        let q = |kinds: &str, field: &str| {
+            ["default", "mcp-servers", "mcp-config", "mcp-system"]
+                .iter()
+                .map(|ns| q1(ns, kinds, field))
+                .collect::<String>()
+        };
         q(
-            "services,serviceaccounts,networkpolicies,configmaps",
+            "services,serviceaccounts,networkpolicies",
             ".metadata.resourceVersion",
         ) + &q("deployments", ".metadata.generation")
     };
@@ -656,4 +672,52 @@ fn apply_reports_conflicts_and_forces_only_when_asked() {
     assert!(o.status.success(), "{}", text(&o));
     let live = e.get("configmap", &ns, "settings").expect("configmap");
     assert_eq!(live["data"]["level"], "info");
+}
+
+#[test]
+fn strict_mode_holds_a_server_missing_required_capabilities() {
+    let Some(e) = env() else { return };
+    let Some((python, script)) = support::mcp_python() else {
+        return;
+    };
+    e.controller();
+    let ns = e.namespace("strict", false);
+    let port = support::free_tcp_port();
+    let _server = support::start_mcp_python(&python, &script, port);
+    // The Python SDK server announces tools, resources and prompts, not completions.
+    let doc = format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: picky\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  healthCheck:\n    interval: 2s\n  validation:\n    strictMode: true\n    requiredCapabilities: [tools, completions]\n"
+    );
+    e.apply_yaml(&doc);
+    wait_state(e, &ns, "picky", "Dead", T);
+    let s = e.get("mcpserver", &ns, "picky").expect("server");
+    let ready = s["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+        .expect("Ready condition");
+    assert_eq!(ready["reason"], "NonCompliant", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("completions"),
+        "{ready}"
+    );
+    assert_eq!(
+        s["status"]["validation"]["compliant"], false,
+        "{}",
+        s["status"]
+    );
+    // Requiring only what it has releases it.
+    e.k(&[
+        "patch",
+        "mcpserver",
+        "picky",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"validation\":{\"requiredCapabilities\":[\"tools\"]}}}",
+    ]);
+    wait_state(e, &ns, "picky", "Ready", T);
 }

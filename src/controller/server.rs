@@ -136,12 +136,31 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
 
+    // Strict mode holds a server found non-compliant until its spec changes: the Ready condition
+    // says NonCompliant for this generation. A held container server runs no replicas.
+    let vspec = spec.validation.clone().unwrap_or_default();
+    let strict = vspec.strict_mode == Some(true);
+    let held = strict
+        && prev.observed_generation == generation
+        && prev
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == state::READY && c.reason == state::NON_COMPLIANT);
+    let remote = spec.mode == Mode::Remote;
+
     // Apply the children.
     let children: Vec<Json> = bundle
         .objects
         .iter()
         .filter(|o| o.role == Role::Child)
-        .map(|o| with_owner(&o.body, &owner))
+        .map(|o| {
+            let mut b = with_owner(&o.body, &owner);
+            if held && o.kind == "Deployment" {
+                b["spec"]["replicas"] = json!(0);
+            }
+            b
+        })
         .collect();
     let results = join_all(children.iter().map(|c| ctx.applier.apply(c, false))).await;
     let mut errors = Vec::new();
@@ -192,7 +211,6 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     }
 
     // Health.
-    let remote = spec.mode == Mode::Remote;
     let hc = spec.health_check.clone().unwrap_or_default();
     let interval = secs(hc.interval.as_deref(), defaults::HEALTH_INTERVAL);
     let timeout = secs(hc.timeout.as_deref(), defaults::HEALTH_TIMEOUT);
@@ -229,7 +247,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     // Health: a remote endpoint always; a container server through its Service once a replica
     // is ready (unless the controller runs where Services are not reachable).
     let has_ready = workload.as_ref().is_some_and(|w| w.ready > 0);
-    let probed = remote || (ctx.probe_services && desired > 0 && has_ready);
+    let probed = remote || (ctx.probe_services && desired > 0 && has_ready && !held);
     let check = if !probed {
         None
     } else if hc.enabled == Some(false) {
@@ -247,6 +265,56 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         let _slot = ctx.probe_slots.acquire().await.ok();
         Some(ctx.prober.check(&target).await)
     };
+    // Required capabilities: a compliant server that lacks one is not healthy.
+    let check = check.map(|mut c| {
+        let announced: Vec<String> = c
+            .validation
+            .as_ref()
+            .and_then(|v| v.capabilities.clone())
+            .unwrap_or_default();
+        let missing: Vec<String> = vspec
+            .required_capabilities
+            .iter()
+            .flatten()
+            .filter_map(|cap| serde_json::to_value(cap).ok()?.as_str().map(str::to_string))
+            .filter(|cap| !announced.contains(cap))
+            .collect();
+        if c.ok && !missing.is_empty() {
+            c.ok = false;
+            c.message = format!("missing required capabilities: {}", missing.join(", "));
+            if let Some(v) = c.validation.as_mut() {
+                v.compliant = Some(false);
+                v.message = Some(c.message.clone());
+            }
+        }
+        c
+    });
+    // A protocol-level verdict (it answered, but not as required), not an outage, trips strict mode.
+    let hold = if held {
+        Some(format!(
+            "held by validation.strictMode{}: {}",
+            if remote { "" } else { " (scaled to zero)" },
+            prev.validation
+                .as_ref()
+                .and_then(|v| v.message.clone())
+                .unwrap_or_else(|| "not compliant".into())
+        ))
+    } else {
+        check
+            .as_ref()
+            .filter(|c| {
+                strict
+                    && !c.ok
+                    && c.validation.as_ref().is_some_and(|v| {
+                        v.compliant == Some(false)
+                            && v.requires_auth != Some(true)
+                            && v.protocol_version.is_some()
+                    })
+            })
+            .map(|c| format!("held by validation.strictMode: {}", c.message))
+    };
+    // A remote server is not scaled: it leaves the hold as soon as it passes again.
+    let remote_recovered = remote && check.as_ref().is_some_and(|c| c.ok);
     let observed = Observed {
         generation,
         remote,
@@ -254,6 +322,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         workload,
         check,
         apply_error,
+        hold: if remote_recovered { None } else { hold },
         endpoint,
         startup_timeout: secs(spec.startup_timeout.as_deref(), defaults::STARTUP_TIMEOUT),
         failure_threshold: hc

@@ -46,6 +46,9 @@ pub struct Observed {
     pub check: Option<Check>,
     /// Why applying the children failed (reason, message), when it did.
     pub apply_error: Option<(String, String)>,
+    /// `validation.strictMode` found the server non-compliant: held as Dead (a container server
+    /// scaled to zero) until its spec changes.
+    pub hold: Option<String>,
     pub endpoint: Option<String>,
     pub startup_timeout: Duration,
     pub failure_threshold: i32,
@@ -63,6 +66,8 @@ pub struct Transition {
 
 pub const READY: &str = "Ready";
 pub const RECONCILED: &str = "Reconciled";
+/// Reason of the Ready condition while strict mode holds a non-compliant server.
+pub const NON_COMPLIANT: &str = "NonCompliant";
 
 /// Whole seconds: what survives a round trip through the API server unchanged.
 pub fn now_secs(now: Timestamp) -> Timestamp {
@@ -129,7 +134,9 @@ pub fn next(
         Some(ServerState::Ready) | Some(ServerState::Degraded)
     ) || (prev_state == Some(ServerState::Dead) && failures > 0);
 
-    let (state, reason, message): (ServerState, String, String) = if !o.remote && o.desired == 0 {
+    let (state, reason, message): (ServerState, String, String) = if let Some(why) = &o.hold {
+        (ServerState::Dead, NON_COMPLIANT.into(), why.clone())
+    } else if !o.remote && o.desired == 0 {
         s.consecutive_failures = Some(0);
         (
             ServerState::Cold,
@@ -307,6 +314,7 @@ mod tests {
             }),
             check: None,
             apply_error: None,
+            hold: None,
             endpoint: None,
             startup_timeout: Duration::from_secs(30),
             failure_threshold: 3,
