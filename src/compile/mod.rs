@@ -100,6 +100,8 @@ fn front(inputs: &Inputs) -> Front {
                         (m, d)
                     })
                     .collect();
+                // Mostly one resource per document: grow the lists once, not by doubling.
+                model.resources.reserve(parts.len());
                 for (m, d) in parts {
                     model.resources.extend(m.resources);
                     model.catalogs.extend(m.catalogs);

@@ -236,6 +236,8 @@ pub fn resolve(
             (server, d)
         })
         .collect();
+    // ResolvedServer is large: grow the list once, not by doubling.
+    out.servers.reserve(results.len());
     for (server, d) in results {
         out.servers.extend(server);
         diags.extend(d);
