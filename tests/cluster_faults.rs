@@ -65,21 +65,6 @@ fn a_resource_that_does_not_deserialize_does_not_stop_the_others() {
     if let Some(v) = loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"].as_object_mut() {
         v.remove("x-kubernetes-validations");
     }
-    let restore = || {
-        let o = e.hangar(&["crds"]);
-        let r = e.kubectl_in(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=hangar-crds",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            &String::from_utf8_lossy(&o.stdout),
-        );
-        assert!(r.status.success(), "restore CRD: {}", text(&r));
-    };
     let o = e.kubectl_in(&["replace", "-f", "-"], &loose.to_string());
     assert!(o.status.success(), "loosen CRD: {}", text(&o));
     let bad = format!(
@@ -89,7 +74,7 @@ fn a_resource_that_does_not_deserialize_does_not_stop_the_others() {
         let o = e.kubectl_in(&["create", "-f", "-"], &bad);
         o.status.success().then_some(())
     });
-    restore();
+    e.apply_crds();
     // The controller keeps serving the others.
     e.apply_yaml(&server(&ns, "fine"));
     wait_state(e, &ns, "fine", "Ready", Duration::from_secs(90));

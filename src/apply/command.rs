@@ -66,13 +66,16 @@ pub struct ApplyArgs {
 }
 
 /// Applies and prints one line per object; exit 0 when everything applied, 1 when some did not.
-pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError> {
-    let client = client(&args.connect).await?;
-    let applier = Applier::new(
-        client,
+async fn applier(args: &ApplyArgs) -> Result<Applier, ConnectError> {
+    Ok(Applier::new(
+        client(&args.connect).await?,
         args.field_manager.as_deref().unwrap_or(FIELD_MANAGER),
         args.force_conflicts,
-    );
+    ))
+}
+
+pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError> {
+    let applier = applier(args).await?;
     let report = apply_bundle(&applier, bodies, &args.options).await;
     let dry = args.options.dry_run;
     for c in &report.changes {
@@ -97,12 +100,7 @@ pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError
 /// What applying would change, as a diff of live objects against the server's dry run.
 /// Exit 0 equal, 1 different, 2 when the cluster could not answer for some object.
 pub async fn diff(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError> {
-    let client = client(&args.connect).await?;
-    let applier = Applier::new(
-        client,
-        args.field_manager.as_deref().unwrap_or(FIELD_MANAGER),
-        args.force_conflicts,
-    );
+    let applier = applier(args).await?;
     let mut opts = args.options.clone();
     opts.dry_run = true;
     let report = apply_bundle(&applier, bodies, &opts).await;

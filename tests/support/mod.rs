@@ -94,21 +94,26 @@ impl Env {
     }
 
     pub fn kubectl_in(&self, args: &[&str], input: &str) -> Output {
+        self.run_in(&self.bin.join("kubectl"), args, input)
+    }
+
+    /// Runs `program` with `input` on its stdin.
+    fn run_in(&self, program: &Path, args: &[&str], input: &str) -> Output {
         let mut child = self
-            .cmd(&self.bin.join("kubectl"))
+            .cmd(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run kubectl");
+            .expect("spawn");
         child
             .stdin
             .take()
             .expect("stdin")
             .write_all(input.as_bytes())
             .expect("write stdin");
-        child.wait_with_output().expect("kubectl output")
+        child.wait_with_output().expect("output")
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -144,21 +149,7 @@ impl Env {
     }
 
     pub fn hangar_in(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .cmd(&self.hangar)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run hangar");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("hangar output")
+        self.run_in(&self.hangar, args, input)
     }
 
     /// A fresh namespace for one test (suffixed with the test process id, so re-runs on a
@@ -176,24 +167,29 @@ impl Env {
         name
     }
 
+    /// `hangar crds`, server-side applied (taking the fields over from whoever changed them).
+    pub fn apply_crds(&self) {
+        let crds = self.hangar(&["crds"]);
+        assert!(crds.status.success(), "{}", text(&crds));
+        let o = self.kubectl_in(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=hangar-crds",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            &String::from_utf8_lossy(&crds.stdout),
+        );
+        assert!(o.status.success(), "apply CRDs: {}", text(&o));
+    }
+
     /// hangar's CRDs, installed once per test binary (server-side apply, established).
     pub fn crds(&self) {
         static DONE: OnceLock<()> = OnceLock::new();
         DONE.get_or_init(|| {
-            let crds = self.hangar(&["crds"]);
-            assert!(crds.status.success(), "{}", text(&crds));
-            let o = self.kubectl_in(
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=hangar-crds",
-                    "--force-conflicts",
-                    "-f",
-                    "-",
-                ],
-                &String::from_utf8_lossy(&crds.stdout),
-            );
-            assert!(o.status.success(), "{}", text(&o));
+            self.apply_crds();
             self.k(&[
                 "wait",
                 "--for=condition=Established",
