@@ -3,65 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::controller::Action;
 use serde_json::Value as Json;
 
-use super::metrics::{KindLabels, ReconcileLabels};
 use super::server::write_status_json;
 use super::state::{self, truncate};
 use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
 use crate::api::group::{GroupMember, MCPServerGroup, MCPServerGroupStatus, Strategy};
-use crate::api::server::{MCPServerStatus, ServerState};
+use crate::api::server::ServerState;
 use crate::compile::check::selector_matches;
 use crate::compile::{Role, compile};
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let t0 = Instant::now();
-    let r = reconcile_group(&obj, &ctx).await;
-    let result = if r.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconcile_total
-        .get_or_create(&ReconcileLabels {
-            kind: "MCPServerGroup".into(),
-            result: result.into(),
-        })
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels {
-            kind: "MCPServerGroup".into(),
-        })
-        .observe(t0.elapsed().as_secs_f64());
-    r
-}
-
-fn condition(
-    prev: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    msg: &str,
-    generation: Option<i64>,
-    now: k8s_openapi::jiff::Timestamp,
-) -> Condition {
-    let p = MCPServerStatus {
-        conditions: Some(prev.to_vec()),
-        ..Default::default()
-    };
-    state::condition(
-        &p,
-        type_,
-        if ok { "True" } else { "False" },
-        reason,
-        msg,
-        generation,
-        now,
-    )
+    super::measured(&ctx, "MCPServerGroup", reconcile_group(&obj, &ctx)).await
 }
 
 async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error> {
@@ -75,7 +32,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         .cloned()
         .and_then(|s| serde_json::from_value(s).ok())
         .unwrap_or_default();
-    let prev_conds = prev.conditions.clone().unwrap_or_default();
+    let prev_conds = prev.conditions.as_deref().unwrap_or_default();
     let generation = obj.metadata.generation;
     let now = state::now_secs((ctx.clock)());
 
@@ -84,8 +41,8 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         let msg = truncate(compiled.render_diagnostics().trim(), 1000);
         let mut s = prev.clone();
         s.observed_generation = generation;
-        s.conditions = Some(vec![condition(
-            &prev_conds,
+        s.conditions = Some(vec![state::condition(
+            prev_conds,
             state::READY,
             false,
             "InvalidSpec",
@@ -154,8 +111,8 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
     let min_count = policy.min_healthy_count.unwrap_or(1);
     let healthy = total > 0 && ready * 100 >= min_pct * total && ready >= min_count;
     let msg = format!("{ready}/{total} members ready (needs {min_pct}% and at least {min_count})");
-    let mut conds = vec![condition(
-        &prev_conds,
+    let mut conds = vec![state::condition(
+        prev_conds,
         state::READY,
         healthy,
         if healthy { "Healthy" } else { "Unhealthy" },
@@ -163,26 +120,20 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         generation,
         now,
     )];
-    conds.push(match errors.is_empty() {
-        true => condition(
-            &prev_conds,
-            state::RECONCILED,
-            true,
-            "Applied",
-            "all objects applied",
-            generation,
-            now,
-        ),
-        false => condition(
-            &prev_conds,
-            state::RECONCILED,
-            false,
-            "ApplyFailed",
-            &errors.join("; "),
-            generation,
-            now,
-        ),
-    });
+    let (applied, reason, message) = if errors.is_empty() {
+        (true, "Applied", "all objects applied".to_string())
+    } else {
+        (false, "ApplyFailed", errors.join("; "))
+    };
+    conds.push(state::condition(
+        prev_conds,
+        state::RECONCILED,
+        applied,
+        reason,
+        &message,
+        generation,
+        now,
+    ));
     let next = MCPServerGroupStatus {
         provider_count: Some(total),
         ready_count: Some(ready),

@@ -135,6 +135,29 @@ impl Ctx {
     }
 }
 
+/// Runs one reconcile, counting it (`mcp_operator_reconcile_total{kind,result}`) and timing it
+/// (`mcp_operator_reconcile_duration_seconds{kind}`).
+pub async fn measured(
+    ctx: &Ctx,
+    kind: &str,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let t0 = std::time::Instant::now();
+    let r = reconcile.await;
+    ctx.metrics
+        .reconcile_total
+        .get_or_create(&metrics::ReconcileLabels {
+            kind: kind.into(),
+            result: if r.is_ok() { "ok" } else { "error" }.into(),
+        })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&metrics::KindLabels { kind: kind.into() })
+        .observe(t0.elapsed().as_secs_f64());
+    r
+}
+
 pub fn event(warning: bool, reason: &str, note: &str) -> Event {
     Event {
         type_: if warning {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value as Json, json};
 
 use super::health::Target;
-use super::metrics::{KindLabels, ReconcileLabels, ServerLabels};
+use super::metrics::ServerLabels;
 use super::state::{self, Observed, Workload};
 use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
 use crate::api::server::{MCPServer, MCPServerStatus, Mode, ServerState};
@@ -27,23 +27,7 @@ use crate::compile::units::parse_duration;
 use crate::compile::{Role, compile, defaults};
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let t0 = Instant::now();
-    let r = reconcile_server(&obj, &ctx).await;
-    let result = if r.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconcile_total
-        .get_or_create(&ReconcileLabels {
-            kind: "MCPServer".into(),
-            result: result.into(),
-        })
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels {
-            kind: "MCPServer".into(),
-        })
-        .observe(t0.elapsed().as_secs_f64());
-    r
+    super::measured(&ctx, "MCPServer", reconcile_server(&obj, &ctx)).await
 }
 
 /// Kinds a server's children can have, for pruning.
@@ -89,24 +73,25 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         let mut s = prev.clone();
         s.observed_generation = generation;
         let msg = state::truncate(text.trim(), 1000);
+        let prev_conds = prev.conditions.as_deref().unwrap_or_default();
         s.conditions = Some(vec![
             state::condition(
-                &prev,
+                prev_conds,
                 state::READY,
-                "False",
+                false,
                 "InvalidSpec",
                 &msg,
                 generation,
-                now_s(now),
+                state::now_secs(now),
             ),
             state::condition(
-                &prev,
+                prev_conds,
                 state::RECONCILED,
-                "False",
+                false,
                 "InvalidSpec",
                 &msg,
                 generation,
-                now_s(now),
+                state::now_secs(now),
             ),
         ]);
         if s != prev {
@@ -397,10 +382,6 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         ServerState::Degraded | ServerState::Dead => Action::requeue(interval),
         ServerState::Ready | ServerState::Cold => Action::requeue(ctx.resync),
     })
-}
-
-fn now_s(now: k8s_openapi::jiff::Timestamp) -> k8s_openapi::jiff::Timestamp {
-    state::now_secs(now)
 }
 
 /// Server-side applies the status subresource (the controller owns all of it).

@@ -216,32 +216,29 @@ pub fn next(
     }
     s.state = Some(state);
 
+    let prev_conds = prev.conditions.as_deref().unwrap_or_default();
     let mut conds = Vec::new();
     conds.push(condition(
-        prev,
+        prev_conds,
         READY,
-        if state == ServerState::Ready {
-            "True"
-        } else {
-            "False"
-        },
+        state == ServerState::Ready,
         &reason,
         &message,
         o.generation,
         now,
     ));
-    let (status, r, m) = match &o.apply_error {
+    let (applied, r, m) = match &o.apply_error {
         None => (
-            "True",
+            true,
             "Applied".to_string(),
             "all objects applied".to_string(),
         ),
-        Some((r, m)) => ("False", r.clone(), m.clone()),
+        Some((r, m)) => (false, r.clone(), m.clone()),
     };
     conds.push(condition(
-        prev,
+        prev_conds,
         RECONCILED,
-        status,
+        applied,
         &r,
         &m,
         o.generation,
@@ -258,17 +255,18 @@ pub fn next(
     (s, transition)
 }
 
-/// A condition that keeps its lastTransitionTime while its status stays the same.
+/// A condition that keeps its lastTransitionTime (from `prev`) while its status stays the same.
 pub fn condition(
-    prev: &MCPServerStatus,
+    prev: &[Condition],
     type_: &str,
-    status: &str,
+    ok: bool,
     reason: &str,
     message: &str,
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let old = prev.conditions.iter().flatten().find(|c| c.type_ == type_);
+    let status = if ok { "True" } else { "False" };
+    let old = prev.iter().find(|c| c.type_ == type_);
     let since = match old {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => Time(now),

@@ -143,6 +143,31 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// Nothing found yet: not compliant until a probe says otherwise.
+    fn start(url: &str) -> ProbeReport {
+        ProbeReport {
+            url: url.to_string(),
+            verdict: Verdict::NotCompliant,
+            compliant: false,
+            transport: None,
+            protocol_version: None,
+            stateful: None,
+            requires_auth: false,
+            www_authenticate: None,
+            server_info: None,
+            capabilities: Vec::new(),
+            tools: Vec::new(),
+            resources_count: None,
+            prompts_count: None,
+            latency_ms: 0,
+            error_kind: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            detection: Vec::new(),
+            answered: false,
+        }
+    }
+
     /// One line for humans and for the status `message`.
     pub fn summary(&self) -> String {
         match self.verdict {
@@ -249,27 +274,7 @@ impl Probe {
     /// Runs one probe. Never hangs: everything is bounded by `opts.timeout`.
     pub async fn run(&self, opts: &ProbeOptions) -> ProbeReport {
         let start = Instant::now();
-        let mut report = ProbeReport {
-            url: opts.url.clone(),
-            verdict: Verdict::NotCompliant,
-            compliant: false,
-            transport: None,
-            protocol_version: None,
-            stateful: None,
-            requires_auth: false,
-            www_authenticate: None,
-            server_info: None,
-            capabilities: Vec::new(),
-            tools: Vec::new(),
-            resources_count: None,
-            prompts_count: None,
-            latency_ms: 0,
-            error_kind: None,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            detection: Vec::new(),
-            answered: false,
-        };
+        let mut report = ProbeReport::start(&opts.url);
         // The session bounds each step by the deadline; this outer bound is a second guard.
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let grace = deadline + Duration::from_millis(250);
@@ -323,27 +328,10 @@ pub async fn probe(opts: &ProbeOptions) -> ProbeReport {
 
 impl Probe {
     fn failed(opts: &ProbeOptions, e: ProbeError) -> ProbeReport {
-        ProbeReport {
-            url: opts.url.clone(),
-            verdict: Verdict::NotCompliant,
-            compliant: false,
-            transport: None,
-            protocol_version: None,
-            stateful: None,
-            requires_auth: false,
-            www_authenticate: None,
-            server_info: None,
-            capabilities: Vec::new(),
-            tools: Vec::new(),
-            resources_count: None,
-            prompts_count: None,
-            latency_ms: 0,
-            error_kind: Some(e.fault.kind()),
-            errors: vec![e.to_string()],
-            warnings: Vec::new(),
-            detection: Vec::new(),
-            answered: false,
-        }
+        let mut r = ProbeReport::start(&opts.url);
+        r.error_kind = Some(e.fault.kind());
+        r.errors = vec![e.to_string()];
+        r
     }
 }
 
