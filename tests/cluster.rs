@@ -542,13 +542,13 @@ fn foreign_field_manager_conflict_is_reported_not_overwritten() {
 #[test]
 fn remote_server_follows_its_real_mcp_endpoint() {
     let Some(e) = env() else { return };
-    let Some((python, script)) = support::mcp_python() else {
+    let Some(mcp) = support::mcp_servers() else {
         return;
     };
     e.controller();
     let ns = e.namespace("remote", false);
     let port = support::free_tcp_port();
-    let server = support::start_mcp_python(&python, &script, port);
+    let server = support::start_mcp_python(&mcp, port);
     let doc = format!(
         "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: far\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 20s\n  healthCheck:\n    interval: 2s\n    timeout: 1s\n    failureThreshold: 2\n"
     );
@@ -583,7 +583,7 @@ fn remote_server_follows_its_real_mcp_endpoint() {
     drop(server);
     wait_state(e, &ns, "far", "Degraded", T);
     wait_state(e, &ns, "far", "Dead", T);
-    let _server = support::start_mcp_python(&python, &script, port);
+    let _server = support::start_mcp_python(&mcp, port);
     wait_state(e, &ns, "far", "Ready", T);
 }
 
@@ -681,13 +681,13 @@ fn apply_reports_conflicts_and_forces_only_when_asked() {
 #[test]
 fn strict_mode_holds_a_server_missing_required_capabilities() {
     let Some(e) = env() else { return };
-    let Some((python, script)) = support::mcp_python() else {
+    let Some(mcp) = support::mcp_servers() else {
         return;
     };
     e.controller();
     let ns = e.namespace("strict", false);
     let port = support::free_tcp_port();
-    let _server = support::start_mcp_python(&python, &script, port);
+    let _server = support::start_mcp_python(&mcp, port);
     // The Python SDK server announces tools, resources and prompts, not completions.
     let doc = format!(
         "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: picky\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  healthCheck:\n    interval: 2s\n  validation:\n    strictMode: true\n    requiredCapabilities: [tools, completions]\n"

@@ -5,8 +5,7 @@
 //! HANGAR_REQUIRE_MCP=1 (as in `.ci/run`), where they fail. Every server listens on a free port,
 //! so the tests run in parallel.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,96 +13,28 @@ use hangar::controller::health::{Prober, Target};
 use hangar::probe::{
     McpProber, Probe, ProbeOptions, ProbeReport, Transport, TransportChoice, Verdict,
 };
+use support::{McpServers, Proc, free_tcp_port, mcp_servers, start_listening};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod support;
+
 // ---------------------------------------------------------------- real servers
 
-struct Servers {
-    python: PathBuf,
-    server_py: PathBuf,
-    everything: PathBuf,
-}
-
-fn servers() -> Option<Servers> {
-    let required = std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1");
-    let cache = std::env::var_os("HANGAR_MCP_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
-        });
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let s = cache.map(|c| Servers {
-        python: c.join("venv/bin/python"),
-        server_py: root.join("tests/support/mcp/server.py"),
-        everything: c.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-    });
-    match s {
-        Some(s) if s.python.exists() && s.everything.exists() => Some(s),
-        _ => {
-            assert!(
-                !required,
-                "HANGAR_REQUIRE_MCP=1 but the MCP test servers are not installed: run deploy/testenv/mcp-servers.sh"
-            );
-            eprintln!(
-                "note: MCP test servers not installed (deploy/testenv/mcp-servers.sh); skipping"
-            );
-            None
-        }
-    }
-}
-
-/// A server process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(mut cmd: Command, port: u16) -> Proc {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start MCP server");
-    let p = Proc(child);
-    let until = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "MCP server on port {port} did not listen within 60s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    p
-}
-
-fn python(s: &Servers, transport: &str) -> (Proc, u16) {
-    let port = free_port();
+fn python(s: &McpServers, transport: &str) -> (Proc, u16) {
+    let port = free_tcp_port();
     let mut c = Command::new(&s.python);
-    c.arg(&s.server_py).arg(transport).arg(port.to_string());
-    (start(c, port), port)
+    c.arg(&s.script).arg(transport).arg(port.to_string());
+    (start_listening(c, port), port)
 }
 
-fn everything(s: &Servers, transport: &str) -> (Proc, u16) {
-    let port = free_port();
+fn everything(s: &McpServers, transport: &str) -> (Proc, u16) {
+    let port = free_tcp_port();
     let mut c = Command::new("node");
     c.arg(&s.everything)
         .arg(transport)
         .env("PORT", port.to_string());
-    (start(c, port), port)
+    (start_listening(c, port), port)
 }
 
 async fn run(url: &str, f: impl FnOnce(&mut ProbeOptions)) -> ProbeReport {
@@ -134,7 +65,7 @@ fn assert_echo_server(r: &ProbeReport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_streamable_http() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "streamable-http");
     let url = format!("http://127.0.0.1:{port}/mcp");
 
@@ -177,7 +108,7 @@ async fn python_sdk_streamable_http() {
 /// `stateless_http=True`: initialize-era clients get no session either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_stateless_streamable_http() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "streamable-http-stateless");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |_| {}).await;
@@ -192,7 +123,7 @@ async fn python_sdk_stateless_streamable_http() {
 /// `json_response=True`: the initialize-era exchange with application/json bodies, not SSE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_json_responses() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "streamable-http-json");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |o| o.protocol_version = Some("2025-06-18".into())).await;
@@ -203,7 +134,7 @@ async fn python_sdk_json_responses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_sse() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "sse");
     let url = format!("http://127.0.0.1:{port}/sse");
     for choice in [TransportChoice::Auto, TransportChoice::Sse] {
@@ -242,7 +173,7 @@ fn assert_everything(r: &ProbeReport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_streamable_http() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = everything(&s, "streamableHttp");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |_| {}).await;
@@ -257,7 +188,7 @@ async fn everything_streamable_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_sse() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = everything(&s, "sse");
     let r = run(&format!("http://127.0.0.1:{port}/sse"), |_| {}).await;
     assert_everything(&r);
@@ -267,7 +198,7 @@ async fn everything_sse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_prober_fills_the_validation_status() {
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "streamable-http");
     let prober = McpProber::new().unwrap();
     let t = Target {
@@ -353,7 +284,7 @@ fn cli_probe_exit_codes_and_json() {
         "secret leaked:\n{out}\n{err}"
     );
     // 0 and the JSON contract, against a real server
-    let Some(s) = servers() else { return };
+    let Some(s) = mcp_servers() else { return };
     let (_p, port) = python(&s, "streamable-http");
     let o = Command::new(bin)
         .args([
@@ -670,7 +601,7 @@ async fn hostile_oversized_response() {
 
 #[tokio::test]
 async fn unreachable_refused_tls_and_not_http() {
-    let port = free_port();
+    let port = free_tcp_port();
     let r = quick(&format!("http://127.0.0.1:{port}/mcp")).await;
     assert_eq!(r.verdict, Verdict::Unreachable);
     assert_eq!(r.error_kind, Some("connection-refused"));

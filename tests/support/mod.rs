@@ -375,22 +375,33 @@ pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration
     }
 }
 
-/// The Python SDK's MCP test server (tests/support/mcp/server.py) from the cache that
-/// deploy/testenv/mcp-servers.sh fills; None (skip) when it is not installed and not required.
-pub fn mcp_python() -> Option<(PathBuf, PathBuf)> {
+/// The real MCP test servers deploy/testenv/mcp-servers.sh installs outside the work tree.
+pub struct McpServers {
+    /// The venv's Python with the SDK.
+    pub python: PathBuf,
+    /// tests/support/mcp/server.py
+    pub script: PathBuf,
+    /// The npm `server-everything` entry point.
+    pub everything: PathBuf,
+}
+
+/// The installed MCP test servers; None (skip) when they are not installed and not required
+/// (HANGAR_REQUIRE_MCP=1, as in `.ci/run`, makes a missing install fail).
+pub fn mcp_servers() -> Option<McpServers> {
     let required = std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1");
     let cache = std::env::var_os("HANGAR_MCP_CACHE")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
         });
-    let python = cache
-        .map(|c| c.join("venv/bin/python"))
-        .filter(|p| p.exists());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/mcp/server.py");
-    match python {
-        Some(p) => Some((p, script)),
-        None => {
+    let s = cache.map(|c| McpServers {
+        python: c.join("venv/bin/python"),
+        script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/mcp/server.py"),
+        everything: c.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    });
+    match s {
+        Some(s) if s.python.exists() && s.everything.exists() => Some(s),
+        _ => {
             assert!(
                 !required,
                 "HANGAR_REQUIRE_MCP=1 but the MCP test servers are not installed: run deploy/testenv/mcp-servers.sh"
@@ -413,24 +424,34 @@ impl Drop for Proc {
     }
 }
 
-/// Starts the Python SDK server over streamable HTTP on `port` and waits until it listens.
-pub fn start_mcp_python(python: &Path, script: &Path, port: u16) -> Proc {
-    let child = Command::new(python)
-        .arg(script)
-        .arg("streamable-http")
-        .arg(port.to_string())
+/// Starts `cmd` (stdio closed) and waits until it listens on `port`.
+pub fn start_listening(mut cmd: Command, port: u16) -> Proc {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the MCP server");
     let p = Proc(child);
-    wait_for("MCP server listening", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    });
+    wait_for(
+        &format!("MCP server listening on port {port}"),
+        Duration::from_secs(60),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        },
+    );
     p
+}
+
+/// The Python SDK server over streamable HTTP on `port`.
+pub fn start_mcp_python(s: &McpServers, port: u16) -> Proc {
+    let mut c = Command::new(&s.python);
+    c.arg(&s.script)
+        .arg("streamable-http")
+        .arg(port.to_string());
+    start_listening(c, port)
 }
 
 pub fn free_tcp_port() -> u16 {
