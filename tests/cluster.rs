@@ -725,3 +725,66 @@ fn strict_mode_holds_a_server_missing_required_capabilities() {
     ]);
     wait_state(e, &ns, "picky", "Ready", T);
 }
+
+#[test]
+fn probe_sends_the_auth_header_from_a_secret_and_never_shows_it() {
+    let Some(e) = env() else { return };
+    let Some(mcp) = support::mcp_servers() else {
+        return;
+    };
+    let ctl = e.controller();
+    let ns = e.namespace("auth", false);
+    let port = support::free_tcp_port();
+    let token = "tok-0d5e7c1f9a";
+    let mut cmd = std::process::Command::new(&mcp.python);
+    cmd.arg(&mcp.script)
+        .arg("streamable-http-auth")
+        .arg(port.to_string())
+        .env("MCP_TOKEN", token);
+    let _server = support::start_listening(cmd, port);
+    // No Secret yet: the check fails and says which Secret is missing.
+    let doc = format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: guarded\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  healthCheck:\n    interval: 2s\n    timeout: 2s\n    failureThreshold: 2\n  validation:\n    auth:\n      secretRef:\n        name: mcp-token\n"
+    );
+    e.apply_yaml(&doc);
+    let msg = wait_for("a Ready=False condition naming the Secret", T, || {
+        let s = e.get("mcpserver", &ns, "guarded")?;
+        let m = s["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")?["message"]
+            .as_str()?
+            .to_string();
+        m.contains("mcp-token").then_some(m)
+    });
+    assert!(msg.contains("not found"), "{msg}");
+    // A wrong token: the server answers 401, reported as requiring auth.
+    e.k(&[
+        "create",
+        "secret",
+        "generic",
+        "mcp-token",
+        "-n",
+        &ns,
+        "--from-literal=token=wrong",
+    ]);
+    wait_for("requiresAuth in status", T, || {
+        let s = e.get("mcpserver", &ns, "guarded")?;
+        (s["status"]["validation"]["requiresAuth"] == true).then_some(())
+    });
+    // The right token: Ready, with the tools behind the auth.
+    let patch = format!("{{\"stringData\":{{\"token\":\"{token}\"}}}}");
+    e.k(&["patch", "secret", "mcp-token", "-n", &ns, "-p", &patch]);
+    wait_state(e, &ns, "guarded", "Ready", T);
+    let s = e.get("mcpserver", &ns, "guarded").expect("server");
+    assert_eq!(s["status"]["toolsCount"], 2, "{}", s["status"]);
+    // The token is in no status, Event or controller log line.
+    let events = e.k(&["get", "events", "-n", &ns, "-o", "json"]);
+    for (what, text) in [
+        ("status", s["status"].to_string()),
+        ("events", events),
+        ("controller log", ctl.log_tail()),
+    ] {
+        assert!(!text.contains(token), "the token leaked into the {what}");
+    }
+}

@@ -204,6 +204,7 @@ async fn mcp_prober_fills_the_validation_status() {
     let t = Target {
         url: format!("http://127.0.0.1:{port}/mcp"),
         timeout: Duration::from_secs(10),
+        headers: http::HeaderMap::new(),
     };
     let c = prober.check(&t).await;
     assert!(c.ok, "{c:?}");
@@ -228,6 +229,7 @@ async fn mcp_prober_fills_the_validation_status() {
         .check(&Target {
             url: auth,
             timeout: Duration::from_secs(5),
+            headers: http::HeaderMap::new(),
         })
         .await;
     assert!(!c.ok);
@@ -678,4 +680,32 @@ async fn version_negotiation_and_pagination() {
         "{:?}",
         r.detection
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prober_sends_the_target_headers() {
+    let Some(s) = mcp_servers() else { return };
+    let port = free_tcp_port();
+    let mut cmd = Command::new(&s.python);
+    cmd.arg(&s.script)
+        .arg("streamable-http-auth")
+        .arg(port.to_string())
+        .env("MCP_TOKEN", "t0ken");
+    let _p = start_listening(cmd, port);
+    let prober = McpProber::new().unwrap();
+    let mut t = Target {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        timeout: Duration::from_secs(10),
+        headers: http::HeaderMap::new(),
+    };
+    let c = prober.check(&t).await;
+    assert!(!c.ok, "{c:?}");
+    assert_eq!(c.validation.and_then(|v| v.requires_auth), Some(true));
+    let mut v = http::HeaderValue::from_static("Bearer t0ken");
+    v.set_sensitive(true);
+    t.headers.insert(http::header::AUTHORIZATION, v);
+    let c = prober.check(&t).await;
+    assert!(c.ok, "{c:?}");
+    assert_eq!(c.tools, Some(vec!["echo".to_string(), "add".to_string()]));
+    assert!(!c.message.contains("t0ken"), "{}", c.message);
 }

@@ -337,6 +337,38 @@ pub struct ValidationSpec {
     /// Capabilities the server must announce (tools, resources, prompts, logging, completions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_capabilities: Option<Vec<Capability>>,
+    /// Credentials the health-check probe sends, read from a Secret in the server's namespace
+    /// (never logged, never written to status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ProbeAuth>,
+}
+
+/// An HTTP header the probe sends, its value read from a Secret: `HEADER: SCHEME VALUE`
+/// (`Authorization: Bearer <token>` by default; an empty scheme sends the value alone).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeAuth {
+    pub secret_ref: ProbeSecretRef,
+    /// Default `Authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
+    pub header: Option<String>,
+    /// Default `Bearer`; `""` sends the Secret's value as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._~+/-]*$"))]
+    pub scheme: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSecretRef {
+    /// A Secret in the MCPServer's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
 }
 
 #[derive(

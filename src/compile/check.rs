@@ -227,6 +227,27 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                 "`validation.strictMode` has no effect while `validation.enabled` is false",
             ));
         }
+        if let Some(a) = &v.auth {
+            if let Err(err) = units::check_dns1123_subdomain(&a.secret_ref.name) {
+                diags.push(Diagnostic::error(
+                    "invalid-name",
+                    Some(at("validation.auth.secretRef.name")),
+                    format!("invalid Secret name: {err}"),
+                ));
+            }
+            if let Some(h) = &a.header {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-header",
+                            Some(at("validation.auth.header")),
+                            format!("`{h}` is not a valid HTTP header name"),
+                        )
+                        .hint("letters, digits and `-`, e.g. `Authorization` or `X-Api-Key`"),
+                    );
+                }
+            }
+        }
     }
     if let Some(t) = &spec.tools {
         let allow: BTreeSet<&String> = t.allow_list.iter().flatten().collect();

@@ -62,6 +62,11 @@ pub fn server(user: &Value) -> Value {
     if path != PATH_STREAMABLE {
         d["path"] = json!(path);
     }
+    // The probe's credentials: where they go, once the user names a Secret.
+    if user.pointer("/validation/auth").is_some() {
+        d["validation"]["auth"] =
+            json!({"header": "Authorization", "scheme": "Bearer", "secretRef": {"key": "token"}});
+    }
     // A rate limit's burst defaults to its per-minute rate.
     if let Some(rpm) = user.pointer("/tools/rateLimit/requestsPerMinute").cloned() {
         d["tools"]["rateLimit"] = json!({"requestsPerMinute": rpm, "burstSize": rpm});

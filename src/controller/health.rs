@@ -7,11 +7,13 @@ use futures::future::BoxFuture;
 
 use super::state::Check;
 
-/// What to check: the server's URL and how long a check may take.
+/// What to check: the server's URL, how long a check may take, and headers to send (credentials
+/// from a Secret: marked sensitive, never logged or shown in a message).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub url: String,
     pub timeout: Duration,
+    pub headers: http::HeaderMap,
 }
 
 pub trait Prober: Send + Sync {
@@ -75,6 +77,7 @@ mod tests {
         let t = Target {
             url: format!("http://127.0.0.1:{port}/mcp"),
             timeout: Duration::from_secs(2),
+            headers: http::HeaderMap::new(),
         };
         assert!(TcpProber.check(&t).await.ok);
         drop(l);
@@ -83,6 +86,7 @@ mod tests {
         let bad = Target {
             url: "not a url".into(),
             timeout: Duration::from_secs(1),
+            headers: http::HeaderMap::new(),
         };
         assert!(TcpProber.check(&bad).await.message.contains("bad endpoint"));
     }

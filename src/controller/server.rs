@@ -242,13 +242,23 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
             ..Default::default()
         })
     } else {
-        let target = Target {
-            url: endpoint.clone().unwrap_or_default(),
-            timeout,
-        };
-        // Bounded: at most --probe-concurrency checks run at once.
-        let _slot = ctx.probe_slots.acquire().await.ok();
-        Some(ctx.prober.check(&target).await)
+        match probe_headers(ctx, &ns, vspec.auth.as_ref()).await {
+            Ok(headers) => {
+                let target = Target {
+                    url: endpoint.clone().unwrap_or_default(),
+                    timeout,
+                    headers,
+                };
+                // Bounded: at most --probe-concurrency checks run at once.
+                let _slot = ctx.probe_slots.acquire().await.ok();
+                Some(ctx.prober.check(&target).await)
+            }
+            Err(message) => Some(state::Check {
+                ok: false,
+                message,
+                ..Default::default()
+            }),
+        }
     };
     // Required capabilities: a compliant server that lacks one is not healthy.
     let check = check.map(|mut c| {
@@ -466,4 +476,62 @@ async fn prune_children(
         }
     }
     Ok(())
+}
+
+/// The header `validation.auth` asks the probe to send, its value read from the Secret now (so a
+/// rotated credential is used at the next check). The error names the Secret and key, never the
+/// value.
+async fn probe_headers(
+    ctx: &Ctx,
+    ns: &str,
+    auth: Option<&crate::api::server::ProbeAuth>,
+) -> Result<http::HeaderMap, String> {
+    let mut headers = http::HeaderMap::new();
+    let Some(auth) = auth else {
+        return Ok(headers);
+    };
+    let secret = &auth.secret_ref.name;
+    let key = auth.secret_ref.key.as_deref().unwrap_or("token");
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let found = match api.get_opt(secret).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(format!("validation.auth: Secret {ns}/{secret} not found")),
+        Err(e) => {
+            return Err(format!(
+                "validation.auth: cannot read Secret {ns}/{secret}: {e}"
+            ));
+        }
+    };
+    let value = found
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            found
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| format!("validation.auth: Secret {ns}/{secret} has no key `{key}`"))?;
+    let value = String::from_utf8(value).map_err(|_| {
+        format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not UTF-8 text")
+    })?;
+    let value = value.trim();
+    let scheme = auth.scheme.as_deref().unwrap_or("Bearer");
+    let text = if scheme.is_empty() {
+        value.to_string()
+    } else {
+        format!("{scheme} {value}")
+    };
+    let name =
+        http::HeaderName::from_bytes(auth.header.as_deref().unwrap_or("Authorization").as_bytes())
+            .map_err(|_| "validation.auth: `header` is not a valid HTTP header name".to_string())?;
+    let mut v = http::HeaderValue::from_str(&text).map_err(|_| {
+        format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not a valid header value")
+    })?;
+    v.set_sensitive(true);
+    headers.insert(name, v);
+    Ok(headers)
 }

@@ -31,6 +31,9 @@ impl Prober for McpProber {
             let mut opts = ProbeOptions::new(target.url.clone(), target.timeout);
             opts.transport = self.transport;
             opts.headers = self.headers.clone();
+            for (k, v) in &target.headers {
+                opts.headers.insert(k.clone(), v.clone());
+            }
             check_of(&self.probe.run(&opts).await)
         })
     }
