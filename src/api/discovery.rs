@@ -266,6 +266,15 @@ pub struct MCPDiscoverySourceStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
+    /// Objects created by the last sync that changed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_count: Option<i32>,
+    /// Objects updated by the last sync that changed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_count: Option<i32>,
+    /// Objects deleted (Authoritative mode) by the last sync that changed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_count: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod check;
 pub mod defaults;
 pub mod diag;
+pub mod isolate;
 pub mod load;
 pub mod model;
 pub mod node;
@@ -28,6 +29,23 @@ pub enum FileRole {
     Inputs,
     /// A catalog given with `--catalog [SOURCE=]PATH`.
     Catalog { bind: Option<String> },
+    /// A catalog whose servers all belong in one namespace (one found in that namespace by a
+    /// discovery source): an entry naming another namespace is an error.
+    CatalogIn {
+        bind: Option<String>,
+        namespace: String,
+    },
+}
+
+/// Where a catalog file's entries say they came from (`mcp-hangar.io/source`): the path as it is
+/// when it already names its kind of origin (`configmap:`, `git+`, `service:`), else `file:PATH`.
+pub fn origin_of(path: &str) -> String {
+    const NAMED: [&str; 4] = ["configmap:", "git+", "service:", "namespace:"];
+    if NAMED.iter().any(|p| path.starts_with(p)) {
+        path.to_string()
+    } else {
+        format!("file:{path}")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -109,7 +127,12 @@ fn front(inputs: &Inputs) -> Front {
                     diags.extend(d);
                 }
             }
-            FileRole::Catalog { bind } => {
+            FileRole::Catalog { .. } | FileRole::CatalogIn { .. } => {
+                let (bind, namespace) = match &input.role {
+                    FileRole::CatalogIn { bind, namespace } => (bind, Some(namespace.clone())),
+                    FileRole::Catalog { bind } => (bind, None),
+                    FileRole::Inputs => continue,
+                };
                 for doc in loaded.docs {
                     if doc.get("servers").is_none() && doc.get("providers").is_none() {
                         diags.push(
@@ -119,11 +142,12 @@ fn front(inputs: &Inputs) -> Front {
                         continue;
                     }
                     if let Some(catalog) =
-                        model::read_catalog(&doc, &format!("file:{}", input.file.path), &mut diags)
+                        model::read_catalog(&doc, &origin_of(&input.file.path), &mut diags)
                     {
                         extra.push(resolve::BoundCatalog {
                             catalog,
                             bind: bind.clone(),
+                            namespace: namespace.clone(),
                         });
                     }
                 }

@@ -17,8 +17,10 @@ use crate::api::discovery::{MCPDiscoverySourceSpec, SourceType};
 use crate::api::group::MCPServerGroupSpec;
 use crate::api::server::MCPServerSpec;
 
-/// Label set on MCPServers made from a discovery source's catalog.
+/// Label set on MCPServers made from a discovery source's catalog: the source's name...
 pub const DISCOVERED_BY_LABEL: &str = "mcp-hangar.io/discovered-by";
+/// ...and its namespace (the servers may live in other namespaces, e.g. Namespace discovery).
+pub const DISCOVERED_BY_NAMESPACE_LABEL: &str = "mcp-hangar.io/discovered-by-namespace";
 /// Annotation naming where a discovered server's definition came from.
 pub const SOURCE_ANNOTATION: &str = "mcp-hangar.io/source";
 
@@ -112,6 +114,8 @@ type Definitions<'a> = (Vec<&'a Resource>, Vec<(Entry, Option<usize>, String)>);
 pub struct BoundCatalog {
     pub catalog: Catalog,
     pub bind: Option<String>,
+    /// Every entry belongs in this namespace (see `FileRole::CatalogIn`).
+    pub namespace: Option<String>,
 }
 
 pub fn resolve(
@@ -196,7 +200,26 @@ pub fn resolve(
             Ok(t) => t,
             Err(()) => continue,
         };
-        for e in bc.catalog.entries {
+        for mut e in bc.catalog.entries {
+            if let Some(ns) = &bc.namespace {
+                match &e.meta.namespace {
+                    Some(other) if other != ns => {
+                        diags.push(
+                            Diagnostic::error(
+                                "foreign-namespace",
+                                Some(e.node.span),
+                                format!(
+                                    "server `{}` names namespace `{other}`, but its catalog is in namespace `{ns}`",
+                                    e.meta.name
+                                ),
+                            )
+                            .hint("a catalog found in a namespace defines servers in that namespace only: drop `namespace`"),
+                        );
+                        continue;
+                    }
+                    _ => e.meta.namespace = Some(ns.clone()),
+                }
+            }
             entries.push((e, target, bc.catalog.origin.clone()));
         }
     }
@@ -319,6 +342,10 @@ fn resolve_server(
             }
             meta.labels
                 .insert(DISCOVERED_BY_LABEL.into(), src.meta.name.clone());
+            meta.labels.insert(
+                DISCOVERED_BY_NAMESPACE_LABEL.into(),
+                src.meta.namespace.clone(),
+            );
         }
         merge_into(&mut user, &entry.spec);
         layers.push(Layer {

@@ -49,6 +49,10 @@ pub struct Metrics {
     pub tools_count: Family<ServerLabels, Gauge>,
     pub health_check_failures: Family<ServerLabels, Counter>,
     pub api_writes: Family<VerbLabels, Counter>,
+    /// Unix time of each discovery source's last successful sync (labels: the source).
+    pub discovery_last_sync: Family<ServerLabels, Gauge>,
+    /// Failed syncs (unreadable source, content that does not compile) per discovery source.
+    pub discovery_sync_failures: Family<ServerLabels, Counter>,
     pub ready: AtomicBool,
 }
 
@@ -69,6 +73,8 @@ impl Metrics {
         let tools_count = Family::<ServerLabels, Gauge>::default();
         let health_check_failures = Family::<ServerLabels, Counter>::default();
         let api_writes = Family::<VerbLabels, Counter>::default();
+        let discovery_last_sync = Family::<ServerLabels, Gauge>::default();
+        let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
         registry.register(
             "mcp_operator_reconcile",
             "Total reconciliations",
@@ -99,6 +105,16 @@ impl Metrics {
             "Write requests sent to the API server (dry runs excluded)",
             api_writes.clone(),
         );
+        registry.register(
+            "hangar_discovery_last_sync_timestamp_seconds",
+            "Unix time of a discovery source's last successful sync",
+            discovery_last_sync.clone(),
+        );
+        registry.register(
+            "hangar_discovery_sync_failures",
+            "Failed discovery syncs (source unreadable, or content that does not compile)",
+            discovery_sync_failures.clone(),
+        );
         Metrics {
             registry,
             reconcile_total,
@@ -107,7 +123,26 @@ impl Metrics {
             tools_count,
             health_check_failures,
             api_writes,
+            discovery_last_sync,
+            discovery_sync_failures,
             ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Records the outcome of a discovery sync.
+    pub fn discovery_synced(&self, ns: &str, name: &str, ok: bool) {
+        let l = ServerLabels {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            self.discovery_last_sync.get_or_create(&l).set(now);
+        } else {
+            self.discovery_sync_failures.get_or_create(&l).inc();
         }
     }
 

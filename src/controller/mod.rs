@@ -5,6 +5,7 @@
 //! Resources are watched untyped and compiled from their JSON, so one resource that does not
 //! deserialize (or does not compile) gets an error in its status and does not stop the others.
 
+pub mod discovery;
 pub mod group;
 pub mod health;
 pub mod metrics;
@@ -70,6 +71,16 @@ pub struct ControllerArgs {
     /// Health checks running at once.
     #[arg(long, default_value_t = 32)]
     pub probe_concurrency: usize,
+    /// Run the MCPDiscoverySource controller (ConfigMap, Namespace, Annotations and Git sources).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub discovery: bool,
+    /// Where Git sources are fetched to (default: `$HANGAR_CACHE_DIR/git`, else
+    /// `$HOME/.cache/hangar/git`, else `/tmp/hangar/git`).
+    #[arg(long, value_name = "DIR")]
+    pub git_cache_dir: Option<std::path::PathBuf>,
+    /// Bound on the Git cache's size on disk; least recently used repositories go first.
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    pub git_cache_max_bytes: u64,
     /// Exit when stdin closes (lets a test harness own the process).
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
@@ -345,15 +356,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         });
     }
 
-    let counter_metrics = metrics.clone();
-    let applier = Applier::new(client.clone(), FIELD_MANAGER, false).with_write_counter(Arc::new(
-        move |verb| {
-            counter_metrics
-                .api_writes
-                .get_or_create(&metrics::VerbLabels { verb: verb.into() })
-                .inc();
-        },
-    ));
+    let applier = Applier::new(client.clone(), FIELD_MANAGER, false)
+        .with_write_counter(write_counter(metrics.clone()));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -534,6 +538,136 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         });
     }
 
+    // Discovery: sources, re-read on their refresh interval and whenever what they read changes
+    // (ConfigMaps, namespaces, Services) or a server they made is changed or deleted.
+    let discovery_done = {
+        let source_ar = resource(crate::api::Kind::DiscoverySource);
+        let sources_api: Api<DynamicObject> = match &ns {
+            Some(n) => Api::namespaced_with(client.clone(), n, &source_ar),
+            None => Api::all_with(client.clone(), &source_ar),
+        };
+        let made_api: Api<DynamicObject> = match &ns {
+            Some(n) => Api::namespaced_with(client.clone(), n, &server_ar),
+            None => Api::all_with(client.clone(), &server_ar),
+        };
+        let source_writer = kube::runtime::reflector::store::Writer::new(source_ar.clone());
+        let source_store = source_writer.as_reader();
+        let source_stream = watcher::watcher(sources_api, wc())
+            .default_backoff()
+            .reflect(source_writer)
+            .applied_objects();
+        let made_writer = kube::runtime::reflector::store::Writer::new(server_ar.clone());
+        let made_store = made_writer.as_reader();
+        let made_stream = watcher::watcher(
+            made_api,
+            wc().labels(crate::compile::resolve::DISCOVERED_BY_LABEL),
+        )
+        .default_backoff()
+        .reflect(made_writer)
+        .touched_objects();
+        let git_dir = args.git_cache_dir.clone().unwrap_or_else(default_git_cache);
+        let dctx = Arc::new(discovery::DiscoveryCtx {
+            base: ctx.clone(),
+            applier: Applier::new(client.clone(), discovery::FIELD_MANAGER, true)
+                .with_write_counter(write_counter(metrics.clone())),
+            source_ar: source_ar.clone(),
+            servers: made_store,
+            git: Some(Arc::new(crate::source::git::GitCache::new(
+                git_dir,
+                args.git_cache_max_bytes,
+            ))),
+        });
+        let cm_store = source_store.clone();
+        let cm_ar = source_ar.clone();
+        let ns_store = source_store.clone();
+        let ns_ar = source_ar.clone();
+        let svc_store = source_store.clone();
+        let svc_ar = source_ar.clone();
+        let made_ar = source_ar.clone();
+        // Metadata only: what changed, not the contents (which the reconcile reads itself).
+        use kube::core::PartialObjectMeta;
+        let configmaps = watcher::watcher(
+            typed::<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(&client, &ns),
+            wc(),
+        )
+        .default_backoff()
+        .touched_objects();
+        let namespaces = watcher::watcher(
+            Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
+            wc(),
+        )
+        .default_backoff()
+        .touched_objects();
+        let services = watcher::watcher(typed::<PartialObjectMeta<Service>>(&client, &ns), wc())
+            .default_backoff()
+            .touched_objects();
+        let ctl =
+            Controller::for_stream_with(source_stream, source_store.clone(), source_ar.clone())
+                .with_config(ControllerConfig::default().concurrency(args.concurrency.clamp(1, 4)))
+                .trigger_backoff(NoBackoff)
+                .watches_stream_with(
+                    made_stream,
+                    move |srv: DynamicObject| {
+                        let l = srv.labels();
+                        let (Some(name), Some(sns)) = (
+                            l.get(crate::compile::resolve::DISCOVERED_BY_LABEL),
+                            l.get(crate::compile::resolve::DISCOVERED_BY_NAMESPACE_LABEL),
+                        ) else {
+                            return Vec::new();
+                        };
+                        vec![ObjectRef::new_with(name, made_ar.clone()).within(sns)]
+                    },
+                    server_ar.clone(),
+                )
+                .watches_stream(configmaps, move |cm| {
+                    let (cns, cname) = (cm.namespace().unwrap_or_default(), cm.name_any());
+                    let catalog = cm
+                        .labels()
+                        .get(crate::source::cluster::CATALOG_LABEL)
+                        .is_some_and(|v| v == "true");
+                    refs_where(&cm_store, &cm_ar, |s| match source_type(s).as_deref() {
+                        Some("ConfigMap") => {
+                            let r = s.data.pointer("/spec/configMapRef");
+                            let rn = r.and_then(|r| r.get("name")).and_then(Json::as_str);
+                            let rns = r
+                                .and_then(|r| r.get("namespace"))
+                                .and_then(Json::as_str)
+                                .map(str::to_string)
+                                .or_else(|| s.namespace());
+                            rn == Some(cname.as_str()) && rns.as_deref() == Some(cns.as_str())
+                        }
+                        Some("Namespace") => catalog,
+                        _ => false,
+                    })
+                })
+                .watches_stream(namespaces, move |_n| {
+                    refs_where(&ns_store, &ns_ar, |s| {
+                        matches!(source_type(s).as_deref(), Some("Namespace"))
+                            || (matches!(source_type(s).as_deref(), Some("Annotations"))
+                                && s.data.pointer("/spec/namespaceSelector").is_some())
+                    })
+                })
+                .watches_stream(services, move |_svc| {
+                    refs_where(&svc_store, &svc_ar, |s| {
+                        matches!(source_type(s).as_deref(), Some("Annotations"))
+                    })
+                });
+        let run = ctl
+            .shutdown_on_signal()
+            .run(discovery::reconcile, discovery_error_policy, dctx)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "discovery reconcile");
+                }
+            });
+        let enabled = args.discovery;
+        async move {
+            if enabled {
+                run.await
+            }
+        }
+    };
+
     let server_ctx = ctx.clone();
     let servers_done = server_ctl
         .shutdown_on_signal()
@@ -551,6 +685,62 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "group reconcile");
             }
         });
-    futures::join!(servers_done, groups_done);
+    futures::join!(servers_done, groups_done, discovery_done);
     Ok(())
+}
+
+/// Counts an applier's writes in `hangar_api_writes_total{verb}`.
+fn write_counter(m: Arc<Metrics>) -> crate::apply::WriteCounter {
+    Arc::new(move |verb| {
+        m.api_writes
+            .get_or_create(&metrics::VerbLabels { verb: verb.into() })
+            .inc();
+    })
+}
+
+fn discovery_error_policy(
+    _obj: Arc<DynamicObject>,
+    err: &Error,
+    _ctx: Arc<discovery::DiscoveryCtx>,
+) -> Action {
+    tracing::warn!(error = %err, "discovery reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// `spec.type` of a discovery source in the cache.
+fn source_type(s: &DynamicObject) -> Option<String> {
+    s.data
+        .pointer("/spec/type")
+        .and_then(Json::as_str)
+        .map(str::to_string)
+}
+
+/// References to the cached discovery sources that `pick` selects.
+fn refs_where(
+    store: &kube::runtime::reflector::Store<DynamicObject>,
+    ar: &ApiResource,
+    pick: impl Fn(&DynamicObject) -> bool,
+) -> Vec<ObjectRef<DynamicObject>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| pick(s))
+        .map(|s| {
+            let r = ObjectRef::new_with(&s.name_any(), ar.clone());
+            match s.namespace() {
+                Some(ns) => r.within(&ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+fn default_git_cache() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("HANGAR_CACHE_DIR") {
+        return std::path::PathBuf::from(d).join("git");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return std::path::PathBuf::from(h).join(".cache/hangar/git");
+    }
+    std::path::PathBuf::from("/tmp/hangar/git")
 }

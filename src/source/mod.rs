@@ -1,5 +1,7 @@
-//! Where compiler inputs come from. This session: files and directories on disk, and the
-//! examples embedded in the binary.
+//! Where compiler inputs come from: files and directories, the examples embedded in the binary,
+//! the cluster (ConfigMaps, namespaces, annotated Services) and Git repositories.
 
+pub mod cluster;
 pub mod embedded;
 pub mod files;
+pub mod git;
