@@ -253,6 +253,10 @@ impl Controller {
                 "--probe-services=false",
             ])
             .env("HANGAR_LOG", "info,hangar=debug")
+            .env(
+                "HANGAR_CACHE_DIR",
+                dir.join(format!("cache-{}", std::process::id())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(logf)

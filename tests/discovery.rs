@@ -1,0 +1,295 @@
+//! MCPDiscoverySource against the real control plane: ConfigMap, Namespace and Annotations
+//! discovery end to end, providerTemplate merge, Additive vs Authoritative, a bad entry skipped
+//! alone, an unreadable source changing nothing, ownership (owner references, finalizer cleanup,
+//! hand-made servers never touched).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use support::{Env, env, wait_for};
+
+const T: Duration = Duration::from_secs(90);
+
+fn exists(e: &Env, ns: &str, name: &str) -> bool {
+    e.get("mcpserver", ns, name).is_some()
+}
+
+fn ready_condition(e: &Env, ns: &str, source: &str) -> Option<Json> {
+    let s = e.get("mcpdiscoverysource", ns, source)?;
+    s["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+fn wait_reason(e: &Env, ns: &str, source: &str, reason: &str) -> Json {
+    wait_for(&format!("{ns}/{source} Ready reason {reason}"), T, || {
+        let c = ready_condition(e, ns, source)?;
+        (c["reason"] == reason).then_some(c)
+    })
+}
+
+fn catalog_cm(ns: &str, body: &str) -> String {
+    let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: catalog\n  namespace: {ns}\ndata:\n  providers.yaml: |\n{indented}"
+    )
+}
+
+#[test]
+fn configmap_discovery_additive_authoritative_bad_entries_and_unreadable_sources() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("cmdisc", false);
+    e.apply_yaml(&catalog_cm(
+        &ns,
+        "providers:\n  - name: alpha\n    image: ghcr.io/example/alpha:1.0.0\n  - name: beta\n    image: ghcr.io/example/beta:1.0.0\n    resources:\n      requests:\n        cpu: 100m\n",
+    ));
+    // A server someone made by hand, in the same namespace: discovery never touches it.
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: handmade\n  namespace: {ns}\nspec:\n  mode: container\n  image: ghcr.io/example/handmade:1.0.0\n"
+    ));
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: cm-source\n  namespace: {ns}\nspec:\n  type: ConfigMap\n  refreshInterval: 2s\n  configMapRef:\n    name: catalog\n  providerTemplate:\n    metadata:\n      labels:\n        team: platform\n    spec:\n      resources:\n        requests:\n          cpu: 50m\n          memory: 64Mi\n"
+    ));
+    wait_reason(e, &ns, "cm-source", "Synced");
+    let alpha = e.get("mcpserver", &ns, "alpha").expect("alpha made");
+    let beta = e.get("mcpserver", &ns, "beta").expect("beta made");
+    // The template merged under each entry; the entry wins where both say something.
+    assert_eq!(alpha["metadata"]["labels"]["team"], "platform", "{alpha}");
+    assert_eq!(
+        alpha["metadata"]["labels"]["mcp-hangar.io/discovered-by"],
+        "cm-source"
+    );
+    assert_eq!(
+        alpha["spec"]["resources"]["requests"]["cpu"], "50m",
+        "{alpha}"
+    );
+    assert_eq!(
+        beta["spec"]["resources"]["requests"]["cpu"], "100m",
+        "{beta}"
+    );
+    assert_eq!(
+        beta["spec"]["resources"]["requests"]["memory"], "64Mi",
+        "{beta}"
+    );
+    assert_eq!(
+        alpha["metadata"]["annotations"]["mcp-hangar.io/source"],
+        format!("configmap:{ns}/catalog#providers.yaml")
+    );
+    let owner = &alpha["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "MCPDiscoverySource", "{alpha}");
+    assert_eq!(owner["name"], "cm-source");
+    // The generated server is reconciled like any other: it gets its Deployment.
+    wait_for("alpha's Deployment", T, || {
+        e.get("deployment", &ns, "alpha")
+    });
+    let src = e
+        .get("mcpdiscoverysource", &ns, "cm-source")
+        .expect("source");
+    let cm = e.get("configmap", &ns, "catalog").expect("cm");
+    assert_eq!(src["status"]["discoveredCount"], 2, "{}", src["status"]);
+    assert_eq!(src["status"]["managedCount"], 2, "{}", src["status"]);
+    assert_eq!(src["status"]["createdCount"], 2, "{}", src["status"]);
+    assert_eq!(src["status"]["revision"], cm["metadata"]["resourceVersion"]);
+
+    // beta leaves the catalog, alpha changes, gamma is malformed: alpha is updated, gamma is
+    // reported with its location and skipped alone, beta stays (Additive).
+    e.apply_yaml(&catalog_cm(
+        &ns,
+        "providers:\n  - name: alpha\n    image: ghcr.io/example/alpha:2.0.0\n  - name: gamma\n    image: ghcr.io/example/gamma:1.0.0\n    idleTtl: 5m\n  - name: delta\n    endpoint: https://delta.example.com/mcp\n",
+    ));
+    let c = wait_reason(e, &ns, "cm-source", "PartiallySynced");
+    let msg = c["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        msg.contains(&format!("configmap:{ns}/catalog#providers.yaml:4:")),
+        "{msg}"
+    );
+    wait_for("alpha updated", T, || {
+        let a = e.get("mcpserver", &ns, "alpha")?;
+        (a["spec"]["image"] == "ghcr.io/example/alpha:2.0.0").then_some(())
+    });
+    assert!(exists(e, &ns, "delta"));
+    assert!(!exists(e, &ns, "gamma"));
+    assert!(exists(e, &ns, "beta"), "Additive mode never deletes");
+    let src = e
+        .get("mcpdiscoverysource", &ns, "cm-source")
+        .expect("source");
+    let gamma = src["status"]["discoveredProviders"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "gamma").cloned())
+        .expect("gamma listed");
+    assert_eq!(gamma["managed"], false, "{gamma}");
+    let err = gamma["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("idleTTL"),
+        "did-you-mean in the entry's error: {err}"
+    );
+
+    // Authoritative: beta (gone from the catalog) is deleted; gamma's failure deletes nothing;
+    // the hand-made server is not this source's.
+    e.k(&[
+        "patch",
+        "mcpdiscoverysource",
+        "cm-source",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"mode\":\"Authoritative\"}}",
+    ]);
+    wait_for("beta deleted", T, || {
+        (!exists(e, &ns, "beta")).then_some(())
+    });
+    assert!(exists(e, &ns, "alpha") && exists(e, &ns, "delta") && exists(e, &ns, "handmade"));
+
+    // The ConfigMap goes missing: unreadable, not empty. Nothing is deleted.
+    e.k(&["delete", "configmap", "catalog", "-n", &ns]);
+    let c = wait_reason(e, &ns, "cm-source", "ConfigMapMissing");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not found"),
+        "{c}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        exists(e, &ns, "alpha") && exists(e, &ns, "delta"),
+        "nothing deleted"
+    );
+
+    // Deleting the source itself removes what it made (owner references), not the rest.
+    e.k(&["delete", "mcpdiscoverysource", "cm-source", "-n", &ns]);
+    wait_for("generated servers collected", T, || {
+        (!exists(e, &ns, "alpha") && !exists(e, &ns, "delta")).then_some(())
+    });
+    assert!(exists(e, &ns, "handmade"));
+}
+
+#[test]
+fn namespace_discovery_follows_namespace_labels_and_cleans_up_across_namespaces() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let home = e.namespace("nsdisc-home", false);
+    let team = e.namespace("nsdisc-team", false);
+    let mark = format!("t{}", std::process::id());
+    e.k(&[
+        "label",
+        "namespace",
+        &team,
+        &format!("hangar-test-disc={mark}"),
+    ]);
+    e.apply_yaml(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: team-catalog\n  namespace: {team}\n  labels:\n    mcp-hangar.io/catalog: \"true\"\ndata:\n  servers.yaml: |\n    servers:\n      - name: team-tools\n        image: ghcr.io/example/team-tools:1.0.0\n      - name: sneaky\n        namespace: {home}\n        image: ghcr.io/example/sneaky:1.0.0\n  README: not a catalog key\n"
+    ));
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: teams\n  namespace: {home}\nspec:\n  type: Namespace\n  mode: Authoritative\n  refreshInterval: 1h\n  namespaceSelector:\n    matchLabels:\n      hangar-test-disc: {mark}\n  providerTemplate:\n    spec:\n      replicas: 2\n"
+    ));
+    let s = wait_for("team-tools in the team namespace", T, || {
+        e.get("mcpserver", &team, "team-tools")
+    });
+    assert_eq!(s["spec"]["replicas"], 2, "{s}");
+    assert_eq!(
+        s["metadata"]["labels"]["mcp-hangar.io/discovered-by-namespace"],
+        home.as_str()
+    );
+    assert!(
+        s["metadata"].get("ownerReferences").is_none(),
+        "no cross-namespace owner"
+    );
+    // An entry naming another namespace is refused, located, and skipped alone.
+    let c = wait_reason(e, &home, "teams", "PartiallySynced");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("configmap:{team}/team-catalog#servers.yaml:4:")),
+        "{c}"
+    );
+    assert!(!exists(e, &home, "sneaky"));
+    let src = e.get("mcpdiscoverysource", &home, "teams").expect("source");
+    assert!(
+        src["metadata"]["finalizers"]
+            .to_string()
+            .contains("mcp-hangar.io/discovery-cleanup"),
+        "{src}"
+    );
+
+    // The namespace stops matching (a watch, not the 1h refresh, notices): its servers go.
+    e.k(&["label", "namespace", &team, "hangar-test-disc-"]);
+    wait_for("team-tools deleted", T, || {
+        (!exists(e, &team, "team-tools")).then_some(())
+    });
+    e.k(&[
+        "label",
+        "namespace",
+        &team,
+        &format!("hangar-test-disc={mark}"),
+    ]);
+    wait_for("team-tools back", T, || {
+        e.get("mcpserver", &team, "team-tools")
+    });
+
+    // Deleting the source: the finalizer removes what it made in other namespaces.
+    e.k(&[
+        "delete",
+        "mcpdiscoverysource",
+        "teams",
+        "-n",
+        &home,
+        "--wait=false",
+    ]);
+    wait_for("cleanup across namespaces", T, || {
+        (!exists(e, &team, "team-tools") && e.get("mcpdiscoverysource", &home, "teams").is_none())
+            .then_some(())
+    });
+}
+
+#[test]
+fn annotated_services_become_remote_servers() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("anndisc", false);
+    let svc = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n{annotations}\nspec:\n  ports:\n    - name: web\n      port: 80\n    - name: mcp\n      port: 8080\n"
+        )
+    };
+    e.apply_yaml(&svc(
+        "tools",
+        "    mcp-hangar.io/provider: \"true\"\n    mcp-hangar.io/path: /v1/mcp",
+    ));
+    e.apply_yaml(&svc("plain", "    other: x"));
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: annotated\n  namespace: {ns}\nspec:\n  type: Annotations\n  refreshInterval: 1h\n"
+    ));
+    let s = wait_for("tools discovered", T, || e.get("mcpserver", &ns, "tools"));
+    assert_eq!(s["spec"]["mode"], "remote", "{s}");
+    assert_eq!(
+        s["spec"]["endpoint"],
+        format!("http://tools.{ns}.svc:8080/v1/mcp"),
+        "{s}"
+    );
+    assert_eq!(
+        s["metadata"]["annotations"]["mcp-hangar.io/source"],
+        format!("service:{ns}/tools")
+    );
+    assert!(!exists(e, &ns, "plain"));
+    // Annotating a Service is noticed through the watch (the refresh is 1h).
+    e.k(&[
+        "annotate",
+        "service",
+        "plain",
+        "-n",
+        &ns,
+        "mcp-hangar.io/provider=true",
+    ]);
+    wait_for("plain discovered", T, || e.get("mcpserver", &ns, "plain"));
+    // A generated server deleted by hand comes back.
+    e.k(&["delete", "mcpserver", "tools", "-n", &ns]);
+    wait_for("tools recreated", T, || e.get("mcpserver", &ns, "tools"));
+}
