@@ -293,3 +293,121 @@ fn annotated_services_become_remote_servers() {
     e.k(&["delete", "mcpserver", "tools", "-n", &ns]);
     wait_for("tools recreated", T, || e.get("mcpserver", &ns, "tools"));
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(o.status.success(), "git {args:?}: {}", support::text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn write(dir: &std::path::Path, path: &str, text: &str) {
+    let p = dir.join(path);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+#[test]
+fn git_source_keeps_the_cluster_equal_to_the_repository() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("gitops", false);
+    let repo = e.root.join(format!("target/tmp/gitops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    write(&repo, "servers/catalog.yaml", "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n");
+    write(
+        &repo,
+        "servers/resources.yaml",
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: explicit-b\nspec:\n  mode: remote\n  endpoint: https://b.example.com/mcp\n---\napiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServerGroup\nmetadata:\n  name: grp\nspec:\n  selector:\n    matchLabels:\n      team: x\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: not-applied\n",
+    );
+    write(&repo, "README.md", "not read\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "first"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    let source = format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: repo\n  namespace: {ns}\nspec:\n  type: Git\n  mode: Authoritative\n  refreshInterval: 2s\n  git:\n    url: file://{}\n    ref: main\n    path: servers\n  providerTemplate:\n    metadata:\n      labels:\n        team: x\n    spec:\n      replicas: 2\n",
+        repo.display()
+    );
+    e.apply_yaml(&source);
+    wait_reason(e, &ns, "repo", "Synced");
+    let src = e.get("mcpdiscoverysource", &ns, "repo").expect("source");
+    assert_eq!(src["status"]["revision"], first.as_str(), "{}", src["status"]);
+    assert!(
+        src["status"]["conditions"].to_string().contains("Namespace/not-applied"),
+        "ignored objects are named: {}",
+        src["status"]
+    );
+    let a = e.get("mcpserver", &ns, "cat-a").expect("catalog entry applied");
+    assert_eq!(a["spec"]["replicas"], 2, "template applies to the repo's catalog: {a}");
+    let b = e.get("mcpserver", &ns, "explicit-b").expect("resource applied");
+    assert!(e.get("mcpservergroup", &ns, "grp").is_some());
+    assert!(e.get("namespace", "", "not-applied").is_none());
+
+    // What `hangar render` prints for the source (fetching the same commit) is what was applied.
+    let src_file = repo.with_extension("source.yaml");
+    std::fs::write(&src_file, &source).expect("source file");
+    let out = e.hangar(&["render", &src_file.display().to_string(), "--fetch-git", "-o", "json"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    let rendered: Json = serde_json::from_slice(&out.stdout).expect("json");
+    for live in [&a, &b] {
+        let name = live["metadata"]["name"].as_str().unwrap_or_default();
+        let r = rendered["items"]
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|o| o["kind"] == "MCPServer" && o["metadata"]["name"] == name)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("{name} not rendered"));
+        assert_eq!(r["spec"], live["spec"], "{name}: render == applied");
+    }
+
+    // A new commit appears within a refresh or two.
+    write(&repo, "servers/catalog.yaml", "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n  - name: cat-c\n    image: ghcr.io/example/cat-c:1.0.0\n");
+    git(&repo, &["commit", "-qam", "add cat-c"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    wait_for("cat-c applied", T, || e.get("mcpserver", &ns, "cat-c"));
+    wait_for("revision = second commit", T, || {
+        let s = e.get("mcpdiscoverysource", &ns, "repo")?;
+        (s["status"]["revision"] == second.as_str()).then_some(())
+    });
+
+    // A bad commit (broken YAML outside any entry) changes nothing.
+    write(&repo, "servers/resources.yaml", "apiVersion: [\n");
+    git(&repo, &["commit", "-qam", "broken"]);
+    let c = wait_reason(e, &ns, "repo", "InvalidContent");
+    assert!(c["message"].as_str().unwrap_or_default().contains("does not compile"), "{c}");
+    std::thread::sleep(Duration::from_secs(5));
+    for name in ["cat-a", "explicit-b", "cat-c"] {
+        assert!(exists(e, &ns, name), "{name} kept after a bad commit");
+    }
+
+    // A missing ref: unreadable, nothing deleted.
+    e.k(&[
+        "patch", "mcpdiscoverysource", "repo", "-n", &ns, "--type=merge", "-p",
+        "{\"spec\":{\"git\":{\"ref\":\"no-such-branch\"}}}",
+    ]);
+    wait_reason(e, &ns, "repo", "RefNotFound");
+    assert!(exists(e, &ns, "cat-a") && exists(e, &ns, "cat-c"));
+
+    // Force-pushed back to the first commit: the cluster follows (Authoritative: cat-c goes).
+    git(&repo, &["reset", "-q", "--hard", &first]);
+    e.k(&[
+        "patch", "mcpdiscoverysource", "repo", "-n", &ns, "--type=merge", "-p",
+        "{\"spec\":{\"git\":{\"ref\":\"main\"}}}",
+    ]);
+    wait_for("cat-c deleted after the force-push", T, || {
+        (!exists(e, &ns, "cat-c")).then_some(())
+    });
+    let s = e.get("mcpdiscoverysource", &ns, "repo").expect("source");
+    assert_eq!(s["status"]["revision"], first.as_str());
+    assert!(exists(e, &ns, "cat-a") && exists(e, &ns, "explicit-b"));
+}

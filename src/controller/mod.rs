@@ -81,6 +81,9 @@ pub struct ControllerArgs {
     /// Bound on the Git cache's size on disk; least recently used repositories go first.
     #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
     pub git_cache_max_bytes: u64,
+    /// Run the MCPServer and MCPServerGroup controllers (off: discovery alone, e.g. to measure it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", hide = true)]
+    pub reconcile_servers: bool,
     /// Exit when stdin closes (lets a test harness own the process).
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
@@ -685,7 +688,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "group reconcile");
             }
         });
-    futures::join!(servers_done, groups_done, discovery_done);
+    let servers_and_groups = async move {
+        if args.reconcile_servers {
+            futures::join!(servers_done, groups_done);
+        }
+    };
+    futures::join!(servers_and_groups, discovery_done);
     Ok(())
 }
 
