@@ -95,6 +95,27 @@ fn configmap_discovery_additive_authoritative_bad_entries_and_unreadable_sources
     assert_eq!(src["status"]["managedCount"], 2, "{}", src["status"]);
     assert_eq!(src["status"]["createdCount"], 2, "{}", src["status"]);
     assert_eq!(src["status"]["revision"], cm["metadata"]["resourceVersion"]);
+    // Refreshes that find nothing new write nothing: no server, no status changes.
+    // (The source's resourceVersion; for servers, when hangar-discovery last wrote them: their
+    // status moves on as the server controller probes them.)
+    let rv = |kind: &str, name: &str| {
+        e.get(kind, &ns, name).map(|o| {
+            if kind == "mcpdiscoverysource" {
+                return o["metadata"]["resourceVersion"].clone();
+            }
+            o["metadata"]["managedFields"]
+                .as_array()
+                .and_then(|m| m.iter().find(|f| f["manager"] == "hangar-discovery").cloned())
+                .map(|f| f["time"].clone())
+                .unwrap_or_default()
+        })
+    };
+    let before = (rv("mcpdiscoverysource", "cm-source"), rv("mcpserver", "alpha"), rv("mcpserver", "beta"));
+    std::thread::sleep(Duration::from_secs(5));
+    let after = (rv("mcpdiscoverysource", "cm-source"), rv("mcpserver", "alpha"), rv("mcpserver", "beta"));
+    assert_eq!(before.0, after.0, "no status write at steady state");
+    assert_eq!(before.1, after.1, "no server write at steady state");
+    assert_eq!(before.2, after.2, "no server write at steady state");
 
     // beta leaves the catalog, alpha changes, gamma is malformed: alpha is updated, gamma is
     // reported with its location and skipped alone, beta stays (Additive).
