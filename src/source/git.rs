@@ -874,7 +874,7 @@ impl Job {
         };
         let prefix = sub.map(|p| format!("{p}/")).unwrap_or_default();
         let mut too_many = false;
-        root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let walked = root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
             let name = entry.name().unwrap_or_default();
             if name.starts_with('.') || name.is_empty() {
                 return git2::TreeWalkResult::Skip;
@@ -893,8 +893,7 @@ impl Job {
                 blobs.push((format!("{prefix}{dir}{name}"), entry.id()));
             }
             git2::TreeWalkResult::Ok
-        })
-        .map_err(|e| self.git(&e))?;
+        });
         if too_many {
             return Err(GitError::TooLarge {
                 url: self.remote.display.clone(),
@@ -906,6 +905,7 @@ impl Job {
                 ),
             });
         }
+        walked.map_err(|e| self.git(&e))?;
         // The order files on disk are read in: by path components.
         blobs.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
         self.read_blobs(repo, blobs, short)
