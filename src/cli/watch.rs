@@ -102,7 +102,14 @@ pub fn run(args: &InputArgs, reveal: bool) -> Result<u8, CliError> {
         .and_then(std::fs::canonicalize)
         .unwrap_or_default();
     while let Some(changed) = next_change(&rx, &targets) {
-        let names: Vec<String> = changed
+        // Files name the change better than the directories they were made in.
+        let files: Vec<&PathBuf> = changed.iter().filter(|p| !p.is_dir()).collect();
+        let shown = if files.is_empty() {
+            changed.iter().collect()
+        } else {
+            files
+        };
+        let names: Vec<String> = shown
             .iter()
             .map(|p| p.strip_prefix(&cwd).unwrap_or(p).display().to_string())
             .collect();
