@@ -423,11 +423,17 @@ impl GitCache {
             max_files: self.max_files,
             max_file_bytes: self.max_file_bytes,
         };
+        let cache = self.clone();
         let spawned = std::thread::Builder::new()
             .name("hangar-git-fetch".into())
             .spawn(move || {
                 let _guard = guard;
-                let _ = tx.send(job.run());
+                let result = job.run();
+                if result.is_ok() {
+                    // While this repository is still marked in use.
+                    cache.evict(&job.repo_dir);
+                }
+                let _ = tx.send(result);
             });
         if let Err(e) = spawned {
             return Err(GitError::Git {
@@ -455,7 +461,6 @@ impl GitCache {
         match &result {
             Ok(c) => {
                 tracing::debug!(url = %remote.display, commit = %c.commit, files = c.files.len(), ms = started.elapsed().as_millis() as u64, "git fetch");
-                self.evict(&repo_dir);
             }
             Err(e) => {
                 tracing::debug!(url = %remote.display, reason = e.reason(), error = %e, "git fetch failed")
@@ -464,8 +469,9 @@ impl GitCache {
         result
     }
 
-    /// Removes least recently used repositories until the cache is within its bounds; `keep`
-    /// (the one just used) and repositories in use stay.
+    /// Removes least recently used repositories until the cache is within its bounds;
+    /// repositories in use stay. `keep` (the one just read) goes last, only when it alone is over
+    /// the byte bound (it is fetched afresh, shallow, next time).
     fn evict(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -507,8 +513,10 @@ impl GitCache {
             tracing::warn!(
                 bytes = total,
                 max = self.max_bytes,
-                "git cache: over its size bound (the repository in use is larger than the bound)"
+                path = %keep.display(),
+                "git cache: a repository larger than the cache bound; removed after use"
             );
+            let _ = std::fs::remove_dir_all(keep);
         }
     }
 }
@@ -614,7 +622,7 @@ enum Target {
 }
 
 impl Job {
-    fn run(self) -> Result<Checkout, GitError> {
+    fn run(&self) -> Result<Checkout, GitError> {
         let fresh = !self.repo_dir.exists();
         let result = self.run_in_cache();
         if fresh && result.is_err() {
@@ -989,9 +997,9 @@ impl Job {
         let message = self.redact(e.message());
         let lower = message.to_ascii_lowercase();
         if e.code() == ErrorCode::Auth
-            || lower.contains("401")
-            || lower.contains("403")
-            || lower.contains("authentication")
+            || lower.contains("status code: 401")
+            || lower.contains("status code: 403")
+            || lower.contains("authenticat")
         {
             return GitError::Auth { url, message };
         }
