@@ -346,6 +346,25 @@ fn git_daemon_shallow_new_commits_and_force_push() {
         .expect("old commit");
     assert_eq!(old.commit, c2);
     assert!(old.files[0].text.contains("alpha:2"));
+    // A download over the bound is refused.
+    let mut noise = String::new();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while noise.len() < 300_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push_str(&format!("{x:016x}"));
+    }
+    r.write("big/noise.txt", &noise);
+    let big = r.commit("big");
+    let bounded = crate::cache("daemon-big").with_download_limit(100_000);
+    let e = reason(bounded.fetch(&req(&url, Some(&big), None)));
+    assert!(
+        e.starts_with("TooLarge: ") && e.contains("100000 bytes"),
+        "{e}"
+    );
+    git(&r.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    r.push();
     // A force-pushed branch: history rewritten, the new tip is followed.
     git(&r.work, &["reset", "-q", "--hard", &c1]);
     r.write(

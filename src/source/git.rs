@@ -36,6 +36,10 @@ pub const DEFAULT_MAX_FILES: usize = 10_000;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 /// Default bound on the repositories kept in the cache.
 pub const DEFAULT_MAX_REPOS: usize = 64;
+/// One download may always take this much, even from a cache bounded below it.
+const MIN_DOWNLOAD_BYTES: u64 = 64 << 20;
+/// Tree entries visited in one commit, wanted or not, before the repository is refused.
+const MAX_TREE_ENTRIES: usize = 1_000_000;
 /// Default deadline of one fetch (listing, download and reading).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Username sent with a bare token (HTTP basic auth), unless the Secret gives `username`.
@@ -145,12 +149,8 @@ pub enum GitError {
         commit: String,
         path: String,
     },
-    #[error("{url}@{commit}: {message}")]
-    TooLarge {
-        url: String,
-        commit: String,
-        message: String,
-    },
+    #[error("{url}: {message}")]
+    TooLarge { url: String, message: String },
     #[error("{location}: not valid UTF-8 text (is this a binary file?)")]
     NotUtf8 { location: String },
     #[error("Git credentials: {0}")]
@@ -350,6 +350,7 @@ pub struct GitCache {
     max_repos: usize,
     max_files: usize,
     max_file_bytes: u64,
+    max_download_bytes: Option<u64>,
     timeout: Duration,
     busy: Arc<(Mutex<HashSet<PathBuf>>, Condvar)>,
 }
@@ -363,6 +364,7 @@ impl GitCache {
             max_repos: DEFAULT_MAX_REPOS,
             max_files: DEFAULT_MAX_FILES,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_download_bytes: None,
             timeout: DEFAULT_TIMEOUT,
             busy: Arc::default(),
         }
@@ -378,6 +380,12 @@ impl GitCache {
     pub fn with_file_limits(mut self, max_files: usize, max_bytes: u64) -> Self {
         self.max_files = max_files;
         self.max_file_bytes = max_bytes;
+        self
+    }
+
+    /// Bound on what one fetch may download (default: the cache's byte bound, at least 64 MiB).
+    pub fn with_download_limit(mut self, bytes: u64) -> Self {
+        self.max_download_bytes = Some(bytes);
         self
     }
 
@@ -422,6 +430,9 @@ impl GitCache {
             cancel: cancel.clone(),
             max_files: self.max_files,
             max_file_bytes: self.max_file_bytes,
+            max_download_bytes: self
+                .max_download_bytes
+                .unwrap_or(self.max_bytes.max(MIN_DOWNLOAD_BYTES)),
         };
         let cache = self.clone();
         let spawned = std::thread::Builder::new()
@@ -601,6 +612,7 @@ struct Job {
     cancel: Arc<AtomicBool>,
     max_files: usize,
     max_file_bytes: u64,
+    max_download_bytes: u64,
 }
 
 /// What the callbacks saw, to tell authentication failures from others.
@@ -611,6 +623,8 @@ struct AuthState {
     /// The remote asked for credentials we do not have (or rejected the ones given).
     failed: Cell<Option<String>>,
     host_key: Cell<Option<String>>,
+    /// The download went over the cache's byte bound.
+    too_large: Cell<bool>,
 }
 
 /// What a reference resolved to on the remote.
@@ -686,7 +700,14 @@ impl Job {
             }
             self.credentials(st, user_from_url, allowed)
         });
-        cb.transfer_progress(move |_| !cancel.load(Ordering::Relaxed));
+        let max_download = self.max_download_bytes;
+        cb.transfer_progress(move |p| {
+            if p.received_bytes() as u64 > max_download {
+                st.too_large.set(true);
+                return false;
+            }
+            !cancel.load(Ordering::Relaxed)
+        });
         cb.sideband_progress(move |_| !cancel.load(Ordering::Relaxed));
         cb.certificate_check(move |cert, host| {
             let known = match &self.req.auth {
@@ -882,7 +903,13 @@ impl Job {
         };
         let prefix = sub.map(|p| format!("{p}/")).unwrap_or_default();
         let mut too_many = false;
+        let mut visited = 0usize;
         let walked = root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            visited += 1;
+            if visited > MAX_TREE_ENTRIES {
+                too_many = true;
+                return git2::TreeWalkResult::Abort;
+            }
             let name = entry.name().unwrap_or_default();
             if name.starts_with('.') || name.is_empty() {
                 return git2::TreeWalkResult::Skip;
@@ -905,9 +932,8 @@ impl Job {
         if too_many {
             return Err(GitError::TooLarge {
                 url: self.remote.display.clone(),
-                commit: short.to_string(),
                 message: format!(
-                    "more than {} .yaml/.yml/.json/.toml files under {:?}",
+                    "commit {short}: more than {} .yaml/.yml/.json/.toml files (or {MAX_TREE_ENTRIES} entries) under {:?}",
                     self.max_files,
                     sub.unwrap_or("/")
                 ),
@@ -933,9 +959,8 @@ impl Job {
             if total > self.max_file_bytes {
                 return Err(GitError::TooLarge {
                     url: self.remote.display.clone(),
-                    commit: short.to_string(),
                     message: format!(
-                        "the files read exceed {} bytes (at {path})",
+                        "commit {short}: the files read exceed {} bytes (at {path})",
                         self.max_file_bytes
                     ),
                 });
@@ -990,6 +1015,15 @@ impl Job {
         }
         if let Some(m) = st.failed.take() {
             return GitError::Auth { url, message: m };
+        }
+        if st.too_large.get() {
+            return GitError::TooLarge {
+                url,
+                message: format!(
+                    "the fetch received more than the cache's bound of {} bytes",
+                    self.max_download_bytes
+                ),
+            };
         }
         if let Some(m) = st.host_key.take() {
             return GitError::Auth { url, message: m };
