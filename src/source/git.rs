@@ -67,6 +67,23 @@ impl GitRequest {
             auth: GitAuth::None,
         }
     }
+
+    /// The request of a discovery source's `git` block (credentials read from its Secret with
+    /// [`auth_from_secret_data`]). No `ref`: the remote HEAD; no `path` or `/`: the root.
+    pub fn from_source(git: &crate::api::discovery::GitSource, auth: GitAuth) -> Self {
+        let some = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && *s != "/")
+                .map(str::to_string)
+        };
+        GitRequest {
+            url: git.url.clone(),
+            reference: some(&git.ref_),
+            path: some(&git.path),
+            auth,
+        }
+    }
 }
 
 /// Credentials. `Debug` never prints a secret.
@@ -1324,6 +1341,22 @@ mod tests {
             "ssh-ed25519",
             b"other"
         ));
+    }
+
+    #[test]
+    fn request_from_a_discovery_source() {
+        let src = crate::api::discovery::GitSource {
+            url: "https://h/r.git".into(),
+            ref_: Some("v1".into()),
+            path: Some("/".into()),
+            secret_ref: None,
+        };
+        let r = GitRequest::from_source(&src, GitAuth::Token("t".into()));
+        assert_eq!(
+            (r.url.as_str(), r.reference.as_deref(), r.path.as_deref()),
+            ("https://h/r.git", Some("v1"), None)
+        );
+        assert_eq!(r.auth, GitAuth::Token("t".into()));
     }
 
     #[test]
