@@ -622,6 +622,31 @@ fn http_basic_and_token_auth() {
         e.starts_with("AuthFailed: ") && !e.contains("bad-pass"),
         "{e}"
     );
+    // The CLI takes the Secret's keys from the environment.
+    let cli_cache = tmp("http-cli-cache");
+    let spec = format!("git+{url}#main:teams");
+    let run = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hangar"))
+            .args(["check", "--catalog", &spec])
+            .env("HANGAR_CACHE_DIR", &cli_cache)
+            .env("HANGAR_GIT_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hangar")
+    };
+    let ok = run("s3cret-token");
+    assert!(
+        String::from_utf8_lossy(&ok.stderr).contains(&format!("commit {c2}")),
+        "{}",
+        support::text(&ok)
+    );
+    let bad = run("wrong-token");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("authentication failed") && !stderr.contains("wrong-token"),
+        "{stderr}"
+    );
     // An ssh key for an http remote is a credentials mistake, not an outage.
     let e = reason(cache.fetch(&with(GitAuth::SshKey {
         private_key: "k".into(),
