@@ -41,7 +41,7 @@ pub struct InputArgs {
     /// A catalog of server definitions, optionally bound to a discovery source: a file or
     /// directory, or a Git repository `git+URL[#[REF][:PATH]]` (REF: branch, tag or commit,
     /// default the remote HEAD; PATH: a directory or file in the repository).
-    #[arg(long = "catalog", value_name = "[SOURCE=]PATH|git+URL[#REF[:PATH]]")]
+    #[arg(long = "catalog", value_name = "[SOURCE=]PATH|git+URL[#[REF][:PATH]]")]
     pub catalogs: Vec<String>,
     /// Namespace for objects that name none.
     #[arg(short = 'n', long, default_value = "default")]
