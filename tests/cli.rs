@@ -269,3 +269,162 @@ fn catalog_binding_and_stdin() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// Lines of a child's stdout and stderr, as they come.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<(bool, String)>,
+    seen: Vec<(bool, String)>,
+}
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>);
+        for (is_err, stream) in [(false, out), (true, err)] {
+            let Some(stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send((is_err, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `secs`) for a line of stdout (`err` false) or stderr that contains `want`;
+    /// returns the stdout lines since the previous wait.
+    fn wait(&mut self, err: bool, want: &str, secs: u64) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((is_err, line)) => {
+                    self.seen.push((is_err, line.clone()));
+                    if !is_err {
+                        out.push(line.clone());
+                    }
+                    if is_err == err && line.contains(want) {
+                        return out;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {} line with {want:?} within {secs}s; seen:\n{}",
+                    if err { "stderr" } else { "stdout" },
+                    self.seen
+                        .iter()
+                        .map(|(e, l)| format!("{}{l}", if *e { "E " } else { "O " }))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn render_watch_shows_the_diff_of_each_change() {
+    let dir = tmp("watch");
+    let basic = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic-server.yaml"),
+    )
+    .expect("example");
+    std::fs::write(dir.join("server.yaml"), &basic).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["render", "--watch"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = Lines::of(&mut child);
+    // The watch starts before the first render is printed.
+    lines.wait(false, "kind: Deployment", 60);
+
+    // An edit: a header line, then the unified diff of the Deployment.
+    std::fs::write(
+        dir.join("server.yaml"),
+        basic.replace("mcp-sqlite:0.6.2", "mcp-sqlite:0.7.0"),
+    )
+    .expect("edit");
+    let out = lines.wait(
+        false,
+        "+        image: ghcr.io/modelcontextprotocol/mcp-sqlite:0.7.0",
+        30,
+    );
+    let header = out
+        .iter()
+        .find(|l| l.starts_with("=== "))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        header.contains("server.yaml: 2 changed, 0 added, 0 removed"),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|l| l.starts_with("-        image: ghcr.io/modelcontextprotocol/mcp-sqlite:0.6.2")), "{out:?}");
+
+    // A new file that does not compile: diagnostics, and the last good render stays the base.
+    std::fs::write(dir.join("broken.yaml"), "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: Broken_Name\nspec:\n  image: x\n").expect("broken");
+    lines.wait(true, "the inputs do not compile", 30);
+    assert!(
+        lines
+            .seen
+            .iter()
+            .any(|(e, l)| *e && l.contains("broken.yaml:")),
+        "located error"
+    );
+    // Removed again: nothing differs from the last good render.
+    std::fs::remove_file(dir.join("broken.yaml")).expect("rm");
+    lines.wait(false, "broken.yaml: 0 changed, 0 added, 0 removed", 30);
+    // A new server in a new subdirectory: its objects are added.
+    std::fs::create_dir_all(dir.join("more")).expect("mkdir");
+    std::fs::write(
+        dir.join("more/second.yaml"),
+        basic.replace("name: sqlite-tools", "name: second-tools"),
+    )
+    .expect("second");
+    let out = lines.wait(false, "+ Deployment/mcp-servers/second-tools", 30);
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("=== ") && l.contains("added")),
+        "{out:?}"
+    );
+
+    // The end of stdin stops it.
+    drop(child.stdin.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exits 0 at the end of stdin"
+    );
+}

@@ -105,14 +105,26 @@ fn configmap_discovery_additive_authoritative_bad_entries_and_unreadable_sources
             }
             o["metadata"]["managedFields"]
                 .as_array()
-                .and_then(|m| m.iter().find(|f| f["manager"] == "hangar-discovery").cloned())
+                .and_then(|m| {
+                    m.iter()
+                        .find(|f| f["manager"] == "hangar-discovery")
+                        .cloned()
+                })
                 .map(|f| f["time"].clone())
                 .unwrap_or_default()
         })
     };
-    let before = (rv("mcpdiscoverysource", "cm-source"), rv("mcpserver", "alpha"), rv("mcpserver", "beta"));
+    let before = (
+        rv("mcpdiscoverysource", "cm-source"),
+        rv("mcpserver", "alpha"),
+        rv("mcpserver", "beta"),
+    );
     std::thread::sleep(Duration::from_secs(5));
-    let after = (rv("mcpdiscoverysource", "cm-source"), rv("mcpserver", "alpha"), rv("mcpserver", "beta"));
+    let after = (
+        rv("mcpdiscoverysource", "cm-source"),
+        rv("mcpserver", "alpha"),
+        rv("mcpserver", "beta"),
+    );
     assert_eq!(before.0, after.0, "no status write at steady state");
     assert_eq!(before.1, after.1, "no server write at steady state");
     assert_eq!(before.2, after.2, "no server write at steady state");
@@ -319,7 +331,14 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let o = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .output()
         .expect("run git");
@@ -338,11 +357,17 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     let Some(e) = env() else { return };
     e.controller();
     let ns = e.namespace("gitops", false);
-    let repo = e.root.join(format!("target/tmp/gitops-{}", std::process::id()));
+    let repo = e
+        .root
+        .join(format!("target/tmp/gitops-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&repo);
     std::fs::create_dir_all(&repo).expect("repo dir");
     git(&repo, &["init", "-q", "-b", "main"]);
-    write(&repo, "servers/catalog.yaml", "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n");
+    write(
+        &repo,
+        "servers/catalog.yaml",
+        "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n",
+    );
     write(
         &repo,
         "servers/resources.yaml",
@@ -359,22 +384,42 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     e.apply_yaml(&source);
     wait_reason(e, &ns, "repo", "Synced");
     let src = e.get("mcpdiscoverysource", &ns, "repo").expect("source");
-    assert_eq!(src["status"]["revision"], first.as_str(), "{}", src["status"]);
+    assert_eq!(
+        src["status"]["revision"],
+        first.as_str(),
+        "{}",
+        src["status"]
+    );
     assert!(
-        src["status"]["conditions"].to_string().contains("Namespace/not-applied"),
+        src["status"]["conditions"]
+            .to_string()
+            .contains("Namespace/not-applied"),
         "ignored objects are named: {}",
         src["status"]
     );
-    let a = e.get("mcpserver", &ns, "cat-a").expect("catalog entry applied");
-    assert_eq!(a["spec"]["replicas"], 2, "template applies to the repo's catalog: {a}");
-    let b = e.get("mcpserver", &ns, "explicit-b").expect("resource applied");
+    let a = e
+        .get("mcpserver", &ns, "cat-a")
+        .expect("catalog entry applied");
+    assert_eq!(
+        a["spec"]["replicas"], 2,
+        "template applies to the repo's catalog: {a}"
+    );
+    let b = e
+        .get("mcpserver", &ns, "explicit-b")
+        .expect("resource applied");
     assert!(e.get("mcpservergroup", &ns, "grp").is_some());
     assert!(e.get("namespace", "", "not-applied").is_none());
 
     // What `hangar render` prints for the source (fetching the same commit) is what was applied.
     let src_file = repo.with_extension("source.yaml");
     std::fs::write(&src_file, &source).expect("source file");
-    let out = e.hangar(&["render", &src_file.display().to_string(), "--fetch-git", "-o", "json"]);
+    let out = e.hangar(&[
+        "render",
+        &src_file.display().to_string(),
+        "--fetch-git",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", support::text(&out));
     let rendered: Json = serde_json::from_slice(&out.stdout).expect("json");
     for live in [&a, &b] {
@@ -392,7 +437,11 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     }
 
     // A new commit appears within a refresh or two.
-    write(&repo, "servers/catalog.yaml", "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n  - name: cat-c\n    image: ghcr.io/example/cat-c:1.0.0\n");
+    write(
+        &repo,
+        "servers/catalog.yaml",
+        "servers:\n  - name: cat-a\n    image: ghcr.io/example/cat-a:1.0.0\n  - name: cat-c\n    image: ghcr.io/example/cat-c:1.0.0\n",
+    );
     git(&repo, &["commit", "-qam", "add cat-c"]);
     let second = git(&repo, &["rev-parse", "HEAD"]);
     wait_for("cat-c applied", T, || e.get("mcpserver", &ns, "cat-c"));
@@ -405,7 +454,13 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     write(&repo, "servers/resources.yaml", "apiVersion: [\n");
     git(&repo, &["commit", "-qam", "broken"]);
     let c = wait_reason(e, &ns, "repo", "InvalidContent");
-    assert!(c["message"].as_str().unwrap_or_default().contains("does not compile"), "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not compile"),
+        "{c}"
+    );
     std::thread::sleep(Duration::from_secs(5));
     for name in ["cat-a", "explicit-b", "cat-c"] {
         assert!(exists(e, &ns, name), "{name} kept after a bad commit");
@@ -413,7 +468,13 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
 
     // A missing ref: unreadable, nothing deleted.
     e.k(&[
-        "patch", "mcpdiscoverysource", "repo", "-n", &ns, "--type=merge", "-p",
+        "patch",
+        "mcpdiscoverysource",
+        "repo",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
         "{\"spec\":{\"git\":{\"ref\":\"no-such-branch\"}}}",
     ]);
     wait_reason(e, &ns, "repo", "RefNotFound");
@@ -422,7 +483,13 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     // Force-pushed back to the first commit: the cluster follows (Authoritative: cat-c goes).
     git(&repo, &["reset", "-q", "--hard", &first]);
     e.k(&[
-        "patch", "mcpdiscoverysource", "repo", "-n", &ns, "--type=merge", "-p",
+        "patch",
+        "mcpdiscoverysource",
+        "repo",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
         "{\"spec\":{\"git\":{\"ref\":\"main\"}}}",
     ]);
     wait_for("cat-c deleted after the force-push", T, || {

@@ -567,45 +567,17 @@ async fn read_git(
                 .map_err(|e| SourceError::Git(e.to_string(), e.reason()))?
         }
     };
-    let req = GitRequest {
-        url: g.url.clone(),
-        reference: g.ref_.clone(),
-        path: g.path.clone().filter(|p| p != "/" && !p.is_empty()),
-        auth,
-    };
+    let req = GitRequest::from_source(&g, auth);
     let checkout = tokio::task::spawn_blocking(move || cache.fetch(&req))
         .await
         .map_err(|e| SourceError::Git(format!("fetch task failed: {e}"), "FetchFailed"))?
         .map_err(|e| SourceError::Git(e.to_string(), e.reason()))?;
     // Catalog files bind to this source; the rest are resources (GitOps).
-    let files = checkout
-        .files
-        .into_iter()
-        .map(|f| {
-            let role = if is_catalog_text(&f) {
-                crate::compile::FileRole::Catalog {
-                    bind: Some(bind.to_string()),
-                }
-            } else {
-                crate::compile::FileRole::Inputs
-            };
-            crate::compile::InputFile { file: f, role }
-        })
-        .collect();
+    let files = git::repo_inputs(checkout.files, bind);
     Ok(SourceRead {
         files,
         revision: checkout.commit,
     })
-}
-
-/// Whether a file holds a catalog (a top-level `servers:`/`providers:` list) rather than resources.
-fn is_catalog_text(f: &crate::compile::SourceFile) -> bool {
-    let mut scratch = crate::compile::Diagnostics::default();
-    let loaded = crate::compile::load::load_file(0, &f.path, &f.text, &mut scratch);
-    !loaded.docs.is_empty()
-        && loaded.docs.iter().all(|d| {
-            (d.get("servers").is_some() || d.get("providers").is_some()) && d.get("kind").is_none()
-        })
 }
 
 /// `spec.filters`: include/exclude globs over server names and `maxProviders`. Returns the names
