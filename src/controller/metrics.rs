@@ -49,6 +49,9 @@ pub struct Metrics {
     pub tools_count: Family<ServerLabels, Gauge>,
     pub health_check_failures: Family<ServerLabels, Counter>,
     pub api_writes: Family<VerbLabels, Counter>,
+    /// 1 while this process runs the controllers (it holds the leader lease, or leader
+    /// election is off), 0 while it waits as a follower.
+    pub leader: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -69,6 +72,7 @@ impl Metrics {
         let tools_count = Family::<ServerLabels, Gauge>::default();
         let health_check_failures = Family::<ServerLabels, Counter>::default();
         let api_writes = Family::<VerbLabels, Counter>::default();
+        let leader = Gauge::default();
         registry.register(
             "mcp_operator_reconcile",
             "Total reconciliations",
@@ -99,6 +103,11 @@ impl Metrics {
             "Write requests sent to the API server (dry runs excluded)",
             api_writes.clone(),
         );
+        registry.register(
+            "hangar_leader",
+            "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconcile_total,
@@ -107,6 +116,7 @@ impl Metrics {
             tools_count,
             health_check_failures,
             api_writes,
+            leader,
             ready: AtomicBool::new(false),
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod group;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod state;
@@ -73,6 +74,10 @@ pub struct ControllerArgs {
     /// Exit when stdin closes (lets a test harness own the process).
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
+    #[command(flatten)]
+    pub leader: leader::LeaderArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -345,6 +350,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         });
     }
 
+    // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
+    let Ok(leadership) = leader::gate(&args.leader, &client, &metrics).await else {
+        return Ok(());
+    };
+
     let counter_metrics = metrics.clone();
     let applier = Applier::new(client.clone(), FIELD_MANAGER, false).with_write_counter(Arc::new(
         move |verb| {
@@ -552,5 +562,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
             }
         });
     futures::join!(servers_done, groups_done);
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     Ok(())
 }
