@@ -141,6 +141,18 @@ impl Env {
         serde_json::from_slice(&o.stdout).ok()
     }
 
+    /// The testenv's helm, with its cache and config under target/tmp (not the user's).
+    pub fn helm(&self, args: &[&str]) -> Output {
+        let home = self.root.join("target/tmp/helm");
+        self.cmd(&self.bin.join("helm"))
+            .args(args)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .output()
+            .expect("run helm")
+    }
+
     pub fn hangar(&self, args: &[&str]) -> Output {
         self.cmd(&self.hangar)
             .args(args)
@@ -235,38 +247,80 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// How a controller process is started: as whom (a kubeconfig; default the admin's), with which
+/// extra flags, and under which log name.
+#[derive(Default)]
+pub struct ControllerOpts<'a> {
+    pub kubeconfig: Option<&'a Path>,
+    pub args: &'a [&'a str],
+    pub name: &'a str,
+}
+
 impl Controller {
     fn start(env: &Env) -> Controller {
+        let c = Controller::spawn(env, &ControllerOpts::default());
+        c.wait_ready(Duration::from_secs(60));
+        c
+    }
+
+    /// Starts `hangar controller` (on loopback, `--probe-services=false`, logs in
+    /// target/tmp/NAME-PID.log); it exits when dropped or when the test process ends.
+    pub fn spawn(env: &Env, opts: &ControllerOpts) -> Controller {
         let port = free_port();
         let dir = env.root.join("target/tmp");
         let _ = std::fs::create_dir_all(&dir);
-        let log = dir.join(format!("controller-{}.log", std::process::id()));
+        let name = if opts.name.is_empty() {
+            "controller"
+        } else {
+            opts.name
+        };
+        let log = dir.join(format!("{name}-{}.log", std::process::id()));
         let logf = std::fs::File::create(&log).expect("controller log");
-        let child = env
-            .cmd(&env.hangar)
-            .args([
-                "controller",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-                "--exit-on-stdin-eof",
-                // The controller runs on the host: cluster Services are not reachable from here.
-                "--probe-services=false",
-            ])
-            .env("HANGAR_LOG", "info,hangar=debug")
+        let mut cmd = env.cmd(&env.hangar);
+        cmd.args([
+            "controller",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--exit-on-stdin-eof",
+            // The controller runs on the host: cluster Services are not reachable from here.
+            "--probe-services=false",
+        ])
+        .args(opts.args)
+        .env("HANGAR_LOG", "info,hangar=debug");
+        if let Some(kc) = opts.kubeconfig {
+            cmd.env("KUBECONFIG", kc);
+        }
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
             .expect("start hangar controller");
-        let c = Controller {
+        Controller {
             child: Mutex::new(child),
             metrics: format!("127.0.0.1:{port}"),
             log,
-        };
-        wait_for("controller /readyz", Duration::from_secs(60), || {
-            (http_get(&c.metrics, "/readyz")?.0 == 200).then_some(())
+        }
+    }
+
+    /// Waits until /readyz answers 200 (a follower in leader election is ready too).
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_for("controller /readyz", timeout, || {
+            assert!(self.alive(), "controller exited:\n{}", self.log_tail());
+            (http_get(&self.metrics, "/readyz")?.0 == 200).then_some(())
         });
-        c
+    }
+
+    /// SIGKILL: no cleanup, no lease release (a crash).
+    pub fn kill(&self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
     }
 
     pub fn metrics_text(&self) -> String {
@@ -295,6 +349,12 @@ impl Controller {
         let t = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -355,6 +415,18 @@ pub fn state_of(env: &Env, ns: &str, name: &str) -> Option<String> {
 }
 
 pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration) {
+    wait_state_of(env, env.controller(), ns, name, want, timeout)
+}
+
+/// [`wait_state`] for a server reconciled by `ctl` (whose log is shown on failure).
+pub fn wait_state_of(
+    env: &Env,
+    ctl: &Controller,
+    ns: &str,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) {
     let mut last = None;
     let start = Instant::now();
     loop {
@@ -366,7 +438,7 @@ pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration
             let status = env
                 .get("mcpserver", ns, name)
                 .and_then(|o| o.get("status").cloned());
-            let log = env.controller().log_tail();
+            let log = ctl.log_tail();
             panic!(
                 "{ns}/{name}: state {last:?}, wanted {want} within {timeout:?}\nstatus: {status:#?}\ncontroller log:\n{log}"
             );
