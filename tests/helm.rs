@@ -42,6 +42,23 @@ fn kinds(objs: &[Json]) -> BTreeMap<String, usize> {
     m
 }
 
+/// `helm template hangar CHART -n mcp-system` with `extra` arguments, as objects (and the text).
+fn template(e: &Env, extra: &[&str]) -> (String, Vec<Json>) {
+    let mut args = vec!["template", "hangar", CHART, "-n", "mcp-system"];
+    args.extend_from_slice(extra);
+    let out = helm_ok(e, &args);
+    let objs = objects(&out);
+    (out, objs)
+}
+
+/// The controller container's arguments include each of `want`.
+fn assert_args(deploy: &Json, want: &[&str]) {
+    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    for a in want {
+        assert!(args.contains(a), "{a} missing in {args}");
+    }
+}
+
 fn one<'a>(objs: &'a [Json], kind: &str) -> &'a Json {
     let found: Vec<&Json> = objs.iter().filter(|o| o["kind"] == kind).collect();
     assert_eq!(found.len(), 1, "one {kind} expected");
@@ -88,19 +105,8 @@ fn lint_template_and_package_with_default_and_all_options() {
 
     // Defaults: the operator, its RBAC, the metrics Service and the dashboard; two replicas
     // with leader election; the CRDs from crds/.
-    let out = helm_ok(
-        e,
-        &[
-            "template",
-            "hangar",
-            CHART,
-            "-n",
-            "mcp-system",
-            "--include-crds",
-        ],
-    );
+    let (out, objs) = template(e, &["--include-crds"]);
     assert_crds_are_the_generated_ones(e, &out);
-    let objs = objects(&out);
     let want: BTreeMap<String, usize> = [
         ("ClusterRole", 1),
         ("ClusterRoleBinding", 1),
@@ -119,17 +125,17 @@ fn lint_template_and_package_with_default_and_all_options() {
     let deploy = one(&objs, "Deployment");
     assert_restricted(deploy);
     assert_eq!(deploy["spec"]["replicas"], 2);
-    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-    for a in [
-        "--leader-elect",
-        "--leader-election-namespace=mcp-system",
-        "--leader-election-lease-name=hangar",
-        "--log-format=json",
-        "--log-level=info",
-        "--metrics-addr=0.0.0.0:8080",
-    ] {
-        assert!(args.contains(a), "{a} missing in {args}");
-    }
+    assert_args(
+        deploy,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace=mcp-system",
+            "--leader-election-lease-name=hangar",
+            "--log-format=json",
+            "--log-level=info",
+            "--metrics-addr=0.0.0.0:8080",
+        ],
+    );
     assert_eq!(
         deploy["spec"]["template"]["spec"]["containers"][0]["image"],
         "hangar:0.1.0"
@@ -147,19 +153,7 @@ fn lint_template_and_package_with_default_and_all_options() {
     assert!(board["panels"].as_array().is_some_and(|p| p.len() >= 6));
 
     // Every option: monitoring objects, NetworkPolicies per namespace plus the operator's.
-    let out = helm_ok(
-        e,
-        &[
-            "template",
-            "hangar",
-            CHART,
-            "-n",
-            "mcp-system",
-            "-f",
-            ALL_OPTIONS,
-        ],
-    );
-    let objs = objects(&out);
+    let (_, objs) = template(e, &["-f", ALL_OPTIONS]);
     let k = kinds(&objs);
     assert_eq!(k.get("ServiceMonitor"), Some(&1), "{k:?}");
     assert_eq!(k.get("PrometheusRule"), Some(&1), "{k:?}");
@@ -182,16 +176,16 @@ fn lint_template_and_package_with_default_and_all_options() {
     assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
-    let args = pod["containers"][0]["args"].to_string();
-    for a in [
-        "--metrics-addr=0.0.0.0:9090",
-        "--leader-election-lease-duration=20s",
-        "--health-check=tcp",
-        "--namespace=mcp-servers",
-        "--log-level=debug",
-    ] {
-        assert!(args.contains(a), "{a} missing in {args}");
-    }
+    assert_args(
+        deploy,
+        &[
+            "--metrics-addr=0.0.0.0:9090",
+            "--leader-election-lease-duration=20s",
+            "--health-check=tcp",
+            "--namespace=mcp-servers",
+            "--log-level=debug",
+        ],
+    );
     let isolation: Vec<&Json> = objs
         .iter()
         .filter(|o| {
@@ -400,36 +394,18 @@ fn helm_install_gives_a_working_least_privilege_operator() {
 
     // A clean slate, so that the install must create the CRDs (other test binaries installed
     // them with `hangar crds`); deleting them deletes their resources.
-    e.k(&[
-        "delete",
-        "crd",
-        "mcpservers.mcp-hangar.io",
-        "mcpservergroups.mcp-hangar.io",
-        "mcpdiscoverysources.mcp-hangar.io",
-        "--ignore-not-found",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
-    helm_ok(
-        e,
-        &[
-            "install",
-            &release,
-            CHART,
-            "-n",
-            &ns,
-            "--set",
-            "operator.leaderElection.leaseDuration=6s",
-        ],
-    );
-    e.k(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/mcpservers.mcp-hangar.io",
-        "crd/mcpservergroups.mcp-hangar.io",
-        "crd/mcpdiscoverysources.mcp-hangar.io",
-    ]);
+    let mut delete = vec!["delete", "crd", "--ignore-not-found", "--timeout=120s"];
+    delete.extend(support::CRDS);
+    e.k(&delete);
+    // `helm install|upgrade` of the release, with the test's short lease.
+    let release_cmd = |verb: &str, extra: &[&str]| {
+        let mut args = vec![verb, &release, CHART, "-n", &ns];
+        args.extend_from_slice(&["--set", "operator.leaderElection.leaseDuration=6s"]);
+        args.extend_from_slice(extra);
+        helm_ok(e, &args);
+    };
+    release_cmd("install", &[]);
+    e.wait_crds_established();
     for (kind, name) in [
         ("serviceaccount", release.clone()),
         ("role", format!("{release}-leader-election")),
@@ -445,17 +421,8 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     // The pods pass the namespace's restricted Pod Security level (else the ReplicaSet gets
     // none).
     wait_for("the chart's two controller pods", T, || {
-        let pods = e.k(&[
-            "get",
-            "pods",
-            "-n",
-            &ns,
-            "-l",
-            &format!("app.kubernetes.io/instance={release}"),
-            "-o",
-            "name",
-        ]);
-        (pods.lines().count() == 2).then_some(())
+        let selector = format!("app.kubernetes.io/instance={release}");
+        (e.names("pods", &ns, &selector).len() == 2).then_some(())
     });
 
     // What the ServiceAccount may do: what hangar calls, nothing more.
@@ -658,16 +625,10 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         uid(e, "deployment", &ready_ns, &ready_name),
         uid(e, "deployment", &fresh, "beta"),
     );
-    helm_ok(
-        e,
+    let only = format!("networkPolicy.namespaces={{{fresh}}}");
+    release_cmd(
+        "upgrade",
         &[
-            "upgrade",
-            &release,
-            CHART,
-            "-n",
-            &ns,
-            "--set",
-            "operator.leaderElection.leaseDuration=6s",
             "--set",
             "operator.logLevel=debug",
             "--set",
@@ -675,7 +636,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
             "--set",
             "networkPolicy.enabled=true",
             "--set",
-            &format!("networkPolicy.namespaces={{{fresh}}}"),
+            &only,
             "--set",
             "dashboard.enabled=false",
         ],

@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+/// hangar's CustomResourceDefinitions.
+pub const CRDS: [&str; 3] = [
+    "mcpservers.mcp-hangar.io",
+    "mcpservergroups.mcp-hangar.io",
+    "mcpdiscoverysources.mcp-hangar.io",
+];
+
 pub struct Env {
     pub kubeconfig: PathBuf,
     pub bin: PathBuf,
@@ -202,15 +209,24 @@ impl Env {
         static DONE: OnceLock<()> = OnceLock::new();
         DONE.get_or_init(|| {
             self.apply_crds();
-            self.k(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/mcpservers.mcp-hangar.io",
-                "crd/mcpservergroups.mcp-hangar.io",
-                "crd/mcpdiscoverysources.mcp-hangar.io",
-            ]);
+            self.wait_crds_established();
         });
+    }
+
+    /// Waits (60 s at most) until hangar's three CRDs are `Established`.
+    pub fn wait_crds_established(&self) {
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        let crds: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
+        args.extend(crds.iter().map(String::as_str));
+        self.k(&args);
+    }
+
+    /// Names (`kind/name`) of the objects of `kind` in `ns` matching the label `selector`.
+    pub fn names(&self, kind: &str, ns: &str, selector: &str) -> Vec<String> {
+        self.k(&["get", kind, "-n", ns, "-l", selector, "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The controller of this test binary (started once; exits when the test process does).
