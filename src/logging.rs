@@ -47,11 +47,13 @@ pub fn filter(args: &LogArgs, fallback: &str) -> Result<EnvFilter, FilterError> 
 /// Installs the global subscriber (once, at start).
 pub fn init(args: &LogArgs, fallback: &str) -> Result<(), FilterError> {
     let filter = filter(args, fallback)?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Text => builder.init(),
+        // Colours only on a terminal, not in files or log collectors.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
