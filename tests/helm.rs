@@ -401,9 +401,9 @@ fn wait_log(ctl: &Controller, needle: &str, timeout: Duration) {
     }
 }
 
-/// The one cluster test, in order (its steps share the release): install; the ClusterRole
-/// minus one verb fails; the ClusterRole as shipped reconciles the examples; leader election
-/// and failover; upgrade.
+/// The one cluster test, in order (its steps share the release): install; the ClusterRole as
+/// shipped reconciles the examples; leader election and failover; upgrade; the ClusterRole
+/// minus one verb fails.
 #[test]
 fn helm_install_gives_a_working_least_privilege_operator() {
     let Some(e) = env() else { return };
@@ -482,61 +482,6 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         assert!(!can(no), "{who} may {no:?}");
     }
     let kubeconfig = service_account_kubeconfig(e, &ns, &release);
-
-    // The test can fail: the ClusterRole without `patch` on mcpservers/status, bound to another
-    // ServiceAccount, does not get a server to Ready (its status writes are forbidden).
-    {
-        let mut role: Json =
-            serde_json::from_str(&e.k(&["get", "clusterrole", &release, "-o", "json"]))
-                .expect("role");
-        let crippled = format!("{release}-minus-one");
-        let mut removed = false;
-        for r in role["rules"].as_array_mut().expect("rules") {
-            if r["resources"].to_string().contains("mcpservers/status")
-                && let Some(verbs) = r["verbs"].as_array_mut()
-            {
-                let n = verbs.len();
-                verbs.retain(|v| v != "patch");
-                removed = verbs.len() < n;
-            }
-        }
-        assert!(removed, "no patch on mcpservers/status in {role}");
-        let rules = role["rules"].clone();
-        e.apply_yaml(
-            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": crippled}, "rules": rules})
-            .to_string(),
-        );
-        e.k(&["create", "serviceaccount", &crippled, "-n", &ns]);
-        e.k(&[
-            "create",
-            "clusterrolebinding",
-            &crippled,
-            "--clusterrole",
-            &crippled,
-            "--serviceaccount",
-            &format!("{ns}:{crippled}"),
-        ]);
-        let neg = e.namespace("minus-one", false);
-        let kc = service_account_kubeconfig(e, &ns, &crippled);
-        let ctl = Controller::spawn(
-            e,
-            &ControllerOpts {
-                kubeconfig: Some(&kc),
-                args: &["--namespace", &neg],
-                name: "helm-minus-one",
-            },
-        );
-        ctl.wait_ready(T);
-        e.apply_yaml(&server_yaml(&neg, "alpha"));
-        wait_log(&ctl, "cannot patch resource \"mcpservers/status\"", T);
-        // Its children were created (those verbs are there), its status never written.
-        assert!(e.get("deployment", &neg, "alpha").is_some());
-        assert_eq!(support::state_of(e, &neg, "alpha"), None);
-        drop(ctl);
-        e.k(&["delete", "namespace", &neg, "--wait=false"]);
-        e.k(&["delete", "clusterrolebinding,clusterrole", &crippled]);
-    }
 
     // Two controllers as the chart's ServiceAccount, with leader election as the chart runs
     // it (its Lease name, a 6 s lease): one becomes the leader, the other stands by.
@@ -690,6 +635,62 @@ fn helm_install_gives_a_working_least_privilege_operator() {
 
     drop(a);
     drop(b);
+    // The test can fail (no other controller runs now): the ClusterRole without `patch` on
+    // mcpservers/status, bound to another ServiceAccount, does not get a server to Ready (its
+    // status writes are forbidden).
+    {
+        let mut role: Json =
+            serde_json::from_str(&e.k(&["get", "clusterrole", &release, "-o", "json"]))
+                .expect("role");
+        let crippled = format!("{release}-minus-one");
+        let mut removed = false;
+        for r in role["rules"].as_array_mut().expect("rules") {
+            if r["resources"].to_string().contains("mcpservers/status")
+                && let Some(verbs) = r["verbs"].as_array_mut()
+            {
+                let n = verbs.len();
+                verbs.retain(|v| v != "patch");
+                removed = verbs.len() < n;
+            }
+        }
+        assert!(removed, "no patch on mcpservers/status in {role}");
+        let rules = role["rules"].clone();
+        e.apply_yaml(
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": crippled}, "rules": rules})
+            .to_string(),
+        );
+        e.k(&["create", "serviceaccount", &crippled, "-n", &ns]);
+        e.k(&[
+            "create",
+            "clusterrolebinding",
+            &crippled,
+            "--clusterrole",
+            &crippled,
+            "--serviceaccount",
+            &format!("{ns}:{crippled}"),
+        ]);
+        let neg = e.namespace("minus-one", false);
+        let kc = service_account_kubeconfig(e, &ns, &crippled);
+        let ctl = Controller::spawn(
+            e,
+            &ControllerOpts {
+                kubeconfig: Some(&kc),
+                args: &["--namespace", &neg],
+                name: "helm-minus-one",
+            },
+        );
+        ctl.wait_ready(T);
+        e.apply_yaml(&server_yaml(&neg, "alpha"));
+        wait_log(&ctl, "cannot patch resource \"mcpservers/status\"", T);
+        // Its children were created (those verbs are there), its status never written.
+        assert!(e.get("deployment", &neg, "alpha").is_some());
+        assert_eq!(support::state_of(e, &neg, "alpha"), None);
+        drop(ctl);
+        e.k(&["delete", "namespace", &neg, "--wait=false"]);
+        e.k(&["delete", "clusterrolebinding,clusterrole", &crippled]);
+    }
+
     helm_ok(e, &["uninstall", &release, "-n", &ns, "--wait"]);
     e.k(&["delete", "namespace", &fresh, "--wait=false"]);
     let _ = std::fs::remove_file(&kubeconfig);

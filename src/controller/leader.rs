@@ -8,20 +8,23 @@
 //! concurrency: of two candidates racing, one gets a 409). The leader renews every retry period;
 //! when it has not renewed within the renew deadline (two thirds of the lease duration, counted
 //! from before the last successful request was sent) it exits at once, non-zero, before any
-//! follower can consider the Lease expired. The pod restarts and waits as a follower.
+//! follower can consider the Lease expired. The pod restarts and waits as a follower. The
+//! election runs on a thread of its own (its own runtime and client), so a busy controller cannot
+//! delay it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use tokio::sync::Mutex;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use crate::apply::command::Connect;
 
 /// Exit status of a leader that lost its lease.
 pub const LOST_EXIT_CODE: i32 = 3;
@@ -291,55 +294,9 @@ impl Elector {
     }
 }
 
-/// The held Lease: renewed in the background until [`Leadership::release`].
+/// The held Lease, renewed on a thread of its own until [`Leadership::release`].
 pub struct Leadership {
-    elector: Arc<Mutex<Elector>>,
-    stopping: Arc<AtomicBool>,
-}
-
-/// Waits for the Lease (None when a shutdown signal comes first), then keeps renewing it in the
-/// background. A leader that cannot renew within the deadline, or finds another holder, logs
-/// it and exits the process at once with [`LOST_EXIT_CODE`]: it stops writing before anyone
-/// else may start.
-pub async fn lead(mut elector: Elector, metrics: Arc<Metrics>) -> Option<Leadership> {
-    metrics.leader.set(0);
-    let acquired = tokio::select! {
-        sent = elector.acquire() => sent,
-        () = shutdown_signal() => return None,
-    };
-    metrics.leader.set(1);
-    let timings = elector.timings;
-    let elector = Arc::new(Mutex::new(elector));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (e, stop) = (elector.clone(), stopping.clone());
-    tokio::spawn(async move {
-        let mut last_ok = acquired;
-        loop {
-            tokio::time::sleep(timings.retry).await;
-            let mut el = e.lock().await;
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            let sent = Instant::now();
-            let deadline = last_ok + timings.renew_deadline;
-            match tokio::time::timeout_at(deadline, el.try_acquire_or_renew()).await {
-                Ok(Ok(true)) => last_ok = sent,
-                Ok(Ok(false)) => lost(&metrics, "another candidate holds the lease"),
-                Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the leader lease"),
-                Err(_) => lost(
-                    &metrics,
-                    "the lease was not renewed within the renew deadline",
-                ),
-            }
-            if Instant::now() >= last_ok + timings.renew_deadline {
-                lost(
-                    &metrics,
-                    "the lease was not renewed within the renew deadline",
-                );
-            }
-        }
-    });
-    Some(Leadership { elector, stopping })
+    release: oneshot::Sender<oneshot::Sender<()>>,
 }
 
 /// A shutdown signal came while waiting for the Lease.
@@ -347,26 +304,117 @@ pub struct Shutdown;
 
 /// Without `--leader-elect`: Ok(None) at once. With it: waits for the Lease (ready meanwhile, as
 /// a standing-by follower), then Ok(Some) with readiness left to the caches.
+///
+/// The election runs on a thread with its own runtime and API client, so reconciles keeping the
+/// controller's runtime busy cannot delay a renewal, nor the exit of a leader that lost the
+/// Lease: when it has not renewed within the renew deadline, or finds another holder, it logs it
+/// and exits the process at once with [`LOST_EXIT_CODE`], before anyone else may start.
 pub async fn gate(
     args: &LeaderArgs,
-    client: &Client,
+    connect: &Connect,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Leadership>, Shutdown> {
     if !args.leader_elect {
         metrics.leader.set(1);
         return Ok(None);
     }
+    metrics.leader.set(0);
     metrics.ready.store(true, Ordering::Relaxed);
-    let l = lead(Elector::new(client, args), metrics.clone()).await;
+    let (won_tx, won_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<oneshot::Sender<()>>();
+    let (args, connect, m) = (args.clone(), connect.clone(), metrics.clone());
+    let spawned = std::thread::Builder::new()
+        .name("leader-election".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(elect(args, connect, m, won_tx, release_rx)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the leader election runtime");
+                    std::process::exit(LOST_EXIT_CODE);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the leader election thread");
+        std::process::exit(LOST_EXIT_CODE);
+    }
+    let won = tokio::select! {
+        r = won_rx => r.is_ok(),
+        () = shutdown_signal() => false,
+    };
     metrics.ready.store(false, Ordering::Relaxed);
-    l.map(Some).ok_or(Shutdown)
+    if won {
+        Ok(Some(Leadership {
+            release: release_tx,
+        }))
+    } else {
+        Err(Shutdown)
+    }
+}
+
+/// The election thread: a client, the Lease taken, then renewed until released or lost.
+async fn elect(
+    args: LeaderArgs,
+    connect: Connect,
+    metrics: Arc<Metrics>,
+    won: oneshot::Sender<()>,
+    mut release: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let timings = Timings::of(args.leader_election_lease_duration);
+    let client = loop {
+        match crate::apply::command::client(&connect).await {
+            Ok(c) => break c,
+            Err(e) => tracing::warn!(error = %e, "leader election: no API client"),
+        }
+        tokio::time::sleep(timings.retry).await;
+    };
+    let mut el = Elector::new(&client, &args);
+    let mut last_ok = el.acquire().await;
+    metrics.leader.set(1);
+    if won.send(()).is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(timings.retry) => {}
+            done = &mut release => {
+                el.release().await;
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+        let sent = Instant::now();
+        let deadline = last_ok + timings.renew_deadline;
+        match tokio::time::timeout_at(deadline, el.try_acquire_or_renew()).await {
+            Ok(Ok(true)) => last_ok = sent,
+            Ok(Ok(false)) => lost(&metrics, "another candidate holds the lease"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the leader lease"),
+            Err(_) => lost(
+                &metrics,
+                "the lease was not renewed within the renew deadline",
+            ),
+        }
+        if Instant::now() >= last_ok + timings.renew_deadline {
+            lost(
+                &metrics,
+                "the lease was not renewed within the renew deadline",
+            );
+        }
+    }
 }
 
 impl Leadership {
-    /// Stops renewing and gives the Lease up (graceful shutdown).
+    /// Stops renewing and gives the Lease up (graceful shutdown; 5 s at most).
     pub async fn release(self) {
-        self.stopping.store(true, Ordering::Release);
-        self.elector.lock().await.release().await;
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.release.send(done_tx).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+        }
     }
 }
 

@@ -351,7 +351,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     }
 
     // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
-    let Ok(leadership) = leader::gate(&args.leader, &client, &metrics).await else {
+    let connect = Connect {
+        context: args.context.clone(),
+    };
+    let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics).await else {
         return Ok(());
     };
 
