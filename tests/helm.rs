@@ -384,12 +384,15 @@ fn uid(e: &Env, kind: &str, ns: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("{kind} {ns}/{name} missing"))
 }
 
+fn log_has(ctl: &Controller, needle: &str) -> bool {
+    std::fs::read_to_string(&ctl.log).is_ok_and(|l| l.contains(needle))
+}
+
 /// Waits until `ctl`'s log has `needle` (or panics with the log).
 fn wait_log(ctl: &Controller, needle: &str, timeout: Duration) {
     let start = Instant::now();
     loop {
-        let log = std::fs::read_to_string(&ctl.log).unwrap_or_default();
-        if log.contains(needle) {
+        if log_has(ctl, needle) {
             return;
         }
         assert!(
@@ -633,8 +636,48 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     wait_state_of(e, follower, &fresh, "gamma", "Ready", T);
     assert!(follower.alive(), "{}", follower.log_tail());
 
+    // A graceful stop (SIGTERM, as in a rolling update) releases the Lease: a new follower takes
+    // over at its next retry, well before the 6 s an unreleased Lease takes.
+    let c = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: Some(&kubeconfig),
+            args: &lease_args,
+            name: "helm-c",
+        },
+    );
+    c.wait_ready(T);
+    assert_eq!(c.metric("hangar_leader "), 0.0);
+    let stopped = Instant::now();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &follower.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    wait_for(
+        "the new follower takes the lease",
+        Duration::from_secs(30),
+        || (c.metric("hangar_leader ") == 1.0).then_some(()),
+    );
+    let handover = stopped.elapsed();
+    eprintln!("handover after the leader's SIGTERM: {handover:?} (lease 6 s)");
+    assert!(handover < Duration::from_secs(4), "{handover:?}");
+    let status = follower
+        .child
+        .lock()
+        .ok()
+        .and_then(|mut ch| ch.wait().ok())
+        .and_then(|st| st.code());
+    assert_eq!(status, Some(0), "{}", follower.log_tail());
+    assert!(
+        log_has(follower, "released the leader lease"),
+        "{}",
+        follower.log_tail()
+    );
+
     drop(a);
     drop(b);
+    drop(c);
     // The test can fail (no other controller runs now): the ClusterRole without `patch` on
     // mcpservers/status, bound to another ServiceAccount, does not get a server to Ready (its
     // status writes are forbidden).
