@@ -384,6 +384,16 @@ fn uid(e: &Env, kind: &str, ns: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("{kind} {ns}/{name} missing"))
 }
 
+/// Waits (30 s at most) until `ctl` leads; how long after `since`.
+fn leads_after(ctl: &Controller, since: Instant) -> Duration {
+    wait_for(
+        "a follower takes the lease",
+        Duration::from_secs(30),
+        || (ctl.metric("hangar_leader ") == 1.0).then_some(()),
+    );
+    since.elapsed()
+}
+
 fn log_has(ctl: &Controller, needle: &str) -> bool {
     std::fs::read_to_string(&ctl.log).is_ok_and(|l| l.contains(needle))
 }
@@ -499,22 +509,16 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         "--log-format",
         "json",
     ];
-    let a = Controller::spawn(
-        e,
-        &ControllerOpts {
+    let candidate = |name: &'static str| {
+        let opts = ControllerOpts {
             kubeconfig: Some(&kubeconfig),
             args: &lease_args,
-            name: "helm-a",
-        },
-    );
-    let b = Controller::spawn(
-        e,
-        &ControllerOpts {
-            kubeconfig: Some(&kubeconfig),
-            args: &lease_args,
-            name: "helm-b",
-        },
-    );
+            name,
+        };
+        Controller::spawn(e, &opts)
+    };
+    let a = candidate("helm-a");
+    let b = candidate("helm-b");
     a.wait_ready(T);
     b.wait_ready(T);
     let (leader, follower) = wait_for("one leader", T, || {
@@ -569,12 +573,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         .expect("a Ready example");
     let killed = Instant::now();
     leader.kill();
-    wait_for(
-        "the follower takes the lease",
-        Duration::from_secs(30),
-        || (follower.metric("hangar_leader ") == 1.0).then_some(()),
-    );
-    let failover = killed.elapsed();
+    let failover = leads_after(follower, killed);
     eprintln!("failover after the leader's SIGKILL: {failover:?} (lease 6 s)");
     assert!(failover < Duration::from_secs(25), "{failover:?}");
     assert!(
@@ -638,14 +637,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
 
     // A graceful stop (SIGTERM, as in a rolling update) releases the Lease: a new follower takes
     // over at its next retry, well before the 6 s an unreleased Lease takes.
-    let c = Controller::spawn(
-        e,
-        &ControllerOpts {
-            kubeconfig: Some(&kubeconfig),
-            args: &lease_args,
-            name: "helm-c",
-        },
-    );
+    let c = candidate("helm-c");
     c.wait_ready(T);
     assert_eq!(c.metric("hangar_leader "), 0.0);
     let stopped = Instant::now();
@@ -654,12 +646,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         .status()
         .expect("kill");
     assert!(term.success());
-    wait_for(
-        "the new follower takes the lease",
-        Duration::from_secs(30),
-        || (c.metric("hangar_leader ") == 1.0).then_some(()),
-    );
-    let handover = stopped.elapsed();
+    let handover = leads_after(&c, stopped);
     eprintln!("handover after the leader's SIGTERM: {handover:?} (lease 6 s)");
     assert!(handover < Duration::from_secs(4), "{handover:?}");
     let status = follower
