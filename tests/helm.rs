@@ -150,6 +150,9 @@ fn lint_template_and_package_with_default_and_all_options() {
         deploy["spec"]["template"]["spec"]["containers"][0]["image"],
         "hangar:0.1.0"
     );
+    // The read-only root has one writable cache, sized.
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(volumes.contains(r#""sizeLimit":"2Gi""#), "{volumes}");
     // No wildcard anywhere in the RBAC.
     for r in objs
         .iter()
