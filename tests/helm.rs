@@ -725,7 +725,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     }
 
     helm_ok(e, &["uninstall", &release, "-n", &ns, "--wait"]);
-    e.k(&["delete", "namespace", &fresh, "--wait=false"]);
+    e.k(&["delete", "namespace", &fresh, &ns, "--wait=false"]);
     let _ = std::fs::remove_file(&kubeconfig);
     eprintln!("helm install test: {:?}", t0.elapsed());
 }
