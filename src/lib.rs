@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compile;
 pub mod controller;
 pub mod diff;
+pub mod logging;
 pub mod probe;
 pub mod source;
 pub mod yaml;

@@ -8,9 +8,16 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("HANGAR_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    hangar::cli::run(hangar::cli::Cli::parse())
+    let cli = hangar::cli::Cli::parse();
+    // The controller is a service: it logs at info unless told otherwise. The other commands
+    // print their results and only log errors.
+    let (log, fallback) = match &cli.command {
+        hangar::cli::Command::Controller(args) => (args.log.clone(), "info"),
+        _ => (hangar::logging::LogArgs::default(), "error"),
+    };
+    if let Err(e) = hangar::logging::init(&log, fallback) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    hangar::cli::run(cli)
 }

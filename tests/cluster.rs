@@ -363,17 +363,7 @@ fn deleted_children_come_back_spec_edits_roll_and_delete_cleans_up() {
     let env0 = &rolled["spec"]["template"]["spec"]["containers"][0]["env"];
     assert!(env0.to_string().contains("LEVEL"), "{env0}");
     wait_for("two replicasets", T, || {
-        let rs = e.k(&[
-            "get",
-            "rs",
-            "-n",
-            &ns,
-            "-l",
-            "mcp-hangar.io/server=gamma",
-            "-o",
-            "name",
-        ]);
-        (rs.lines().count() == 2).then_some(())
+        (e.names("rs", &ns, "mcp-hangar.io/server=gamma").len() == 2).then_some(())
     });
     wait_state(e, &ns, "gamma", "Ready", T);
 

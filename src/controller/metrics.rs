@@ -53,6 +53,9 @@ pub struct Metrics {
     pub discovery_last_sync: Family<ServerLabels, Gauge>,
     /// Failed syncs (unreadable source, content that does not compile) per discovery source.
     pub discovery_sync_failures: Family<ServerLabels, Counter>,
+    /// 1 while this process runs the controllers (it holds the leader lease, or leader
+    /// election is off), 0 while it waits as a follower.
+    pub leader: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -75,6 +78,7 @@ impl Metrics {
         let api_writes = Family::<VerbLabels, Counter>::default();
         let discovery_last_sync = Family::<ServerLabels, Gauge>::default();
         let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
+        let leader = Gauge::default();
         registry.register(
             "mcp_operator_reconcile",
             "Total reconciliations",
@@ -115,6 +119,11 @@ impl Metrics {
             "Failed discovery syncs (source unreadable, or content that does not compile)",
             discovery_sync_failures.clone(),
         );
+        registry.register(
+            "hangar_leader",
+            "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconcile_total,
@@ -125,6 +134,7 @@ impl Metrics {
             api_writes,
             discovery_last_sync,
             discovery_sync_failures,
+            leader,
             ready: AtomicBool::new(false),
         }
     }

@@ -8,6 +8,7 @@
 pub mod discovery;
 pub mod group;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod state;
@@ -87,6 +88,10 @@ pub struct ControllerArgs {
     /// Exit when stdin closes (lets a test harness own the process).
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
+    #[command(flatten)]
+    pub leader: leader::LeaderArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -358,6 +363,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
             }
         });
     }
+
+    // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
+    let connect = Connect {
+        context: args.context.clone(),
+    };
+    let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics).await else {
+        return Ok(());
+    };
 
     let applier = Applier::new(client.clone(), FIELD_MANAGER, false)
         .with_write_counter(write_counter(metrics.clone()));
@@ -688,12 +701,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "group reconcile");
             }
         });
+    let reconcile_servers = args.reconcile_servers;
     let servers_and_groups = async move {
-        if args.reconcile_servers {
+        if reconcile_servers {
             futures::join!(servers_done, groups_done);
         }
     };
     futures::join!(servers_and_groups, discovery_done);
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     Ok(())
 }
 

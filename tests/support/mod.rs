@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+/// hangar's CustomResourceDefinitions.
+pub const CRDS: [&str; 3] = [
+    "mcpservers.mcp-hangar.io",
+    "mcpservergroups.mcp-hangar.io",
+    "mcpdiscoverysources.mcp-hangar.io",
+];
+
 pub struct Env {
     pub kubeconfig: PathBuf,
     pub bin: PathBuf,
@@ -141,6 +148,18 @@ impl Env {
         serde_json::from_slice(&o.stdout).ok()
     }
 
+    /// The testenv's helm, with its cache and config under target/tmp (not the user's).
+    pub fn helm(&self, args: &[&str]) -> Output {
+        let home = self.root.join("target/tmp/helm");
+        self.cmd(&self.bin.join("helm"))
+            .args(args)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .output()
+            .expect("run helm")
+    }
+
     pub fn hangar(&self, args: &[&str]) -> Output {
         self.cmd(&self.hangar)
             .args(args)
@@ -190,15 +209,24 @@ impl Env {
         static DONE: OnceLock<()> = OnceLock::new();
         DONE.get_or_init(|| {
             self.apply_crds();
-            self.k(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/mcpservers.mcp-hangar.io",
-                "crd/mcpservergroups.mcp-hangar.io",
-                "crd/mcpdiscoverysources.mcp-hangar.io",
-            ]);
+            self.wait_crds_established();
         });
+    }
+
+    /// Waits (60 s at most) until hangar's three CRDs are `Established`.
+    pub fn wait_crds_established(&self) {
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        let crds: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
+        args.extend(crds.iter().map(String::as_str));
+        self.k(&args);
+    }
+
+    /// Names (`kind/name`) of the objects of `kind` in `ns` matching the label `selector`.
+    pub fn names(&self, kind: &str, ns: &str, selector: &str) -> Vec<String> {
+        self.k(&["get", kind, "-n", ns, "-l", selector, "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The controller of this test binary (started once; exits when the test process does).
@@ -235,42 +263,84 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// How a controller process is started: as whom (a kubeconfig; default the admin's), with which
+/// extra flags, and under which log name.
+#[derive(Default)]
+pub struct ControllerOpts<'a> {
+    pub kubeconfig: Option<&'a Path>,
+    pub args: &'a [&'a str],
+    pub name: &'a str,
+}
+
 impl Controller {
     fn start(env: &Env) -> Controller {
+        let c = Controller::spawn(env, &ControllerOpts::default());
+        c.wait_ready(Duration::from_secs(60));
+        c
+    }
+
+    /// Starts `hangar controller` (on loopback, `--probe-services=false`, logs in
+    /// target/tmp/NAME-PID.log); it exits when dropped or when the test process ends.
+    pub fn spawn(env: &Env, opts: &ControllerOpts) -> Controller {
         let port = free_port();
         let dir = env.root.join("target/tmp");
         let _ = std::fs::create_dir_all(&dir);
-        let log = dir.join(format!("controller-{}.log", std::process::id()));
+        let name = if opts.name.is_empty() {
+            "controller"
+        } else {
+            opts.name
+        };
+        let log = dir.join(format!("{name}-{}.log", std::process::id()));
         let logf = std::fs::File::create(&log).expect("controller log");
-        let child = env
-            .cmd(&env.hangar)
-            .args([
-                "controller",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-                "--exit-on-stdin-eof",
-                // The controller runs on the host: cluster Services are not reachable from here.
-                "--probe-services=false",
-            ])
-            .env("HANGAR_LOG", "info,hangar=debug")
-            .env(
-                "HANGAR_CACHE_DIR",
-                dir.join(format!("cache-{}", std::process::id())),
-            )
+        let mut cmd = env.cmd(&env.hangar);
+        cmd.args([
+            "controller",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--exit-on-stdin-eof",
+            // The controller runs on the host: cluster Services are not reachable from here.
+            "--probe-services=false",
+        ])
+        .args(opts.args)
+        .env("HANGAR_LOG", "info,hangar=debug")
+        .env(
+            "HANGAR_CACHE_DIR",
+            dir.join(format!("cache-{name}-{}", std::process::id())),
+        );
+        if let Some(kc) = opts.kubeconfig {
+            cmd.env("KUBECONFIG", kc);
+        }
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
             .expect("start hangar controller");
-        let c = Controller {
+        Controller {
             child: Mutex::new(child),
             metrics: format!("127.0.0.1:{port}"),
             log,
-        };
-        wait_for("controller /readyz", Duration::from_secs(60), || {
-            (http_get(&c.metrics, "/readyz")?.0 == 200).then_some(())
+        }
+    }
+
+    /// Waits until /readyz answers 200 (a follower in leader election is ready too).
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_for("controller /readyz", timeout, || {
+            assert!(self.alive(), "controller exited:\n{}", self.log_tail());
+            (http_get(&self.metrics, "/readyz")?.0 == 200).then_some(())
         });
-        c
+    }
+
+    /// SIGKILL: no cleanup, no lease release (a crash).
+    pub fn kill(&self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
     }
 
     pub fn metrics_text(&self) -> String {
@@ -299,6 +369,12 @@ impl Controller {
         let t = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -359,6 +435,18 @@ pub fn state_of(env: &Env, ns: &str, name: &str) -> Option<String> {
 }
 
 pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration) {
+    wait_state_of(env, env.controller(), ns, name, want, timeout)
+}
+
+/// [`wait_state`] for a server reconciled by `ctl` (whose log is shown on failure).
+pub fn wait_state_of(
+    env: &Env,
+    ctl: &Controller,
+    ns: &str,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) {
     let mut last = None;
     let start = Instant::now();
     loop {
@@ -370,7 +458,7 @@ pub fn wait_state(env: &Env, ns: &str, name: &str, want: &str, timeout: Duration
             let status = env
                 .get("mcpserver", ns, name)
                 .and_then(|o| o.get("status").cloned());
-            let log = env.controller().log_tail();
+            let log = ctl.log_tail();
             panic!(
                 "{ns}/{name}: state {last:?}, wanted {want} within {timeout:?}\nstatus: {status:#?}\ncontroller log:\n{log}"
             );
