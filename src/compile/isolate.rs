@@ -110,12 +110,9 @@ pub fn compile_isolated(inputs: &Inputs) -> Isolated {
         let Some(span) = d.span else {
             return fatal(first, report);
         };
-        let at = entries
-            .iter()
-            .filter(|e| {
-                e.span.file == span.file && (e.span.line, e.span.col) <= (span.line, span.col)
-            })
-            .next_back();
+        let at = entries.iter().rfind(|e| {
+            e.span.file == span.file && (e.span.line, e.span.col) <= (span.line, span.col)
+        });
         let Some(e) = at else {
             return fatal(first, report);
         };

@@ -12,6 +12,8 @@
 //!   `mcp-hangar.io/discovered-by-namespace`) are ever updated or deleted; an existing object of
 //!   the same name without them is reported, never taken over.
 //! - An entry that fails to compile keeps whatever it had made before (it is not pruned).
+//! - What a deleted source made goes with it: by owner reference in its own namespace, by
+//!   [`sweep_orphans`] elsewhere.
 //! - Steady state costs no API writes: generated servers are compared with a watch cache, and
 //!   status is written only when it changes (so `lastSyncTime` is the last sync that changed
 //!   something; `hangar_discovery_last_sync_timestamp_seconds` is the liveness signal).
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -44,9 +46,8 @@ use crate::source::cluster::{self, SourceError, SourceRead};
 /// Field manager of the objects discovery applies (the server controller's is another, so the
 /// two never contend for fields).
 pub const FIELD_MANAGER: &str = "hangar-discovery";
-/// Removes servers a source made in other namespaces (no owner reference can reach them) when the
-/// source is deleted.
-pub const FINALIZER: &str = "mcp-hangar.io/discovery-cleanup";
+/// How often objects whose discovery source is gone are looked for (see [`sweep_orphans`]).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// At most this many entries are listed in `status.discoveredProviders`.
 pub const MAX_LISTED: usize = 500;
 /// Applies running at once within one sync.
@@ -82,15 +83,6 @@ fn is_ours(o: &DynamicObject, name: &str, ns: &str) -> bool {
         && l.get(DISCOVERED_BY_NAMESPACE_LABEL).map(String::as_str) == Some(ns)
 }
 
-/// Whether servers of this source can live in other namespaces (then a finalizer cleans up).
-fn spans_namespaces(spec: &MCPDiscoverySourceSpec) -> bool {
-    match spec.type_ {
-        SourceType::Namespace => true,
-        SourceType::Annotations => spec.namespace_selector.is_some(),
-        _ => false,
-    }
-}
-
 async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Action, Error> {
     let base = &ctx.base;
     let ns = obj.namespace().unwrap_or_default();
@@ -114,10 +106,6 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     });
 
     if obj.metadata.deletion_timestamp.is_some() {
-        if obj.finalizers().iter().any(|f| f == FINALIZER) {
-            cleanup(ctx, &name, &ns).await?;
-            set_finalizer(ctx, obj, false).await?;
-        }
         return Ok(Action::await_change());
     }
     let Some(source) = resolved else {
@@ -170,9 +158,6 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
         .as_ref()
         .and_then(|o| o.controller)
         .unwrap_or(true);
-    if owned && spans_namespaces(&spec) && !obj.finalizers().iter().any(|f| f == FINALIZER) {
-        set_finalizer(ctx, obj, true).await?;
-    }
 
     let t0 = Instant::now();
     let bind = format!("{ns}/{name}");
@@ -207,7 +192,15 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     // Compile the source with what it read, entries isolated.
     let mut inputs: Inputs = compile_input(obj, "MCPDiscoverySource");
     inputs.files.extend(read.files);
-    let isolated = compile_isolated(&inputs);
+    // A large catalog takes a while to compile: off the async workers, so timers (the leader
+    // lease's renewals among them) and other reconciles are not held up.
+    let isolated = match tokio::task::spawn_blocking(move || compile_isolated(&inputs)).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, source = %name, "compile task failed");
+            return Ok(Action::requeue(refresh));
+        }
+    };
     let Some(bundle) = isolated.compilation.bundle.as_ref() else {
         let msg = truncate(isolated.report.trim(), 4000);
         let mut s = prev.clone();
@@ -779,50 +772,63 @@ async fn owned_objects(
     Ok(out)
 }
 
-/// On deletion: every object made by this source, in every namespace.
-async fn cleanup(ctx: &DiscoveryCtx, name: &str, ns: &str) -> Result<(), Error> {
-    let lp = ListParams::default().labels(&labels_of_source(name, ns));
+/// Deletes what discovery sources that no longer exist had made, in every namespace: owner
+/// references reach only a source's own namespace, and a finalizer would keep a source (and its
+/// CRD) from being deleted whenever the controller is not running. An object is deleted only when
+/// it carries `ownership`'s labels of a source that both the watch cache and a direct read say is
+/// gone, so an empty cache at start deletes nothing.
+pub async fn sweep_orphans(
+    ctx: &DiscoveryCtx,
+    sources: &Store<DynamicObject>,
+) -> Result<usize, Error> {
+    let lp = ListParams::default().labels(DISCOVERED_BY_LABEL);
+    let mut deleted = 0;
+    let mut gone: BTreeMap<(String, String), bool> = BTreeMap::new();
     for ar in [&ctx.base.server_ar, &ctx.base.group_ar, &ctx.source_ar] {
         let api: Api<DynamicObject> = Api::all_with(ctx.base.client.clone(), ar);
         for o in api.list(&lp).await?.items {
+            let l = o.labels();
+            let (Some(name), Some(ns)) = (
+                l.get(DISCOVERED_BY_LABEL).cloned(),
+                l.get(DISCOVERED_BY_NAMESPACE_LABEL).cloned(),
+            ) else {
+                continue;
+            };
+            let key = (ns.clone(), name.clone());
+            let is_gone = match gone.get(&key) {
+                Some(g) => *g,
+                None => {
+                    let cached = sources
+                        .get(&ObjectRef::new_with(&name, ctx.source_ar.clone()).within(&ns))
+                        .is_some();
+                    let g = !cached
+                        && Api::<DynamicObject>::namespaced_with(
+                            ctx.base.client.clone(),
+                            &ns,
+                            &ctx.source_ar,
+                        )
+                        .get_opt(&name)
+                        .await?
+                        .is_none();
+                    gone.insert(key, g);
+                    g
+                }
+            };
+            if !is_gone {
+                continue;
+            }
             let k = ObjectKey {
                 api_version: crate::api::API_VERSION.into(),
                 kind: ar.kind.clone(),
                 namespace: o.namespace(),
                 name: o.name_any(),
             };
+            tracing::info!(object = %k.id(), source = %format!("{ns}/{name}"), "deleting what a deleted discovery source made");
             ctx.applier.delete(&k, false).await?;
+            deleted += 1;
         }
     }
-    Ok(())
-}
-
-async fn set_finalizer(ctx: &DiscoveryCtx, obj: &DynamicObject, on: bool) -> Result<(), Error> {
-    let mut list: Vec<String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| f.as_str() != FINALIZER)
-        .cloned()
-        .collect();
-    if on {
-        list.push(FINALIZER.into());
-    }
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.base.client.clone(),
-        &obj.namespace().unwrap_or_default(),
-        &ctx.source_ar,
-    );
-    // The resourceVersion makes this a compare-and-swap: a concurrent change fails it (retried).
-    let patch =
-        json!({"metadata": {"finalizers": list, "resourceVersion": obj.resource_version()}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    ctx.base.wrote("patch");
-    Ok(())
+    Ok(deleted)
 }
 
 async fn write_status(

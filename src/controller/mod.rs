@@ -668,6 +668,31 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                         matches!(source_type(s).as_deref(), Some("Annotations"))
                     })
                 });
+        // What deleted sources made in other namespaces, once both caches hold a full list.
+        {
+            let (d, sources) = (dctx.clone(), source_store.clone());
+            tokio::spawn(async move {
+                // The store's readiness signal wakes one waiter only (the controller's): poll.
+                loop {
+                    match tokio::time::timeout(
+                        Duration::from_millis(250),
+                        sources.wait_until_ready(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => break,
+                        Ok(Err(_)) => return,
+                        Err(_) => continue,
+                    }
+                }
+                loop {
+                    tokio::time::sleep(discovery::SWEEP_INTERVAL).await;
+                    if let Err(e) = discovery::sweep_orphans(&d, &sources).await {
+                        tracing::warn!(error = %e, "sweeping what deleted discovery sources made");
+                    }
+                }
+            });
+        }
         let run = ctl
             .shutdown_on_signal()
             .run(discovery::reconcile, discovery_error_policy, dctx)

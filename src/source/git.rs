@@ -1157,6 +1157,36 @@ pub fn parse_catalog_spec(spec: &str) -> Option<Result<GitRequest, GitError>> {
     }))
 }
 
+/// A repository's files as compiler inputs for the discovery source `bind` (`NS/NAME`): files
+/// holding only catalogs (`servers:`/`providers:` lists) are bound to the source, so its
+/// `providerTemplate` applies; every other file holds resources. The controller and
+/// `hangar render --fetch-git` both read repositories this way.
+pub fn repo_inputs(files: Vec<SourceFile>, bind: &str) -> Vec<crate::compile::InputFile> {
+    use crate::compile::{FileRole, InputFile};
+    files
+        .into_iter()
+        .map(|file| {
+            let role = if holds_catalogs(&file) {
+                FileRole::Catalog {
+                    bind: Some(bind.to_string()),
+                }
+            } else {
+                FileRole::Inputs
+            };
+            InputFile { file, role }
+        })
+        .collect()
+}
+
+fn holds_catalogs(f: &SourceFile) -> bool {
+    let mut scratch = crate::compile::Diagnostics::default();
+    let loaded = crate::compile::load::load_file(0, &f.path, &f.text, &mut scratch);
+    !loaded.docs.is_empty()
+        && loaded.docs.iter().all(|d| {
+            (d.get("servers").is_some() || d.get("providers").is_some()) && d.get("kind").is_none()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1365,34 +1395,4 @@ mod tests {
         assert!(a.starts_with("tools-"), "{a}");
         assert_ne!(a, cache_key("https://other/org/tools.git"));
     }
-}
-
-/// A repository's files as compiler inputs for the discovery source `bind` (`NS/NAME`): files
-/// holding only catalogs (`servers:`/`providers:` lists) are bound to the source, so its
-/// `providerTemplate` applies; every other file holds resources. The controller and
-/// `hangar render --fetch-git` both read repositories this way.
-pub fn repo_inputs(files: Vec<SourceFile>, bind: &str) -> Vec<crate::compile::InputFile> {
-    use crate::compile::{FileRole, InputFile};
-    files
-        .into_iter()
-        .map(|file| {
-            let role = if holds_catalogs(&file) {
-                FileRole::Catalog {
-                    bind: Some(bind.to_string()),
-                }
-            } else {
-                FileRole::Inputs
-            };
-            InputFile { file, role }
-        })
-        .collect()
-}
-
-fn holds_catalogs(f: &SourceFile) -> bool {
-    let mut scratch = crate::compile::Diagnostics::default();
-    let loaded = crate::compile::load::load_file(0, &f.path, &f.text, &mut scratch);
-    !loaded.docs.is_empty()
-        && loaded.docs.iter().all(|d| {
-            (d.get("servers").is_some() || d.get("providers").is_some()) && d.get("kind").is_none()
-        })
 }
