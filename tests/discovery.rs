@@ -32,6 +32,20 @@ fn wait_reason(e: &Env, ns: &str, source: &str, reason: &str) -> Json {
     })
 }
 
+/// A merge patch of a discovery source's spec.
+fn patch_source(e: &Env, ns: &str, name: &str, patch: &str) {
+    e.k(&[
+        "patch",
+        "mcpdiscoverysource",
+        name,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+}
+
 fn catalog_cm(ns: &str, body: &str) -> String {
     let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
     format!(
@@ -164,16 +178,12 @@ fn configmap_discovery_additive_authoritative_bad_entries_and_unreadable_sources
 
     // Authoritative: beta (gone from the catalog) is deleted; gamma's failure deletes nothing;
     // the hand-made server is not this source's.
-    e.k(&[
-        "patch",
-        "mcpdiscoverysource",
-        "cm-source",
-        "-n",
+    patch_source(
+        e,
         &ns,
-        "--type=merge",
-        "-p",
+        "cm-source",
         "{\"spec\":{\"mode\":\"Authoritative\"}}",
-    ]);
+    );
     wait_for("beta deleted", T, || {
         (!exists(e, &ns, "beta")).then_some(())
     });
@@ -458,31 +468,18 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     }
 
     // A missing ref: unreadable, nothing deleted.
-    e.k(&[
-        "patch",
-        "mcpdiscoverysource",
-        "repo",
-        "-n",
+    patch_source(
+        e,
         &ns,
-        "--type=merge",
-        "-p",
+        "repo",
         "{\"spec\":{\"git\":{\"ref\":\"no-such-branch\"}}}",
-    ]);
+    );
     wait_reason(e, &ns, "repo", "RefNotFound");
     assert!(exists(e, &ns, "cat-a") && exists(e, &ns, "cat-c"));
 
     // Force-pushed back to the first commit: the cluster follows (Authoritative: cat-c goes).
     git(&repo, &["reset", "-q", "--hard", &first]);
-    e.k(&[
-        "patch",
-        "mcpdiscoverysource",
-        "repo",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"git\":{\"ref\":\"main\"}}}",
-    ]);
+    patch_source(e, &ns, "repo", "{\"spec\":{\"git\":{\"ref\":\"main\"}}}");
     wait_for("cat-c deleted after the force-push", T, || {
         (!exists(e, &ns, "cat-c")).then_some(())
     });

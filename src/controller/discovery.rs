@@ -110,23 +110,12 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     }
     let Some(source) = resolved else {
         let msg = truncate(own.render_diagnostics().trim(), 2000);
-        let mut s = prev.clone();
-        s.observed_generation = generation;
-        s.last_sync_error = Some(msg.clone());
-        s.conditions = Some(vec![state::condition(
-            prev.conditions.as_deref().unwrap_or_default(),
-            state::READY,
-            false,
-            "InvalidSpec",
-            &msg,
-            generation,
-            now,
-        )]);
-        if s != prev {
-            write_status(ctx, obj, &s).await?;
-            base.event(obj, &ctx.source_ar, event(true, "InvalidSpec", &msg))
-                .await;
-        }
+        let held = Held {
+            reason: "InvalidSpec",
+            message: msg.clone(),
+            error: Some(msg),
+        };
+        hold(ctx, obj, &prev, held).await?;
         return Ok(Action::requeue(base.resync));
     };
     let spec = source.spec.clone();
@@ -137,20 +126,12 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
         .unwrap_or(Duration::from_secs(60))
         .max(Duration::from_secs(1));
     if spec.paused == Some(true) {
-        let mut s = prev.clone();
-        s.observed_generation = generation;
-        s.conditions = Some(vec![state::condition(
-            prev.conditions.as_deref().unwrap_or_default(),
-            state::READY,
-            false,
-            "Paused",
-            "spec.paused is true: nothing is read, applied or deleted",
-            generation,
-            now,
-        )]);
-        if s != prev {
-            write_status(ctx, obj, &s).await?;
-        }
+        let held = Held {
+            reason: "Paused",
+            message: "spec.paused is true: nothing is read, applied or deleted".into(),
+            error: None,
+        };
+        hold(ctx, obj, &prev, held).await?;
         return Ok(Action::requeue(refresh));
     }
     let owned = spec
@@ -167,23 +148,12 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
         Err(e) => {
             // Unreadable: keep everything as it is, say why.
             let msg = truncate(&e.to_string(), 2000);
-            let mut s = prev.clone();
-            s.observed_generation = generation;
-            s.last_sync_error = Some(msg.clone());
-            s.conditions = Some(vec![state::condition(
-                prev.conditions.as_deref().unwrap_or_default(),
-                state::READY,
-                false,
-                e.reason(),
-                &format!("{msg}; nothing was changed, the last good state stays applied"),
-                generation,
-                now,
-            )]);
-            if s != prev {
-                write_status(ctx, obj, &s).await?;
-                base.event(obj, &ctx.source_ar, event(true, e.reason(), &msg))
-                    .await;
-            }
+            let held = Held {
+                reason: e.reason(),
+                message: format!("{msg}; nothing was changed, the last good state stays applied"),
+                error: Some(msg),
+            };
+            hold(ctx, obj, &prev, held).await?;
             base.metrics.discovery_synced(&ns, &name, false);
             return Ok(Action::requeue(refresh.min(Duration::from_secs(30))));
         }
@@ -203,27 +173,15 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     };
     let Some(bundle) = isolated.compilation.bundle.as_ref() else {
         let msg = truncate(isolated.report.trim(), 4000);
-        let mut s = prev.clone();
-        s.observed_generation = generation;
-        s.last_sync_error = Some(msg.clone());
-        s.revision = prev.revision.clone();
-        s.conditions = Some(vec![state::condition(
-            prev.conditions.as_deref().unwrap_or_default(),
-            state::READY,
-            false,
-            "InvalidContent",
-            &format!(
+        let held = Held {
+            reason: "InvalidContent",
+            message: format!(
                 "revision {} does not compile; nothing was changed, the last good state stays applied",
                 read.revision
             ),
-            generation,
-            now,
-        )]);
-        if s != prev {
-            write_status(ctx, obj, &s).await?;
-            base.event(obj, &ctx.source_ar, event(true, "InvalidContent", &msg))
-                .await;
-        }
+            error: Some(msg),
+        };
+        hold(ctx, obj, &prev, held).await?;
         base.metrics.discovery_synced(&ns, &name, false);
         return Ok(Action::requeue(refresh));
     };
@@ -402,36 +360,28 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
 
     let changed = created + updated + deleted > 0;
     let mut problems: Vec<String> = Vec::new();
-    if !isolated.skipped.is_empty() {
-        problems.push(format!(
-            "{} entries skipped: {}",
-            isolated.skipped.len(),
-            isolated
-                .skipped
-                .iter()
-                .map(|s| s.location.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if !errors.is_empty() {
-        problems.push(format!(
-            "{} objects not applied: {}",
-            errors.len(),
-            errors
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
-    if !ignored.is_empty() {
-        problems.push(format!(
-            "{} objects that discovery does not apply were ignored: {}",
-            ignored.len(),
-            ignored.join(", ")
-        ));
-    }
+    let listed = |what: &str, items: Vec<String>, sep: &str| {
+        (!items.is_empty()).then(|| format!("{} {what}: {}", items.len(), items.join(sep)))
+    };
+    problems.extend(listed(
+        "entries skipped",
+        isolated
+            .skipped
+            .iter()
+            .map(|s| s.location.clone())
+            .collect(),
+        ", ",
+    ));
+    problems.extend(listed(
+        "objects not applied",
+        errors.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+        "; ",
+    ));
+    problems.extend(listed(
+        "objects that discovery does not apply were ignored",
+        ignored.clone(),
+        ", ",
+    ));
     let ok = isolated.skipped.is_empty() && errors.is_empty();
     let summary = format!(
         "revision {}: {} discovered, {} created, {} updated, {} deleted",
@@ -507,6 +457,48 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     }
     base.metrics.discovery_synced(&ns, &name, true);
     Ok(Action::requeue(refresh))
+}
+
+/// Why a sync stopped before applying anything.
+struct Held {
+    reason: &'static str,
+    message: String,
+    /// `lastSyncError`, and the note of a Warning Event (None: no error, no Event).
+    error: Option<String>,
+}
+
+/// Status (and a Warning Event) for a sync that changed nothing in the cluster; written only when
+/// it differs from what status says already.
+async fn hold(
+    ctx: &DiscoveryCtx,
+    obj: &DynamicObject,
+    prev: &MCPDiscoverySourceStatus,
+    held: Held,
+) -> Result<(), Error> {
+    let generation = obj.metadata.generation;
+    let mut s = prev.clone();
+    s.observed_generation = generation;
+    if held.error.is_some() {
+        s.last_sync_error = held.error.clone();
+    }
+    s.conditions = Some(vec![state::condition(
+        prev.conditions.as_deref().unwrap_or_default(),
+        state::READY,
+        false,
+        held.reason,
+        &held.message,
+        generation,
+        state::now_secs((ctx.base.clock)()),
+    )]);
+    if &s != prev {
+        write_status(ctx, obj, &s).await?;
+        if let Some(note) = &held.error {
+            ctx.base
+                .event(obj, &ctx.source_ar, event(true, held.reason, note))
+                .await;
+        }
+    }
+    Ok(())
 }
 
 async fn read_source(
