@@ -487,3 +487,57 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
     assert_eq!(s["status"]["revision"], first.as_str());
     assert!(exists(e, &ns, "cat-a") && exists(e, &ns, "explicit-b"));
 }
+
+#[test]
+fn git_daemon_source_follows_new_commits_within_a_refresh() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("gitd", false);
+    let base = e
+        .root
+        .join(format!("target/tmp/gitd-{}", std::process::id()));
+    let repo = base.join("catalogs");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    write(
+        &repo,
+        "prod.yaml",
+        "servers:\n  - name: d-one\n    image: ghcr.io/example/d-one:1.0.0\n",
+    );
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "one"]);
+    let port = support::free_tcp_port();
+    let mut daemon = std::process::Command::new("git");
+    daemon
+        .arg("daemon")
+        .arg(format!("--base-path={}", base.display()))
+        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(&base);
+    let _daemon = support::start_listening(daemon, port);
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: daemon\n  namespace: {ns}\nspec:\n  type: Git\n  refreshInterval: 3s\n  git:\n    url: git://127.0.0.1:{port}/catalogs\n    ref: main\n"
+    ));
+    wait_reason(e, &ns, "daemon", "Synced");
+    assert!(exists(e, &ns, "d-one"));
+    write(
+        &repo,
+        "prod.yaml",
+        "servers:\n  - name: d-one\n    image: ghcr.io/example/d-one:1.0.0\n  - name: d-two\n    image: ghcr.io/example/d-two:1.0.0\n",
+    );
+    git(&repo, &["commit", "-qam", "two"]);
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let t0 = std::time::Instant::now();
+    wait_for("d-two applied", T, || e.get("mcpserver", &ns, "d-two"));
+    // Within about one refresh (3 s), with room for a loaded machine.
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    wait_for("revision = HEAD", T, || {
+        let s = e.get("mcpdiscoverysource", &ns, "daemon")?;
+        (s["status"]["revision"] == head.as_str()).then_some(())
+    });
+}
