@@ -2,6 +2,7 @@
 //! converted), catalogs, and other Kubernetes objects passed through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
@@ -26,10 +27,10 @@ pub struct Resource {
     pub kind: Kind,
     pub legacy: bool,
     pub meta: Meta,
-    /// The spec as written (validated against the CRD schema).
-    pub spec: Json,
-    /// The whole document, for locating fields.
-    pub node: Node,
+    /// The spec as written (validated against the CRD schema); shared with what resolves from it.
+    pub spec: Arc<Json>,
+    /// The whole document, for locating fields; shared with the layers resolved from it.
+    pub node: Arc<Node>,
     /// False when the document had errors: it is still resolved and checked (so that every error
     /// is found in one run), but never rendered.
     pub valid: bool,
@@ -524,8 +525,8 @@ fn read_resource(
         kind,
         legacy,
         meta,
-        spec,
-        node: doc,
+        spec: Arc::new(spec),
+        node: Arc::new(doc),
         valid,
     });
 }
