@@ -250,12 +250,15 @@ pub fn resolve(
             (server, d)
         })
         .collect();
-    // ResolvedServer is large: grow the list once, not by doubling.
-    out.servers.reserve(results.len());
-    for (server, d) in results {
-        out.servers.extend(server);
-        diags.extend(d);
-    }
+    // ResolvedServer is large (1.6 kB): collected in place (std reuses the allocation of
+    // `results`), not copied into a second list of them.
+    out.servers = results
+        .into_iter()
+        .filter_map(|(server, d)| {
+            diags.extend(d);
+            server
+        })
+        .collect();
     out
 }
 
