@@ -162,8 +162,29 @@ fn plain_safe(s: &str) -> bool {
     if first.is_ascii_whitespace() || last.is_ascii_whitespace() || last == b':' {
         return false;
     }
-    // `-x` and `:x` are plain in YAML 1.2, but not everywhere; quote every indicator.
-    if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
+    // `-x` and `:x` are plain in YAML 1.2, but not everywhere; quote every indicator. (A
+    // `match`, not `slice::contains`: that is a memchr call per string printed.)
+    if matches!(
+        first,
+        b'-' | b'?'
+            | b':'
+            | b','
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'#'
+            | b'&'
+            | b'*'
+            | b'!'
+            | b'|'
+            | b'>'
+            | b'\''
+            | b'"'
+            | b'%'
+            | b'@'
+            | b'`'
+    ) {
         return false;
     }
     // Bytes that need a closer look: controls, space, `#`, flow indicators, non-ASCII.
@@ -216,9 +237,27 @@ fn ambiguous_scalar(s: &[u8]) -> bool {
     let first = s[0];
     if first.is_ascii_digit() || first == b'+' || first == b'-' || first == b'.' {
         // Numbers of every base, sexagesimal (1.1), floats with exponents, dates and times.
-        return s
-            .iter()
-            .all(|&b| b.is_ascii_hexdigit() || b"_:.+-xXoObBtTzZ ".contains(&b));
+        return s.iter().all(|&b| {
+            b.is_ascii_hexdigit()
+                || matches!(
+                    b,
+                    b'_' | b':'
+                        | b'.'
+                        | b'+'
+                        | b'-'
+                        | b'x'
+                        | b'X'
+                        | b'o'
+                        | b'O'
+                        | b'b'
+                        | b'B'
+                        | b't'
+                        | b'T'
+                        | b'z'
+                        | b'Z'
+                        | b' '
+                )
+        });
     }
     false
 }

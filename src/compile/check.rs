@@ -77,7 +77,7 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
         Mode::Container => {
             match spec.image.as_deref() {
                 None => diags.push(
-                    Diagnostic::error("missing-image", Some(s.layers.first().map(|l| l.node.span).unwrap_or(s.span)), format!("server `{name}` runs in container mode but has no `image`"))
+                    Diagnostic::error("missing-image", Some(s.layers.first().map(|l| l.node().span).unwrap_or(s.span)), format!("server `{name}` runs in container mode but has no `image`"))
                         .hint("add `image: registry/repository:tag`, or set `mode: remote` with an `endpoint`"),
                 ),
                 Some(img) => {
@@ -104,7 +104,7 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                 None => diags.push(
                     Diagnostic::error(
                         "missing-endpoint",
-                        Some(s.layers.first().map(|l| l.node.span).unwrap_or(s.span)),
+                        Some(s.layers.first().map(|l| l.node().span).unwrap_or(s.span)),
                         format!("server `{name}` is in remote mode but has no `endpoint`"),
                     )
                     .hint("add `endpoint: https://host/mcp`"),

@@ -2,13 +2,14 @@
 //! converted), catalogs, and other Kubernetes objects passed through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
 use super::diag::{Diagnostic, Diagnostics, Span, did_you_mean};
 use super::node::{Node, Seg, Value};
 use super::units;
-use super::validate::validate;
+use super::validate::{Schema, validate};
 use crate::api::{self, Kind};
 
 /// Object metadata as hangar reads it.
@@ -26,10 +27,10 @@ pub struct Resource {
     pub kind: Kind,
     pub legacy: bool,
     pub meta: Meta,
-    /// The spec as written (validated against the CRD schema).
-    pub spec: Json,
-    /// The whole document, for locating fields.
-    pub node: Node,
+    /// The spec as written (validated against the CRD schema); shared with what resolves from it.
+    pub spec: Arc<Json>,
+    /// The whole document, for locating fields; shared with the layers resolved from it.
+    pub node: Arc<Node>,
     /// False when the document had errors: it is still resolved and checked (so that every error
     /// is found in one run), but never rendered.
     pub valid: bool,
@@ -411,26 +412,58 @@ fn metadata_schema() -> Json {
 
 /// The schema a document of a kind is checked against: the CRD's, with the envelope hangar reads
 /// (metadata as described above, `status` accepted and ignored). Built once per process.
-fn input_schema(kind: Kind) -> &'static Json {
-    static SCHEMAS: std::sync::OnceLock<[Json; 3]> = std::sync::OnceLock::new();
+fn input_schema(kind: Kind) -> &'static Schema {
+    static SCHEMAS: std::sync::OnceLock<[Schema; 3]> = std::sync::OnceLock::new();
     let all = SCHEMAS.get_or_init(|| {
         Kind::ALL.map(|k| {
-            let mut schema = api::schema::structural(k);
+            let mut schema = structural_schema(k);
             schema["properties"]["metadata"] = metadata_schema();
             schema["properties"]["apiVersion"] = json!({"type": "string"});
             schema["properties"]["kind"] = json!({"type": "string"});
             // status is written by the controller; accept it on input and ignore it.
             schema["properties"]["status"] = json!({"x-kubernetes-preserve-unknown-fields": true});
-            schema
+            Schema::compile(&schema)
         })
     });
     let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     &all[i]
 }
 
+/// The generated CRDs (`crds/`, kept current by `tests/generated.rs`), built into the binary.
+const CRD_TEXTS: [(Kind, &str); 3] = [
+    (Kind::Server, include_str!("../../crds/mcpservers.yaml")),
+    (Kind::Group, include_str!("../../crds/mcpservergroups.yaml")),
+    (
+        Kind::DiscoverySource,
+        include_str!("../../crds/mcpdiscoverysources.yaml"),
+    ),
+];
+
+/// The structural schema of a kind: [`api::schema::structural`], read from the generated CRD
+/// built into the binary (generating it with schemars at run time costs as much as validating
+/// a thousand documents). Falls back to generating it should the text not hold it.
+fn structural_schema(kind: Kind) -> Json {
+    let text = CRD_TEXTS.iter().find(|(k, _)| *k == kind).map(|(_, t)| *t);
+    let mut d = Diagnostics::default();
+    let path: [Seg; 5] = [
+        "spec".into(),
+        "versions".into(),
+        0usize.into(),
+        "schema".into(),
+        "openAPIV3Schema".into(),
+    ];
+    let embedded = text.and_then(|t| {
+        let docs = super::load::load_yaml(0, t, &mut d).docs;
+        let (schema, found) = docs.first()?.lookup(&path);
+        (found && !d.has_errors() && matches!(schema.value, Value::Map(_)))
+            .then(|| schema.to_json())
+    });
+    embedded.unwrap_or_else(|| api::schema::structural(kind))
+}
+
 /// Schemas of a catalog document: the top level, and one entry. Built once per process.
-fn catalog_schemas() -> &'static (Json, Json) {
-    static SCHEMAS: std::sync::OnceLock<(Json, Json)> = std::sync::OnceLock::new();
+fn catalog_schemas() -> &'static (Schema, Schema) {
+    static SCHEMAS: std::sync::OnceLock<(Schema, Schema)> = std::sync::OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let schema = api::catalog::catalog_schema();
         let item_schema = schema["properties"]["servers"]["items"].clone();
@@ -438,7 +471,7 @@ fn catalog_schemas() -> &'static (Json, Json) {
         for list in ["servers", "providers"] {
             top["properties"][list] = json!({"type": "array"});
         }
-        (top, item_schema)
+        (Schema::compile(&top), Schema::compile(&item_schema))
     })
 }
 
@@ -452,7 +485,7 @@ fn read_resource(
 ) {
     let before = diags.error_count();
     let schema = input_schema(kind);
-    validate(&doc, schema, &mut Vec::new(), diags);
+    validate(&doc, schema, &[], diags);
     if legacy {
         let new = match kind {
             Kind::Group => "MCPServerGroup",
@@ -492,8 +525,8 @@ fn read_resource(
         kind,
         legacy,
         meta,
-        spec,
-        node: doc,
+        spec: Arc::new(spec),
+        node: Arc::new(doc),
         valid,
     });
 }
@@ -504,7 +537,7 @@ fn read_resource(
 pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option<Catalog> {
     let (top, item_schema) = catalog_schemas();
     let before = diags.error_count();
-    validate(doc, top, &mut Vec::new(), diags);
+    validate(doc, top, &[], diags);
     if diags.error_count() > before {
         return None;
     }
@@ -532,7 +565,7 @@ pub fn read_catalog(doc: &Node, origin: &str, diags: &mut Diagnostics) -> Option
             validate(
                 item,
                 item_schema,
-                &mut vec![Seg::Key(list_name.into()), Seg::Index(i)],
+                &[Seg::Key(list_name.into()), Seg::Index(i)],
                 diags,
             );
             let schema_ok = diags.error_count() == before;
@@ -602,4 +635,20 @@ fn read_entry(item: &Node, diags: &mut Diagnostics) -> Option<Entry> {
         node: item.clone(),
         valid: ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_schemas_are_the_generated_ones() {
+        for kind in Kind::ALL {
+            assert_eq!(
+                structural_schema(kind),
+                api::schema::structural(kind),
+                "{kind:?}: crds/ is out of date (regenerate with `hangar crds --out-dir crds`)"
+            );
+        }
+    }
 }

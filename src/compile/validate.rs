@@ -1,45 +1,174 @@
 //! Structural validation of a document against the same OpenAPI schema the API server uses
 //! (generated from `src/api`), collecting every error with its location: unknown fields (with a
 //! did-you-mean), wrong types, enum values, ranges, missing required fields.
+//!
+//! The schema is first compiled into a [`Schema`] tree (once per process for the kinds hangar
+//! reads): the walk then reads plain fields instead of looking up JSON keys per node, and the
+//! path of a field is built only when a message needs it.
+
+use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
 use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::node::{Node, Seg, Value, path_string};
 
+/// The `type` of a schema, as far as validation reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ty {
+    Object,
+    Array,
+    String,
+    Integer,
+    Number,
+    Boolean,
+    /// No type, or one validation does not check.
+    #[default]
+    Other,
+}
+
+/// An OpenAPI structural schema, compiled for validation: exactly the keywords [`validate`]
+/// reads, with the meaning they have in the JSON schema (see [`Schema::compile`]).
+#[derive(Clone, Debug, Default)]
+pub struct Schema {
+    ty: Ty,
+    /// `x-kubernetes-preserve-unknown-fields: true`.
+    preserve: bool,
+    /// `x-kubernetes-int-or-string: true`.
+    int_or_string: bool,
+    /// Whether a `properties` key is present at all (whatever its value).
+    has_properties: bool,
+    /// `properties`, in schema order (did-you-mean prefers the first of equal candidates).
+    properties: Option<Vec<(String, Schema)>>,
+    /// `additionalProperties` when it is a schema.
+    additional: Option<Box<Schema>>,
+    /// `additionalProperties: true`.
+    additional_any: bool,
+    items: Option<Box<Schema>>,
+    /// The string values of `enum`, when `enum` is a list.
+    options: Option<Vec<String>>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    /// `format: int32`.
+    int32: bool,
+    /// The string values of `required`.
+    required: Vec<String>,
+}
+
+impl Schema {
+    /// Compiles a JSON schema (anything that is not a JSON object constrains nothing).
+    pub fn compile(schema: &Json) -> Schema {
+        let Some(obj) = schema.as_object() else {
+            return Schema::default();
+        };
+        let sub = |key: &str| obj.get(key).map(|s| Box::new(Schema::compile(s)));
+        let strings = |v: Option<&Json>| -> Option<Vec<String>> {
+            v.and_then(Json::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+        };
+        Schema {
+            ty: match obj.get("type").and_then(Json::as_str) {
+                Some("object") => Ty::Object,
+                Some("array") => Ty::Array,
+                Some("string") => Ty::String,
+                Some("integer") => Ty::Integer,
+                Some("number") => Ty::Number,
+                Some("boolean") => Ty::Boolean,
+                _ => Ty::Other,
+            },
+            preserve: obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Json::Bool(true)),
+            int_or_string: obj.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true)),
+            has_properties: obj.contains_key("properties"),
+            properties: obj.get("properties").and_then(Json::as_object).map(|p| {
+                p.iter()
+                    .map(|(k, v)| (k.clone(), Schema::compile(v)))
+                    .collect()
+            }),
+            additional: obj
+                .get("additionalProperties")
+                .filter(|a| a.is_object())
+                .map(|a| Box::new(Schema::compile(a))),
+            additional_any: obj.get("additionalProperties") == Some(&Json::Bool(true)),
+            items: sub("items"),
+            options: strings(obj.get("enum")),
+            minimum: obj.get("minimum").and_then(Json::as_f64),
+            maximum: obj.get("maximum").and_then(Json::as_f64),
+            int32: obj.get("format").and_then(Json::as_str) == Some("int32"),
+            required: strings(obj.get("required")).unwrap_or_default(),
+        }
+    }
+
+    fn property(&self, key: &str) -> Option<&Schema> {
+        self.properties
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s)
+    }
+}
+
+/// One step of the path to the node being checked, borrowed from the document.
+#[derive(Clone, Debug)]
+enum Step<'a> {
+    Key(Cow<'a, str>),
+    Index(usize),
+}
+
+/// The path so far as [`Seg`]s (only built for messages).
+fn segs(path: &[Step<'_>]) -> Vec<Seg> {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => Seg::Key(k.to_string()),
+            Step::Index(i) => Seg::Index(*i),
+        })
+        .collect()
+}
+
 /// Validates `node` against `schema`; `path` names the node in messages.
-pub fn validate(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut Diagnostics) {
+pub fn validate(node: &Node, schema: &Schema, path: &[Seg], diags: &mut Diagnostics) {
+    let mut steps: Vec<Step<'_>> = path
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => Step::Key(Cow::Borrowed(k.as_str())),
+            Seg::Index(i) => Step::Index(*i),
+        })
+        .collect();
+    check(node, schema, &mut steps, diags);
+}
+
+fn check<'a>(node: &'a Node, schema: &Schema, path: &mut Vec<Step<'a>>, diags: &mut Diagnostics) {
     if matches!(node.value, Value::Null) {
         // An empty field means "unset", as for the API server.
         return;
     }
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Json::Bool(true))
-        && schema.get("properties").is_none()
-    {
+    if schema.preserve && !schema.has_properties {
         return;
     }
-    if schema.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true)) {
+    if schema.int_or_string {
         if !matches!(node.value, Value::Int(_) | Value::Str(_)) {
             type_error(node, "an integer or a string", path, diags);
         }
         return;
     }
-    let ty = schema.get("type").and_then(Json::as_str).unwrap_or("");
-    match ty {
-        "object" => validate_object(node, schema, path, diags),
-        "array" => match &node.value {
+    match schema.ty {
+        Ty::Object => validate_object(node, schema, path, diags),
+        Ty::Array => match &node.value {
             Value::Seq(items) => {
-                if let Some(item_schema) = schema.get("items") {
+                if let Some(item_schema) = &schema.items {
                     for (i, item) in items.iter().enumerate() {
-                        path.push(Seg::Index(i));
-                        validate(item, item_schema, path, diags);
+                        path.push(Step::Index(i));
+                        check(item, item_schema, path, diags);
                         path.pop();
                     }
                 }
             }
             _ => type_error(node, "a list", path, diags),
         },
-        "string" => match &node.value {
+        Ty::String => match &node.value {
             Value::Str(s) => check_enum(node, s, schema, path, diags),
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
                 let d = type_diag(node, "a string", path).hint(format!(
@@ -50,7 +179,7 @@ pub fn validate(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut Dia
             }
             _ => type_error(node, "a string", path, diags),
         },
-        "integer" => match &node.value {
+        Ty::Integer => match &node.value {
             Value::Int(i) => check_range(node, *i as f64, schema, path, diags),
             Value::Float(f) if f.fract() == 0.0 && f.is_finite() => {
                 check_range(node, *f, schema, path, diags)
@@ -62,12 +191,12 @@ pub fn validate(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut Dia
             }
             _ => type_error(node, "an integer", path, diags),
         },
-        "number" => match &node.value {
+        Ty::Number => match &node.value {
             Value::Int(i) => check_range(node, *i as f64, schema, path, diags),
             Value::Float(f) => check_range(node, *f, schema, path, diags),
             _ => type_error(node, "a number", path, diags),
         },
-        "boolean" => match &node.value {
+        Ty::Boolean => match &node.value {
             Value::Bool(_) => {}
             Value::Str(s)
                 if matches!(s.as_str(), "true" | "false" | "yes" | "no" | "on" | "off") =>
@@ -80,7 +209,7 @@ pub fn validate(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut Dia
             }
             _ => type_error(node, "a boolean", path, diags),
         },
-        _ => {}
+        Ty::Other => {}
     }
 }
 
@@ -94,15 +223,15 @@ fn scalar_text(node: &Node) -> String {
     }
 }
 
-fn field_name(path: &[Seg]) -> String {
+fn field_name(path: &[Step<'_>]) -> String {
     if path.is_empty() {
         "the document".to_string()
     } else {
-        format!("`{}`", path_string(path))
+        format!("`{}`", path_string(&segs(path)))
     }
 }
 
-fn type_diag(node: &Node, expected: &str, path: &[Seg]) -> Diagnostic {
+fn type_diag(node: &Node, expected: &str, path: &[Step<'_>]) -> Diagnostic {
     Diagnostic::error(
         "type-mismatch",
         Some(node.span),
@@ -114,18 +243,18 @@ fn type_diag(node: &Node, expected: &str, path: &[Seg]) -> Diagnostic {
     )
 }
 
-fn type_error(node: &Node, expected: &str, path: &[Seg], diags: &mut Diagnostics) {
+fn type_error(node: &Node, expected: &str, path: &[Step<'_>], diags: &mut Diagnostics) {
     diags.push(type_diag(node, expected, path));
 }
 
-fn check_enum(node: &Node, s: &str, schema: &Json, path: &[Seg], diags: &mut Diagnostics) {
-    let Some(options) = schema.get("enum").and_then(Json::as_array) else {
+fn check_enum(node: &Node, s: &str, schema: &Schema, path: &[Step<'_>], diags: &mut Diagnostics) {
+    let Some(options) = &schema.options else {
         return;
     };
-    let options: Vec<&str> = options.iter().filter_map(Json::as_str).collect();
-    if options.contains(&s) {
+    if options.iter().any(|o| o == s) {
         return;
     }
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let mut d = Diagnostic::error(
         "unknown-enum-value",
         Some(node.span),
@@ -141,9 +270,7 @@ fn check_enum(node: &Node, s: &str, schema: &Json, path: &[Seg], diags: &mut Dia
     diags.push(d);
 }
 
-fn check_range(node: &Node, v: f64, schema: &Json, path: &[Seg], diags: &mut Diagnostics) {
-    let min = schema.get("minimum").and_then(Json::as_f64);
-    let max = schema.get("maximum").and_then(Json::as_f64);
+fn check_range(node: &Node, v: f64, schema: &Schema, path: &[Step<'_>], diags: &mut Diagnostics) {
     let fmt = |x: f64| {
         if x.fract() == 0.0 {
             format!("{}", x as i64)
@@ -151,7 +278,7 @@ fn check_range(node: &Node, v: f64, schema: &Json, path: &[Seg], diags: &mut Dia
             x.to_string()
         }
     };
-    if let Some(min) = min.filter(|m| v < *m) {
+    if let Some(min) = schema.minimum.filter(|m| v < *m) {
         diags.push(Diagnostic::error(
             "out-of-range",
             Some(node.span),
@@ -163,7 +290,7 @@ fn check_range(node: &Node, v: f64, schema: &Json, path: &[Seg], diags: &mut Dia
             ),
         ));
     }
-    if let Some(max) = max.filter(|m| v > *m) {
+    if let Some(max) = schema.maximum.filter(|m| v > *m) {
         diags.push(Diagnostic::error(
             "out-of-range",
             Some(node.span),
@@ -175,9 +302,7 @@ fn check_range(node: &Node, v: f64, schema: &Json, path: &[Seg], diags: &mut Dia
             ),
         ));
     }
-    if schema.get("format").and_then(Json::as_str) == Some("int32")
-        && (v > i32::MAX as f64 || v < i32::MIN as f64)
-    {
+    if schema.int32 && (v > i32::MAX as f64 || v < i32::MIN as f64) {
         diags.push(Diagnostic::error(
             "out-of-range",
             Some(node.span),
@@ -186,37 +311,47 @@ fn check_range(node: &Node, v: f64, schema: &Json, path: &[Seg], diags: &mut Dia
     }
 }
 
-fn validate_object(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut Diagnostics) {
+fn validate_object<'a>(
+    node: &'a Node,
+    schema: &Schema,
+    path: &mut Vec<Step<'a>>,
+    diags: &mut Diagnostics,
+) {
     let Value::Map(entries) = &node.value else {
         type_error(node, "a mapping", path, diags);
         return;
     };
-    let props = schema.get("properties").and_then(Json::as_object);
-    let additional = schema.get("additionalProperties");
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Json::Bool(true));
     for (k, v) in entries {
-        let key = k.key_str();
-        path.push(Seg::Key(key.clone()));
-        match (props.and_then(|p| p.get(&key)), additional) {
-            (Some(sub), _) => validate(v, sub, path, diags),
-            (None, Some(sub)) if sub.is_object() => validate(v, sub, path, diags),
-            (None, Some(Json::Bool(true))) => {}
-            (None, _) if preserve => {}
-            (None, _) => {
-                let parent = &path[..path.len() - 1];
-                let within = if parent.is_empty() {
+        let key = k.key_text();
+        match (schema.property(&key), &schema.additional) {
+            (Some(sub), _) => {
+                path.push(Step::Key(key));
+                check(v, sub, path, diags);
+                path.pop();
+            }
+            (None, Some(sub)) => {
+                path.push(Step::Key(key));
+                check(v, sub, path, diags);
+                path.pop();
+            }
+            (None, None) if schema.additional_any || schema.preserve => {}
+            (None, None) => {
+                let within = if path.is_empty() {
                     String::new()
                 } else {
-                    format!(" in `{}`", path_string(parent))
+                    format!(" in `{}`", path_string(&segs(path)))
                 };
                 let mut d = Diagnostic::error(
                     "unknown-field",
                     Some(k.span),
                     format!("unknown field `{key}`{within}"),
                 );
-                let names: Vec<&str> = props
-                    .map(|p| p.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
+                let names: Vec<&str> = schema
+                    .properties
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k.as_str())
+                    .collect();
                 if let Some(best) = did_you_mean(&key, names.iter().copied()) {
                     d.message = format!("{}, did you mean `{best}`?", d.message);
                 } else if !names.is_empty() {
@@ -232,25 +367,22 @@ fn validate_object(node: &Node, schema: &Json, path: &mut Vec<Seg>, diags: &mut 
                 diags.push(d);
             }
         }
-        path.pop();
     }
-    if let Some(required) = schema.get("required").and_then(Json::as_array) {
-        for r in required.iter().filter_map(Json::as_str) {
-            let present = entries
-                .iter()
-                .any(|(k, v)| k.key_str() == r && !matches!(v.value, Value::Null));
-            if !present {
-                let within = if path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in `{}`", path_string(path))
-                };
-                diags.push(Diagnostic::error(
-                    "missing-field",
-                    Some(node.span),
-                    format!("missing required field `{r}`{within}"),
-                ));
-            }
+    for r in &schema.required {
+        let present = entries
+            .iter()
+            .any(|(k, v)| k.key_text() == r.as_str() && !matches!(v.value, Value::Null));
+        if !present {
+            let within = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{}`", path_string(&segs(path)))
+            };
+            diags.push(Diagnostic::error(
+                "missing-field",
+                Some(node.span),
+                format!("missing required field `{r}`{within}"),
+            ));
         }
     }
 }
@@ -263,8 +395,9 @@ mod tests {
     fn check(text: &str, schema: Json) -> Diagnostics {
         let mut d = Diagnostics::default();
         let docs = load_yaml(0, text, &mut d).docs;
+        let schema = Schema::compile(&schema);
         for doc in &docs {
-            validate(doc, &schema, &mut Vec::new(), &mut d);
+            validate(doc, &schema, &[], &mut d);
         }
         d
     }
@@ -293,5 +426,26 @@ mod tests {
         let d = check("replicas: \"3\"\n", schema);
         let codes: Vec<&str> = d.items.iter().map(|x| x.code).collect();
         assert_eq!(codes, ["type-mismatch", "missing-field"]);
+    }
+
+    #[test]
+    fn paths_name_nested_fields_and_keep_the_prefix() {
+        let schema = Schema::compile(&serde_json::json!({
+            "type": "object",
+            "properties": {"env": {"type": "array", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}}}}}
+        }));
+        let mut d = Diagnostics::default();
+        let docs = load_yaml(0, "env:\n- name: 1\n- nme: x\n", &mut d).docs;
+        let prefix = [Seg::Key("servers".into()), Seg::Index(2)];
+        validate(&docs[0], &schema, &prefix, &mut d);
+        let messages: Vec<&str> = d.items.iter().map(|x| x.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "`servers[2].env[0].name` must be a string, found an integer `1`",
+                "unknown field `nme` in `servers[2].env[1]`, did you mean `name`?",
+            ]
+        );
     }
 }
