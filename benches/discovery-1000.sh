@@ -29,7 +29,7 @@ kubectl create namespace "$NS" >/dev/null
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 HANGAR_CACHE_DIR="$WORK/cache" "$HANGAR" controller --metrics-addr "127.0.0.1:$port" --namespace "$NS" \
-  --reconcile-servers=false 2>"$WORK/controller.log" &
+  --reconcile-servers=false 2>/tmp/hangar-dbench-controller.log &
 CTL=$!
 trap 'kill $CTL 2>/dev/null || true; kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do sleep 0.2; done
@@ -59,7 +59,7 @@ count() { # servers at image tag $1
 wait_all() { # $1 = tag
   local deadline=$(( $(date +%s) + 600 ))
   until (( $(count "$1") >= N )); do
-    (( $(date +%s) < deadline )) || { log "gave up: $(count "$1")/$N at :$1"; tail -20 "$WORK/controller.log" >&2; exit 1; }
+    (( $(date +%s) < deadline )) || { log "gave up: $(count "$1")/$N at :$1"; tail -20 /tmp/hangar-dbench-controller.log >&2; exit 1; }
     sleep 0.5
   done
 }

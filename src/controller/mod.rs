@@ -514,6 +514,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     // Ready once both caches hold a first full list.
     {
         let (ss, gs, m) = (server_store.clone(), group_store.clone(), metrics.clone());
+        // Without the server and group controllers nothing fills those caches: ready at once.
+        let wait = args.reconcile_servers;
         // The stores' readiness signal wakes one waiter only (the controller's own), so poll it.
         tokio::spawn(async move {
             let synced = async |s: &kube::runtime::reflector::Store<DynamicObject>| loop {
@@ -522,7 +524,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
                     Err(_) => continue,
                 }
             };
-            if synced(&ss).await && synced(&gs).await {
+            if !wait || (synced(&ss).await && synced(&gs).await) {
                 m.ready.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!("caches synced; ready");
             }
