@@ -87,12 +87,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     let base = &ctx.base;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let prev: MCPDiscoverySourceStatus = obj
-        .data
-        .get("status")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default();
+    let prev: MCPDiscoverySourceStatus = state::prev_status(obj);
     let generation = obj.metadata.generation;
     let now = state::now_secs((base.clock)());
 

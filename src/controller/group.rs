@@ -26,12 +26,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let ns = obj.namespace().unwrap_or_default();
-    let prev: MCPServerGroupStatus = obj
-        .data
-        .get("status")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default();
+    let prev: MCPServerGroupStatus = state::prev_status(obj);
     let prev_conds = prev.conditions.as_deref().unwrap_or_default();
     let generation = obj.metadata.generation;
     let now = state::now_secs((ctx.clock)());

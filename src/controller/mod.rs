@@ -282,7 +282,8 @@ impl kube::runtime::utils::Backoff for NoBackoff {
     fn reset(&mut self) {}
 }
 
-fn error_policy(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+/// Every controller's (servers, groups, discovery): log, retry in 5 s.
+fn error_policy<C>(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<C>) -> Action {
     tracing::warn!(error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
@@ -697,7 +698,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         }
         let run = ctl
             .shutdown_on_signal()
-            .run(discovery::reconcile, discovery_error_policy, dctx)
+            .run(discovery::reconcile, error_policy, dctx)
             .for_each(|r| async move {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "discovery reconcile");
@@ -748,15 +749,6 @@ fn write_counter(m: Arc<Metrics>) -> crate::apply::WriteCounter {
             .get_or_create(&metrics::VerbLabels { verb: verb.into() })
             .inc();
     })
-}
-
-fn discovery_error_policy(
-    _obj: Arc<DynamicObject>,
-    err: &Error,
-    _ctx: Arc<discovery::DiscoveryCtx>,
-) -> Action {
-    tracing::warn!(error = %err, "discovery reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// `spec.type` of a discovery source in the cache.

@@ -57,12 +57,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     if let Ok(mut t) = ctx.tracked.lock() {
         t.insert((ns.clone(), name.clone()));
     }
-    let prev: MCPServerStatus = obj
-        .data
-        .get("status")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default();
+    let prev: MCPServerStatus = state::prev_status(obj);
     let generation = obj.metadata.generation;
     let now = (ctx.clock)();
 

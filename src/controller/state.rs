@@ -70,6 +70,15 @@ pub const RECONCILED: &str = "Reconciled";
 pub const NON_COMPLIANT: &str = "NonCompliant";
 
 /// Whole seconds: what survives a round trip through the API server unchanged.
+/// The status an object carries now, or the empty one when it has none (or an unreadable one).
+pub fn prev_status<T: serde::de::DeserializeOwned + Default>(obj: &kube::api::DynamicObject) -> T {
+    obj.data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default()
+}
+
 pub fn now_secs(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
