@@ -142,7 +142,7 @@ impl Builder {
 }
 
 /// Resolves a plain scalar by the YAML 1.2 core schema.
-fn resolve_plain(s: &str) -> Value {
+pub(super) fn resolve_plain(s: &str) -> Value {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
@@ -264,7 +264,11 @@ const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// are parsed in parallel; positions stay those of the whole text.
 pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
     let has_directives = text.lines().any(|l| l.starts_with('%'));
-    if text.len() < PARALLEL_THRESHOLD || has_directives {
+    if has_directives {
+        // Directives apply to the documents after them: one pass of the full parser.
+        return load_yaml_reference(file, text, diags);
+    }
+    if text.len() < PARALLEL_THRESHOLD {
         return load_yaml_chunk(file, text, 0, diags);
     }
     // (byte offset, line offset) of each piece, about PARALLEL_THRESHOLD / 4 bytes each.
@@ -304,6 +308,13 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
     Loaded { docs }
 }
 
+/// Whether a line is a document marker (`---` alone, or followed by a space and more).
+fn is_doc_marker(l: &str) -> bool {
+    l.starts_with("---") && (l.len() == 3 || l[3..].starts_with([' ', '\t', '\n', '\r']))
+}
+
+/// Parses the documents of a piece of a stream: each one by the fast path when it can, else by
+/// the full parser. The full parser's first error ends the piece, as it would in one pass.
 fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagnostics) -> Loaded {
     let mut b = Builder {
         file,
@@ -312,6 +323,59 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
         nodes: 0,
         docs: Vec::new(),
     };
+    let mut start = 0usize;
+    let mut start_line = line_offset;
+    let mut offset = 0usize;
+    let mut pieces = Vec::new();
+    for (line, l) in (line_offset..).zip(text.split_inclusive('\n')) {
+        if offset > start && is_doc_marker(l) {
+            pieces.push((start, offset, start_line));
+            start = offset;
+            start_line = line;
+        }
+        offset += l.len();
+    }
+    pieces.push((start, text.len(), start_line));
+    for (from, to, first_line) in pieces {
+        let doc = &text[from..to];
+        match super::fastyaml::parse_doc(file, doc, first_line, MAX_DEPTH, &mut b.nodes) {
+            Some(node) => b.docs.extend(node),
+            // An anchor may be used in the documents after it: the full parser reads them all.
+            None if doc.contains('&') => {
+                full_parse(&mut b, &text[from..], first_line, diags);
+                break;
+            }
+            None => {
+                if !full_parse(&mut b, doc, first_line, diags) {
+                    break;
+                }
+            }
+        }
+    }
+    Loaded { docs: b.docs }
+}
+
+/// Parses a YAML stream with the full parser alone, in one piece: what [`load_yaml`] must agree
+/// with (its fast path is held to this by tests and a fuzz target).
+#[doc(hidden)]
+pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
+    let mut b = Builder {
+        file,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        docs: Vec::new(),
+    };
+    full_parse(&mut b, text, 0, diags);
+    Loaded { docs: b.docs }
+}
+
+/// Parses with saphyr into the builder; false when an error or a limit ended the parse.
+fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnostics) -> bool {
+    let file = b.file;
+    // Anchor ids start again with each parser (and anchors never reach across documents).
+    b.anchors.clear();
+    b.stack.clear();
     let parser = Parser::new_from_str(text);
     for item in parser {
         let (event, yspan) = match item {
@@ -332,7 +396,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
                     )
                     .hint("check the indentation and quoting around this position"),
                 );
-                break;
+                return false;
             }
         };
         let span = span_of(b.file, line_offset, &yspan);
@@ -358,7 +422,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
                     )
                     .hint("no hangar resource nests this deep; check the indentation"),
                 );
-                return Loaded { docs: b.docs };
+                return false;
             }
             Event::SequenceStart(anchor, _) => {
                 b.nodes += 1;
@@ -420,7 +484,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
                         )
                         .hint("an alias bomb? hangar refuses to expand it"),
                     );
-                    return Loaded { docs: b.docs };
+                    return false;
                 }
                 b.push(node, 0, diags);
             }
@@ -431,7 +495,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
             | Event::Nothing => {}
         }
     }
-    Loaded { docs: b.docs }
+    true
 }
 
 /// `<<: *base` and `<<: [*a, *b]`: keys not set in the mapping itself are taken from the merged

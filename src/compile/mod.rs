@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod check;
 pub mod defaults;
 pub mod diag;
+mod fastyaml;
 pub mod isolate;
 pub mod load;
 pub mod model;
