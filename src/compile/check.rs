@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use serde_json::Value as Json;
 
 use super::diag::{Diagnostic, Diagnostics, Span};
 use super::node::{Node, Seg};
@@ -91,7 +90,7 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                     }
                 }
             }
-            if user.get("endpoint").is_some() {
+            if user.has("endpoint") {
                 diags.push(Diagnostic::warning(
                     "ignored-field",
                     Some(at("endpoint")),
@@ -142,7 +141,7 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
             ] {
                 // A discovery source's template applies to every entry; only what the entry or the
                 // MCPServer itself says is worth a warning.
-                if user.get(field).is_some() && s.set_by(&p(field)) != Some("providerTemplate") {
+                if user.has(field) && s.set_by(&p(field)) != Some("providerTemplate") {
                     diags.push(Diagnostic::warning(
                         "ignored-field",
                         Some(at(field)),
@@ -151,12 +150,7 @@ fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                 }
             }
             let from_template = s.set_by(&p("replicas")) == Some("providerTemplate");
-            if !from_template
-                && user
-                    .get("replicas")
-                    .and_then(Json::as_i64)
-                    .is_some_and(|r| r > 1)
-            {
+            if !from_template && user.i64_of("replicas").is_some_and(|r| r > 1) {
                 diags.push(Diagnostic::warning(
                     "ignored-field",
                     Some(at("replicas")),
@@ -572,7 +566,7 @@ fn check_workload(s: &ResolvedServer, diags: &mut Diagnostics) {
                     .hint("set resources.requests.cpu, or the HPA cannot compute utilization"),
             );
         }
-        if s.user.get("replicas").is_some() {
+        if s.user.has("replicas") {
             diags.push(Diagnostic::warning("ignored-field", Some(at("replicas")), "`replicas` is ignored while hpa.enabled is true (the autoscaler owns the replica count)"));
         }
     }

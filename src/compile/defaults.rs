@@ -1,7 +1,11 @@
 //! The one place where defaults are decided. `resolve` writes every one of them out, so the
 //! rendered output leaves nothing for the cluster to fill in that hangar could have decided.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
+
+use super::node::{Node, Value as NodeValue};
 
 use crate::api::server::Transport;
 
@@ -20,56 +24,118 @@ pub const RUN_AS_USER: i64 = 65534;
 /// Namespaces carrying this label may reach MCP server pods (the seed's isolation policy).
 pub const CORE_NAMESPACE_LABEL: (&str, &str) = ("mcp-hangar.io/core", "true");
 
+/// What the defaults of a server depend on, read from what the user said: merged JSON layers, or
+/// one MCPServer's `spec` document.
+pub trait SpecView {
+    /// The field at `path`, when set (to anything but null).
+    fn field(&self, path: &[&str]) -> Option<Field<'_>>;
+}
+
+/// A field of a [`SpecView`].
+pub enum Field<'a> {
+    Json(&'a Value),
+    Node(&'a Node),
+}
+
+impl Field<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Json(v) => v.as_str(),
+            Field::Node(n) => n.as_str(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Field::Json(v) => (*v).clone(),
+            Field::Node(n) => n.to_json(),
+        }
+    }
+}
+
+impl SpecView for Value {
+    fn field(&self, path: &[&str]) -> Option<Field<'_>> {
+        let mut cur = self;
+        for k in path {
+            cur = cur.get(k)?;
+        }
+        Some(Field::Json(cur))
+    }
+}
+
+impl SpecView for Node {
+    fn field(&self, path: &[&str]) -> Option<Field<'_>> {
+        let mut cur = self;
+        for k in path {
+            cur = cur.get(k).filter(|v| !matches!(v.value, NodeValue::Null))?;
+        }
+        Some(Field::Node(cur))
+    }
+}
+
 /// Defaults of an MCPServer spec, given what the user layers already say (some defaults depend
 /// on other fields: the path on the transport, the pull policy on the image tag, the mode on
 /// whether an image or an endpoint is given).
 pub fn server(user: &Value) -> Value {
-    let transport = user
-        .get("transport")
-        .and_then(Value::as_str)
-        .unwrap_or("auto");
-    let path = if transport == Transport::Sse.as_str() {
-        PATH_SSE
-    } else {
-        PATH_STREAMABLE
+    server_base(user).into_owned()
+}
+
+/// As [`server`], shared when it is one of the common sets of defaults.
+pub fn server_base(user: &impl SpecView) -> Cow<'static, Value> {
+    let str_of = |k: &str| {
+        user.field(&[k])
+            .and_then(|f| f.as_str().map(str::to_string))
     };
-    let mode = match user.get("mode").and_then(Value::as_str) {
-        Some(m) => m.to_string(),
-        None if user.get("endpoint").is_some() && user.get("image").is_none() => "remote".into(),
+    let transport = str_of("transport");
+    let sse = transport.as_deref() == Some(Transport::Sse.as_str());
+    let mode = match str_of("mode") {
+        Some(m) => m,
+        None if user.field(&["endpoint"]).is_some() && user.field(&["image"]).is_none() => {
+            "remote".into()
+        }
         None => "container".into(),
     };
-    // The fixed defaults are built once; each server clones them (cheaper than building them).
-    static TEMPLATES: std::sync::OnceLock<(Value, Value)> = std::sync::OnceLock::new();
-    let (remote, container) = TEMPLATES.get_or_init(|| {
-        let remote = base_defaults("remote", PATH_STREAMABLE);
-        let mut container = remote.clone();
-        merge_into(&mut container, &container_defaults("IfNotPresent"));
-        (remote, container)
+    // The common sets of defaults are built once: [remote, container, container with `Always`],
+    // each for the streamable HTTP path and for SSE's.
+    static TEMPLATES: std::sync::OnceLock<[[Value; 3]; 2]> = std::sync::OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        [PATH_STREAMABLE, PATH_SSE].map(|path| {
+            let remote = base_defaults("remote", path);
+            let mut container = remote.clone();
+            merge_into(&mut container, &container_defaults("IfNotPresent"));
+            container["mode"] = json!("container");
+            let mut always = container.clone();
+            always["imagePullPolicy"] = json!("Always");
+            [remote, container, always]
+        })
     });
+    let by_path = &templates[usize::from(sse)];
     let mut d = if mode == "container" {
-        let image = user.get("image").and_then(Value::as_str).unwrap_or("");
-        let mut d = container.clone();
-        if crate::compile::units::image_is_latest(image) {
-            d["imagePullPolicy"] = json!("Always");
-        }
-        d
+        let image = str_of("image").unwrap_or_default();
+        Cow::Borrowed(
+            &by_path[if crate::compile::units::image_is_latest(&image) {
+                2
+            } else {
+                1
+            }],
+        )
+    } else if mode == "remote" {
+        Cow::Borrowed(&by_path[0])
     } else {
-        remote.clone()
-    };
-    if mode != "remote" {
+        // Any other mode (an error, reported later) keeps the defaults every server has.
+        let mut d = by_path[0].clone();
         d["mode"] = json!(mode);
-    }
-    if path != PATH_STREAMABLE {
-        d["path"] = json!(path);
-    }
+        Cow::Owned(d)
+    };
     // The probe's credentials: where they go, once the user names a Secret.
-    if user.pointer("/validation/auth").is_some() {
-        d["validation"]["auth"] =
+    if user.field(&["validation", "auth"]).is_some() {
+        d.to_mut()["validation"]["auth"] =
             json!({"header": "Authorization", "scheme": "Bearer", "secretRef": {"key": "token"}});
     }
     // A rate limit's burst defaults to its per-minute rate.
-    if let Some(rpm) = user.pointer("/tools/rateLimit/requestsPerMinute").cloned() {
-        d["tools"]["rateLimit"] = json!({"requestsPerMinute": rpm, "burstSize": rpm});
+    if let Some(rpm) = user.field(&["tools", "rateLimit", "requestsPerMinute"]) {
+        let rpm = rpm.to_json();
+        d.to_mut()["tools"]["rateLimit"] = json!({"requestsPerMinute": rpm, "burstSize": rpm});
     }
     d
 }

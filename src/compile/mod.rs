@@ -11,6 +11,7 @@ pub mod diag;
 mod fastyaml;
 pub mod isolate;
 pub mod load;
+mod merged;
 pub mod model;
 pub mod node;
 pub mod render;
@@ -288,7 +289,7 @@ fn release_checked(model: &mut model::Model, resolved: &mut resolve::Resolved) {
     let unset = std::sync::Arc::new(serde_json::Value::Null);
     resolved.servers.par_iter_mut().for_each(|s| {
         s.layers = Vec::new();
-        s.user = std::sync::Arc::clone(&unset);
+        s.user = resolve::User::Json(std::sync::Arc::clone(&unset));
     });
     std::mem::take(&mut model.resources)
         .into_par_iter()

@@ -27,18 +27,36 @@ pub struct Resource {
     pub kind: Kind,
     pub legacy: bool,
     pub meta: Meta,
-    /// The spec as written (validated against the CRD schema); shared with what resolves from it.
-    pub spec: Arc<Json>,
     /// The whole document, for locating fields; shared with the layers resolved from it.
     pub node: Arc<Node>,
     /// False when the document had errors: it is still resolved and checked (so that every error
     /// is found in one run), but never rendered.
     pub valid: bool,
+    /// The spec as JSON, made when first asked for (most servers resolve from the document).
+    spec_json: std::sync::OnceLock<Arc<Json>>,
 }
 
 impl Resource {
+    pub fn new(kind: Kind, legacy: bool, meta: Meta, node: Node, valid: bool) -> Self {
+        Resource {
+            kind,
+            legacy,
+            meta,
+            node: Arc::new(node),
+            valid,
+            spec_json: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn spec_node(&self) -> Option<&Node> {
         self.node.get("spec")
+    }
+
+    /// The spec as written (validated against the CRD schema), as JSON; shared with what
+    /// resolves from it.
+    pub fn spec(&self) -> &Arc<Json> {
+        self.spec_json
+            .get_or_init(|| Arc::new(self.spec_node().map(Node::to_json).unwrap_or(Json::Null)))
     }
 }
 
@@ -520,15 +538,9 @@ fn read_resource(
     }
     let valid = diags.error_count() == before;
     let Some(meta) = meta else { return };
-    let spec = doc.get("spec").map(Node::to_json).unwrap_or(Json::Null);
-    model.resources.push(Resource {
-        kind,
-        legacy,
-        meta,
-        spec: Arc::new(spec),
-        node: Arc::new(doc),
-        valid,
-    });
+    model
+        .resources
+        .push(Resource::new(kind, legacy, meta, doc, valid));
 }
 
 /// Reads a catalog document (`servers:` or `providers:` list of entries). Every entry is checked on

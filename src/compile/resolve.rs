@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 use super::defaults::{self, merge_into};
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::load;
+use super::merged;
 use super::model::{Catalog, Entry, Meta, Model, Resource};
 use super::node::{Node, Seg, Value};
 use crate::api::Kind;
@@ -60,11 +61,53 @@ pub struct ResolvedServer {
     pub spec: MCPServerSpec,
     /// The user's layers merged, without defaults (what the user said; shared with the model
     /// when a single MCPServer said it).
-    pub user: Arc<Json>,
+    pub user: User,
     pub layers: Vec<Layer>,
     /// Span of the definition (the MCPServer document or catalog entry of highest priority).
     pub span: Span,
     pub origin: Origin,
+}
+
+/// What the user said of a server: its layers merged, without defaults.
+#[derive(Clone, Debug)]
+pub enum User {
+    Json(Arc<Json>),
+    /// An MCPServer document alone: its `spec` is all the user said.
+    Doc(Arc<Node>),
+}
+
+impl User {
+    fn field(&self, key: &str) -> Option<Field<'_>> {
+        match self {
+            User::Json(j) => j.get(key).map(Field::Json),
+            User::Doc(d) => d
+                .get("spec")
+                .and_then(|s| s.get(key))
+                .filter(|v| !matches!(v.value, Value::Null))
+                .map(Field::Node),
+        }
+    }
+
+    /// Whether the user set the top-level spec field `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.field(key).is_some()
+    }
+
+    /// The top-level spec field `key`, when the user set it to an integer.
+    pub fn i64_of(&self, key: &str) -> Option<i64> {
+        match self.field(key)? {
+            Field::Json(j) => j.as_i64(),
+            Field::Node(n) => match n.value {
+                Value::Int(i) => Some(i),
+                _ => None,
+            },
+        }
+    }
+}
+
+enum Field<'a> {
+    Json(&'a Json),
+    Node(&'a Node),
 }
 
 impl ResolvedServer {
@@ -147,8 +190,8 @@ pub fn resolve(
         .iter()
         .filter(|r| r.kind == Kind::DiscoverySource)
     {
-        let mut spec_json = defaults::discovery_source(&r.spec);
-        merge_into(&mut spec_json, &r.spec);
+        let mut spec_json = defaults::discovery_source(r.spec());
+        merge_into(&mut spec_json, r.spec());
         match serde_json::from_value::<MCPDiscoverySourceSpec>(spec_json.clone()) {
             Ok(spec) => {
                 let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
@@ -165,7 +208,7 @@ pub fn resolve(
     }
     for r in model.resources.iter().filter(|r| r.kind == Kind::Group) {
         let mut spec_json = defaults::group();
-        merge_into(&mut spec_json, &r.spec);
+        merge_into(&mut spec_json, r.spec());
         match serde_json::from_value::<MCPServerGroupSpec>(spec_json.clone()) {
             Ok(spec) => {
                 let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
@@ -299,7 +342,7 @@ fn resolve_server(
             explicit.iter().map(|r| {
                 (
                     &*r.node,
-                    Json::clone(&r.spec),
+                    Json::clone(r.spec()),
                     &r.meta.labels,
                     &r.meta.annotations,
                 )
@@ -332,6 +375,43 @@ fn resolve_server(
         return None;
     }
     let valid = explicit.iter().all(|r| r.valid) && discovered.iter().all(|(e, _, _)| e.valid);
+    // One MCPServer alone, the common case: its document deserialises straight over the
+    // defaults, with neither built as JSON. Anything it can't read takes the JSON path below
+    // (which reports what is wrong).
+    if let ([r], true) = (explicit.as_slice(), discovered.is_empty()) {
+        if let Some(spec_node) = r.spec_node().filter(|n| matches!(n.value, Value::Map(_))) {
+            let has = |k: &str| {
+                spec_node
+                    .get(k)
+                    .is_some_and(|v| !matches!(v.value, Value::Null))
+            };
+            let ambiguous = !has("mode") && has("image") && has("endpoint");
+            if !ambiguous {
+                let base = defaults::server_base(spec_node);
+                if let Ok(spec) = merged::from_layers::<MCPServerSpec>(&base, Some(spec_node)) {
+                    let mut meta = Meta {
+                        name,
+                        namespace: ns,
+                        ..Meta::default()
+                    };
+                    meta.labels.extend(r.meta.labels.clone());
+                    meta.annotations.extend(r.meta.annotations.clone());
+                    return Some(ResolvedServer {
+                        meta,
+                        spec,
+                        user: User::Doc(Arc::clone(&r.node)),
+                        layers: vec![Layer {
+                            what: "MCPServer",
+                            doc: Arc::clone(&r.node),
+                            in_spec: true,
+                        }],
+                        span: r.node.span,
+                        origin: Origin::Explicit,
+                    });
+                }
+            }
+        }
+    }
     let mut layers = Vec::new();
     let mut user = json!({});
     let mut meta = Meta {
@@ -389,9 +469,9 @@ fn resolve_server(
     }
     let user = match explicit.first() {
         // An MCPServer alone is all the user said: share its spec (merging it into `{}` copies it).
-        Some(r) if discovered.is_empty() => Arc::clone(&r.spec),
+        Some(r) if discovered.is_empty() => Arc::clone(r.spec()),
         Some(r) => {
-            merge_into(&mut user, &r.spec);
+            merge_into(&mut user, r.spec());
             Arc::new(user)
         }
         None => Arc::new(user),
@@ -430,7 +510,7 @@ fn resolve_server(
             return Some(ResolvedServer {
                 meta,
                 spec,
-                user,
+                user: User::Json(user),
                 layers,
                 span,
                 origin,
@@ -470,7 +550,7 @@ fn report_duplicates<'a>(items: impl Iterator<Item = &'a Resource>, diags: &mut 
                 rs.iter().map(|r| {
                     (
                         &*r.node,
-                        Json::clone(&r.spec),
+                        Json::clone(r.spec()),
                         &r.meta.labels,
                         &r.meta.annotations,
                     )
