@@ -805,7 +805,7 @@ fn check(args: &InputArgs, format: DiagFormat) -> Result<u8, CliError> {
                 .iter()
                 .map(|d| {
                     let loc = |s: &compile::Span| {
-                        let f = c.files.get(s.file);
+                        let f = c.files.get(s.file as usize);
                         json!({
                             "file": f.map(|f| f.path.clone()),
                             "line": s.line + f.map_or(0, |f| f.line_offset),

@@ -34,7 +34,8 @@ impl SourceFile {
 /// characters, within the file's own text), and length in characters for the underline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span {
-    pub file: usize,
+    /// Index into the file table (`u32`: a span is in every node, so it is kept small).
+    pub file: u32,
     pub line: u32,
     pub col: u32,
     pub len: u32,
@@ -157,7 +158,7 @@ impl Diagnostics {
 
 /// `path:line:col` of a span, mapped into the enclosing file.
 pub fn location(span: &Span, files: &[SourceFile]) -> String {
-    match files.get(span.file) {
+    match files.get(span.file as usize) {
         Some(f) => {
             let line = span.line + f.line_offset;
             let col = span.col + f.col_offset;
@@ -199,7 +200,7 @@ fn render_one(out: &mut String, d: &Diagnostic, files: &[SourceFile]) {
 }
 
 fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
-    let Some(file) = files.get(span.file) else {
+    let Some(file) = files.get(span.file as usize) else {
         return;
     };
     let Some(text) = file.text.lines().nth(span.line.saturating_sub(1) as usize) else {

@@ -29,7 +29,7 @@ struct Line {
 }
 
 struct Doc<'a> {
-    file: usize,
+    file: u32,
     text: &'a str,
     bytes: &'a [u8],
     lines: Vec<Line>,
@@ -77,7 +77,7 @@ pub fn parse_doc(
     nodes: &mut usize,
 ) -> Option<Option<Node>> {
     let mut d = Doc {
-        file,
+        file: file as u32,
         text,
         bytes: text.as_bytes(),
         lines: Vec::with_capacity(text.len() / 16),
@@ -320,7 +320,7 @@ impl<'a> Doc<'a> {
         let (value, end) = match b[at] {
             b'"' | b'\'' => {
                 let (v, end) = self.quoted(at, line.end)?;
-                (Value::Str(v), end)
+                (Value::Str(v.into()), end)
             }
             _ => {
                 let colon = key_end(b, at, line.end)?;
@@ -334,7 +334,7 @@ impl<'a> Doc<'a> {
         if end + 1 > line.end {
             return None;
         }
-        if matches!(&value, Value::Str(s) if s == "<<") {
+        if matches!(&value, Value::Str(s) if &**s == "<<") {
             return None;
         }
         let span = self.span(line, at, end);
@@ -359,7 +359,7 @@ impl<'a> Doc<'a> {
                     stop = end;
                 }
                 let span = self.span(line, at, stop);
-                Some(self.node(Value::Str(v), span))
+                Some(self.node(Value::Str(v.into()), span))
             }
             b'[' if b.get(at + 1) != Some(&b']') => {
                 if level >= max_level {
@@ -373,9 +373,9 @@ impl<'a> Doc<'a> {
                     return None;
                 }
                 let value = if open == b'[' {
-                    Value::Seq(Vec::new())
+                    Value::Seq(Box::default())
                 } else {
-                    Value::Map(Vec::new())
+                    Value::Map(Box::default())
                 };
                 let span = self.span(line, at, at + 1);
                 Some(self.node(value, span))
@@ -427,7 +427,7 @@ impl<'a> Doc<'a> {
                 b'"' | b'\'' => {
                     let (v, close) = self.quoted(i, end)?;
                     let next = close + count_spaces(&b[close..end]);
-                    (Value::Str(v), next, next)
+                    (Value::Str(v.into()), next, next)
                 }
                 _ => {
                     if plain_start_forbidden(first)

@@ -46,7 +46,7 @@ enum Frame {
     },
 }
 
-fn span_of(file: usize, line_offset: u32, s: &YSpan) -> Span {
+fn span_of(file: u32, line_offset: u32, s: &YSpan) -> Span {
     let start = s.start;
     let end = s.end;
     let len = if end.line() == start.line() {
@@ -63,7 +63,7 @@ fn span_of(file: usize, line_offset: u32, s: &YSpan) -> Span {
 }
 
 struct Builder {
-    file: usize,
+    file: u32,
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Node, usize)>,
     nodes: usize,
@@ -117,7 +117,7 @@ impl Builder {
                     *key = Some(node);
                 }
                 Some(k) => {
-                    if matches!(&k.value, Value::Str(s) if s == "<<") && k.span.len == 2 {
+                    if matches!(&k.value, Value::Str(s) if &**s == "<<") && k.span.len == 2 {
                         merges.push(node);
                         return;
                     }
@@ -205,7 +205,7 @@ pub(super) fn resolve_plain(s: &str) -> Value {
             return Value::Float(f);
         }
     }
-    Value::Str(s.to_string())
+    Value::Str(s.into())
 }
 
 fn tagged(s: &str, tag: &Tag, span: Span, diags: &mut Diagnostics) -> Value {
@@ -317,7 +317,7 @@ fn is_doc_marker(l: &str) -> bool {
 /// the full parser. The full parser's first error ends the piece, as it would in one pass.
 fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagnostics) -> Loaded {
     let mut b = Builder {
-        file,
+        file: file as u32,
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
@@ -360,7 +360,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
 #[doc(hidden)]
 pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
     let mut b = Builder {
-        file,
+        file: file as u32,
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
@@ -405,7 +405,7 @@ fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnos
                 let v = match (&tag, style) {
                     (Some(t), _) => tagged(&value, t, span, diags),
                     (None, ScalarStyle::Plain) => resolve_plain(&value),
-                    (None, _) => Value::Str(value.into_owned()),
+                    (None, _) => Value::Str(value.into()),
                 };
                 b.nodes += 1;
                 b.push(Node::new(v, span), anchor, diags);
@@ -449,7 +449,7 @@ fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnos
                     anchor,
                 }) = b.stack.pop()
                 {
-                    b.push(Node::new(Value::Seq(items), span), anchor, diags);
+                    b.push(Node::new(Value::Seq(items.into()), span), anchor, diags);
                 }
             }
             Event::MappingEnd => {
@@ -462,7 +462,7 @@ fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnos
                 }) = b.stack.pop()
                 {
                     apply_merges(&mut entries, merges, diags);
-                    b.push(Node::new(Value::Map(entries), span), anchor, diags);
+                    b.push(Node::new(Value::Map(entries.into()), span), anchor, diags);
                 }
             }
             Event::Alias(id) => {
@@ -504,7 +504,7 @@ fn apply_merges(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>, diags: &mut 
     for m in merges {
         let sources: Vec<Node> = match m.value {
             Value::Map(_) => vec![m],
-            Value::Seq(items) => items,
+            Value::Seq(items) => items.into_vec(),
             _ => {
                 diags.push(Diagnostic::error(
                     "yaml-merge",
@@ -517,7 +517,7 @@ fn apply_merges(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>, diags: &mut 
         for src in sources {
             match src.value {
                 Value::Map(src_entries) => {
-                    for (k, v) in src_entries {
+                    for (k, v) in src_entries.into_vec() {
                         let name = k.key_text();
                         if !entries.iter().any(|(ek, _)| ek.key_text() == name) {
                             entries.push((k, v));
@@ -566,7 +566,7 @@ impl<'a> LineIndex<'a> {
             .map(|s| s.lines().next().unwrap_or("").chars().count())
             .unwrap_or(1);
         Span {
-            file,
+            file: file as u32,
             line: line as u32 + 1,
             col: col as u32 + 1,
             len: len.max(1) as u32,
@@ -600,7 +600,7 @@ fn toml_table(file: usize, index: &LineIndex<'_>, table: &toml::de::DeTable<'_>)
     let mut entries = Vec::new();
     for (k, v) in table.iter() {
         let key = Node::new(
-            Value::Str(k.get_ref().to_string()),
+            Value::Str(k.get_ref().as_ref().into()),
             index.span(file, k.span()),
         );
         let value = Node::new(
@@ -609,13 +609,13 @@ fn toml_table(file: usize, index: &LineIndex<'_>, table: &toml::de::DeTable<'_>)
         );
         entries.push((key, value));
     }
-    Value::Map(entries)
+    Value::Map(entries.into())
 }
 
 fn toml_value(file: usize, index: &LineIndex<'_>, v: &toml::de::DeValue<'_>) -> Value {
     use toml::de::DeValue;
     match v {
-        DeValue::String(s) => Value::Str(Cow::as_ref(s).to_string()),
+        DeValue::String(s) => Value::Str(Cow::as_ref(s).into()),
         DeValue::Integer(i) => {
             let digits = i.as_str().replace('_', "");
             let digits = digits
@@ -624,16 +624,16 @@ fn toml_value(file: usize, index: &LineIndex<'_>, v: &toml::de::DeValue<'_>) -> 
                 .trim_start_matches("0b");
             i64::from_str_radix(digits, i.radix())
                 .map(Value::Int)
-                .unwrap_or_else(|_| Value::Str(i.as_str().to_string()))
+                .unwrap_or_else(|_| Value::Str(i.as_str().into()))
         }
         DeValue::Float(f) => f
             .as_str()
             .replace('_', "")
             .parse::<f64>()
             .map(Value::Float)
-            .unwrap_or_else(|_| Value::Str(f.as_str().to_string())),
+            .unwrap_or_else(|_| Value::Str(f.as_str().into())),
         DeValue::Boolean(b) => Value::Bool(*b),
-        DeValue::Datetime(d) => Value::Str(d.to_string()),
+        DeValue::Datetime(d) => Value::Str(d.to_string().into()),
         DeValue::Array(items) => Value::Seq(
             items
                 .iter()

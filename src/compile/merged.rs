@@ -218,7 +218,7 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.0.value {
-            Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+            Value::Str(s) => visitor.visit_enum((&**s).into_deserializer()),
             _ => Err(de::Error::custom("expected a string for an enum")),
         }
     }

@@ -124,7 +124,7 @@ fn read_meta(doc: &Node, default_ns: &str, diags: &mut Diagnostics) -> Option<Me
         Some(Node {
             value: Value::Str(s),
             ..
-        }) => s.clone(),
+        }) => s.to_string(),
         Some(n) => {
             diags.push(Diagnostic::error(
                 "type-mismatch",
@@ -162,7 +162,7 @@ fn read_meta(doc: &Node, default_ns: &str, diags: &mut Diagnostics) -> Option<Me
                 ));
                 ok = false;
             }
-            s.clone()
+            s.to_string()
         }
         Some(n) if !matches!(n.value, Value::Null) => {
             diags.push(Diagnostic::error(
@@ -195,7 +195,7 @@ fn read_meta(doc: &Node, default_ns: &str, diags: &mut Diagnostics) -> Option<Me
                         ok = false;
                     }
                     let value = match &v.value {
-                        Value::Str(s) => s.clone(),
+                        Value::Str(s) => s.to_string(),
                         _ => {
                             diags.push(
                                 Diagnostic::error(

@@ -10,10 +10,12 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
+    // Boxed slices, not vectors: a node is 40 bytes rather than 56, and a large input is
+    // mostly nodes.
+    Str(Box<str>),
+    Seq(Box<[Node]>),
     /// Entries in source order; keys are unique (the loader rejects duplicates).
-    Map(Vec<(Node, Node)>),
+    Map(Box<[(Node, Node)]>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +72,7 @@ impl Node {
     /// The key as a string (YAML allows scalar keys of any type; Kubernetes reads them as strings).
     pub fn key_str(&self) -> String {
         match &self.value {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             Value::Int(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Bool(b) => b.to_string(),
@@ -91,7 +93,7 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if &**s == key))
                 .map(|(_, v)| v),
             _ => None,
         }
@@ -102,7 +104,7 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if &**s == key))
                 .map(|(k, _)| k),
             _ => None,
         }
@@ -145,7 +147,7 @@ impl Node {
             Value::Bool(b) => Json::Bool(*b),
             Value::Int(i) => Json::Number((*i).into()),
             Value::Float(f) => Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
-            Value::Str(s) => Json::String(s.clone()),
+            Value::Str(s) => Json::String(s.to_string()),
             Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
                 let mut m = Map::new();

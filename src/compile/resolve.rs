@@ -772,7 +772,7 @@ fn configmap_catalog(
     let Value::Str(text) = &data.value else {
         return None;
     };
-    let parent = files.get(data.span.file)?;
+    let parent = files.get(data.span.file as usize)?;
     let indicator_line = data.span.line;
     let block = parent
         .text
@@ -803,7 +803,7 @@ fn configmap_catalog(
     let context = format!("ConfigMap {ns}/{} key {key}", r.name);
     let nested = SourceFile {
         path: parent.path.clone(),
-        text: text.clone(),
+        text: text.to_string(),
         line_offset,
         col_offset,
         context: Some(context.clone()),

@@ -198,10 +198,8 @@ fn check<'a>(node: &'a Node, schema: &Schema, path: &mut Vec<Step<'a>>, diags: &
         },
         Ty::Boolean => match &node.value {
             Value::Bool(_) => {}
-            Value::Str(s)
-                if matches!(s.as_str(), "true" | "false" | "yes" | "no" | "on" | "off") =>
-            {
-                let fixed = matches!(s.as_str(), "true" | "yes" | "on");
+            Value::Str(s) if matches!(&**s, "true" | "false" | "yes" | "no" | "on" | "off") => {
+                let fixed = matches!(&**s, "true" | "yes" | "on");
                 diags.push(
                     type_diag(node, "a boolean", path)
                         .hint(format!("write `{fixed}` without quotes")),
@@ -218,7 +216,7 @@ fn scalar_text(node: &Node) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         _ => String::new(),
     }
 }
