@@ -153,9 +153,16 @@ impl Compound<'_> {
         })
     }
 
-    fn key(&mut self, key: &str) {
+    /// A field or variant name. Those are mostly identifiers, plain unless short enough to
+    /// spell a YAML word; `write_str` decides the others (and gives the same for these).
+    fn key(&mut self, key: &'static str) {
         self.element();
-        write_str(self.out, key, self.indent, true);
+        let b = key.as_bytes();
+        if b.len() > 5 && b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric) {
+            self.out.push_str(key);
+        } else {
+            write_str(self.out, key, self.indent, true);
+        }
         self.out.push(':');
     }
 
