@@ -666,6 +666,8 @@ mod tests {
         "\u{feff}a: 1\n",
         "a:\n  # only a comment\nb: 1\n",
         "a: b\n# c\n  # d\nc: d\n",
+        // Found by the fuzz target: a flow collection left open across `---`.
+        "[{serv a\"\nspiVersion: v1\nkind: Secret\nmetadata: {nata: {k: v}\n---\n- 1\n-k: v}\n---\n- 1\n- [2, {a:  =",
     ];
 
     #[test]

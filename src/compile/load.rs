@@ -346,7 +346,14 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
                 break;
             }
             None => {
+                let (docs, found, nodes) = (b.docs.len(), diags.items.len(), b.nodes);
                 if !full_parse(&mut b, doc, first_line, diags) {
+                    // An error may be one that only shows across the `---` (an unclosed flow
+                    // collection): the rest is read in one pass, for the same diagnostics.
+                    b.docs.truncate(docs);
+                    diags.items.truncate(found);
+                    b.nodes = nodes;
+                    full_parse(&mut b, &text[from..], first_line, diags);
                     break;
                 }
             }
