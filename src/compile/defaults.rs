@@ -45,6 +45,17 @@ impl Field<'_> {
         }
     }
 
+    /// The value, when it is an integer.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Field::Json(v) => v.as_i64(),
+            Field::Node(n) => match n.value {
+                NodeValue::Int(i) => Some(i),
+                _ => None,
+            },
+        }
+    }
+
     fn to_json(&self) -> Value {
         match self {
             Field::Json(v) => (*v).clone(),

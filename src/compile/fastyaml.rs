@@ -65,6 +65,20 @@ fn plain_start_forbidden(b: u8) -> bool {
     )
 }
 
+/// Whether a plain scalar may start at `at`: not with an indicator, nor with `-`, `?` or `:`
+/// followed by a space or the line's end (or, in a flow list, by `,` or `]`).
+fn plain_can_start(b: &[u8], at: usize, flow: bool) -> bool {
+    let Some(&first) = b.get(at) else {
+        return false;
+    };
+    let ends = |c: Option<&u8>| match c {
+        None | Some(b' ' | b'\n') => true,
+        Some(b',' | b']') => flow,
+        _ => false,
+    };
+    !(plain_start_forbidden(first) || matches!(first, b'-' | b'?' | b':') && ends(b.get(at + 1)))
+}
+
 /// A YAML document (the text from one `---` line to the next, or a whole file without them) as
 /// one node, `Some(None)` for a document with no content, or `None` when the full parser must
 /// read it. `line_offset` is the number of lines before `text` in its file; `nodes` counts the
@@ -380,11 +394,8 @@ impl<'a> Doc<'a> {
                 let span = self.span(line, at, at + 1);
                 Some(self.node(value, span))
             }
-            first => {
-                if plain_start_forbidden(first)
-                    || (matches!(first, b'-' | b'?' | b':')
-                        && matches!(b.get(at + 1), None | Some(b' ' | b'\n')))
-                {
+            _ => {
+                if !plain_can_start(b, at, false) {
                     return None;
                 }
                 // A plain scalar ends at ` #` or the line's end; `: ` inside it would start a
@@ -430,10 +441,7 @@ impl<'a> Doc<'a> {
                     (Value::Str(v.into()), next, next)
                 }
                 _ => {
-                    if plain_start_forbidden(first)
-                        || (matches!(first, b'-' | b'?' | b':')
-                            && matches!(b.get(i + 1), None | Some(b' ' | b',' | b']' | b'\n')))
-                    {
+                    if !plain_can_start(b, i, true) {
                         return None;
                     }
                     let mut j = i;
@@ -549,10 +557,7 @@ fn rest_is_comment(b: &[u8], from: usize, end: usize) -> bool {
 /// Where a plain key starting at `at` ends: its `:`, followed by a space or the line's end.
 /// `None` when the line holds no plain key (or one this module leaves to the full parser).
 fn key_end(b: &[u8], at: usize, end: usize) -> Option<usize> {
-    let first = *b.get(at)?;
-    if plain_start_forbidden(first)
-        || (matches!(first, b'-' | b'?' | b':') && matches!(b.get(at + 1), None | Some(b' ')))
-    {
+    if !plain_can_start(b, at, false) {
         return None;
     }
     let mut i = at;

@@ -84,6 +84,16 @@ fn count_nodes(n: &Node) -> usize {
 }
 
 impl Builder {
+    fn new(file: usize) -> Self {
+        Builder {
+            file: file as u32,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            docs: Vec::new(),
+        }
+    }
+
     /// Adds a finished node to its parent (or as a document root).
     fn push(&mut self, node: Node, anchor: usize, diags: &mut Diagnostics) {
         if anchor > 0 {
@@ -316,13 +326,7 @@ fn is_doc_marker(l: &str) -> bool {
 /// Parses the documents of a piece of a stream: each one by the fast path when it can, else by
 /// the full parser. The full parser's first error ends the piece, as it would in one pass.
 fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagnostics) -> Loaded {
-    let mut b = Builder {
-        file: file as u32,
-        stack: Vec::new(),
-        anchors: HashMap::new(),
-        nodes: 0,
-        docs: Vec::new(),
-    };
+    let mut b = Builder::new(file);
     let mut start = 0usize;
     let mut start_line = line_offset;
     let mut offset = 0usize;
@@ -366,13 +370,7 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
 /// with (its fast path is held to this by tests and a fuzz target).
 #[doc(hidden)]
 pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
-    let mut b = Builder {
-        file: file as u32,
-        stack: Vec::new(),
-        anchors: HashMap::new(),
-        nodes: 0,
-        docs: Vec::new(),
-    };
+    let mut b = Builder::new(file);
     full_parse(&mut b, text, 0, diags);
     Loaded { docs: b.docs }
 }

@@ -55,7 +55,7 @@ impl<'de> Deserializer<'de> for Layered<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match (self.over, self.base) {
             (Some(over), Some(Json::Object(base))) if matches!(over.value, Value::Map(_)) => {
-                visitor.visit_map(MergedMap::new(base, over))
+                visitor.visit_map(MergedMap::new(Some(base), over))
             }
             (Some(over), _) => NodeDe(over).deserialize_any(visitor),
             (None, Some(base)) => base.deserialize_any(visitor).map_err(de::Error::custom),
@@ -102,18 +102,18 @@ impl<'de> Deserializer<'de> for Layered<'de> {
     }
 }
 
-/// A document mapping over a default mapping: the defaults' keys first (in their order), then
-/// the document's other keys, as `merge_into` orders them.
+/// A document mapping over a default mapping (or none): the defaults' keys first (in their
+/// order), then the document's other keys, as `merge_into` orders them.
 struct MergedMap<'a> {
-    base: &'a serde_json::Map<String, Json>,
+    base: Option<&'a serde_json::Map<String, Json>>,
     over: &'a Node,
-    base_iter: serde_json::map::Iter<'a>,
+    base_iter: Option<serde_json::map::Iter<'a>>,
     over_iter: std::slice::Iter<'a, (Node, Node)>,
     value: Option<Layered<'a>>,
 }
 
 impl<'a> MergedMap<'a> {
-    fn new(base: &'a serde_json::Map<String, Json>, over: &'a Node) -> Self {
+    fn new(base: Option<&'a serde_json::Map<String, Json>>, over: &'a Node) -> Self {
         let entries: &'a [(Node, Node)] = match &over.value {
             Value::Map(e) => e,
             _ => &[],
@@ -121,7 +121,7 @@ impl<'a> MergedMap<'a> {
         MergedMap {
             base,
             over,
-            base_iter: base.iter(),
+            base_iter: base.map(|b| b.iter()),
             over_iter: entries.iter(),
             value: None,
         }
@@ -147,7 +147,7 @@ impl<'de> MapAccess<'de> for MergedMap<'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        if let Some((k, v)) = self.base_iter.next() {
+        if let Some((k, v)) = self.base_iter.as_mut().and_then(Iterator::next) {
             self.value = Some(Layered {
                 base: Some(v),
                 over: lookup(self.over, k),
@@ -159,7 +159,7 @@ impl<'de> MapAccess<'de> for MergedMap<'de> {
                 continue;
             }
             let key = k.key_text();
-            if self.base.contains_key(key.as_ref()) {
+            if self.base.is_some_and(|b| b.contains_key(key.as_ref())) {
                 continue;
             }
             self.value = Some(Layered {
@@ -196,10 +196,7 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
             Value::Float(_) => visitor.visit_unit(),
             Value::Str(s) => visitor.visit_borrowed_str(s),
             Value::Seq(items) => visitor.visit_seq(NodeSeq(items.iter())),
-            Value::Map(entries) => visitor.visit_map(NodeMap {
-                iter: entries.iter(),
-                value: None,
-            }),
+            Value::Map(_) => visitor.visit_map(MergedMap::new(None, self.0)),
         }
     }
 
@@ -255,36 +252,6 @@ impl<'de> SeqAccess<'de> for NodeSeq<'de> {
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.0.len())
-    }
-}
-
-struct NodeMap<'a> {
-    iter: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
-}
-
-impl<'de> MapAccess<'de> for NodeMap<'de> {
-    type Error = Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        for (k, v) in self.iter.by_ref() {
-            if is_null(v) {
-                continue;
-            }
-            self.value = Some(v);
-            return seed.deserialize(KeyDe(k)).map(Some);
-        }
-        Ok(None)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        match self.value.take() {
-            Some(v) => seed.deserialize(NodeDe(v)),
-            None => Err(de::Error::custom("value without a key")),
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
-use super::defaults::{self, merge_into};
+use super::defaults::{self, Field, SpecView, merge_into};
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::load;
 use super::merged;
@@ -79,12 +79,8 @@ pub enum User {
 impl User {
     fn field(&self, key: &str) -> Option<Field<'_>> {
         match self {
-            User::Json(j) => j.get(key).map(Field::Json),
-            User::Doc(d) => d
-                .get("spec")
-                .and_then(|s| s.get(key))
-                .filter(|v| !matches!(v.value, Value::Null))
-                .map(Field::Node),
+            User::Json(j) => j.field(&[key]),
+            User::Doc(d) => d.get("spec")?.field(&[key]),
         }
     }
 
@@ -95,19 +91,8 @@ impl User {
 
     /// The top-level spec field `key`, when the user set it to an integer.
     pub fn i64_of(&self, key: &str) -> Option<i64> {
-        match self.field(key)? {
-            Field::Json(j) => j.as_i64(),
-            Field::Node(n) => match n.value {
-                Value::Int(i) => Some(i),
-                _ => None,
-            },
-        }
+        self.field(key)?.as_i64()
     }
-}
-
-enum Field<'a> {
-    Json(&'a Json),
-    Node(&'a Node),
 }
 
 impl ResolvedServer {
@@ -380,11 +365,7 @@ fn resolve_server(
     // (which reports what is wrong).
     if let ([r], true) = (explicit.as_slice(), discovered.is_empty()) {
         if let Some(spec_node) = r.spec_node().filter(|n| matches!(n.value, Value::Map(_))) {
-            let has = |k: &str| {
-                spec_node
-                    .get(k)
-                    .is_some_and(|v| !matches!(v.value, Value::Null))
-            };
+            let has = |k: &str| spec_node.field(&[k]).is_some();
             let ambiguous = !has("mode") && has("image") && has("endpoint");
             if !ambiguous {
                 let base = defaults::server_base(spec_node);
