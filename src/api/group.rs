@@ -98,6 +98,7 @@ pub struct HealthPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub min_healthy_percentage: Option<i32>,
+    /// Ready members the group needs at the least. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_healthy_count: Option<i32>,

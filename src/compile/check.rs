@@ -529,7 +529,7 @@ fn check_workload(s: &ResolvedServer, diags: &mut Diagnostics) {
         }
     }
     // Ports.
-    let port = spec.port.unwrap_or(super::defaults::PORT);
+    let port = s.settings.port;
     if let Some(m) = spec.observability.as_ref().and_then(|o| o.metrics.as_ref()) {
         if m.enabled == Some(true) && m.port == Some(port) {
             diags.push(
@@ -905,19 +905,12 @@ fn check_source(s: &ResolvedSource, diags: &mut Diagnostics) {
         s.spec.refresh_interval.as_deref(),
         diags,
     );
-    if let Some(d) = s
-        .spec
-        .refresh_interval
-        .as_deref()
-        .and_then(|d| units::parse_duration(d).ok())
-    {
-        if d.as_secs() < 5 {
-            diags.push(Diagnostic::warning(
-                "refresh-too-often",
-                Some(at("refreshInterval")),
-                "refreshing more often than every 5s loads the API server and the source",
-            ));
-        }
+    if s.settings.refresh_interval.as_secs() < 5 {
+        diags.push(Diagnostic::warning(
+            "refresh-too-often",
+            Some(at("refreshInterval")),
+            "refreshing more often than every 5s loads the API server and the source",
+        ));
     }
     let ty = s.spec.type_;
     let relevant: &[(&str, SourceType)] = &[

@@ -2,6 +2,7 @@
 //! rendered output leaves nothing for the cluster to fill in that hangar could have decided.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -9,17 +10,51 @@ use super::node::{Node, Value as NodeValue};
 
 use crate::api::server::Transport;
 
+// Each duration is written twice: as the text `hangar render` prints and as the value
+// `settings` decides with (a test holds the two equal).
 pub const REPLICAS: i32 = 1;
 pub const IDLE_TTL: &str = "5m";
+pub const IDLE_TTL_D: Duration = Duration::from_secs(300);
 pub const STARTUP_TIMEOUT: &str = "30s";
+pub const STARTUP_TIMEOUT_D: Duration = Duration::from_secs(30);
 pub const SHUTDOWN_GRACE_PERIOD: &str = "30s";
+pub const SHUTDOWN_GRACE_PERIOD_D: Duration = Duration::from_secs(30);
 pub const PORT: i32 = 8080;
 pub const PATH_STREAMABLE: &str = "/mcp";
 pub const PATH_SSE: &str = "/sse";
 pub const HEALTH_INTERVAL: &str = "30s";
+pub const HEALTH_INTERVAL_D: Duration = Duration::from_secs(30);
 pub const HEALTH_TIMEOUT: &str = "5s";
+pub const HEALTH_TIMEOUT_D: Duration = Duration::from_secs(5);
 pub const HEALTH_FAILURE_THRESHOLD: i32 = 3;
+pub const HEALTH_SUCCESS_THRESHOLD: i32 = 1;
+pub const BREAKER_FAILURE_THRESHOLD: i32 = 5;
+pub const BREAKER_RESET_TIMEOUT: &str = "30s";
+pub const BREAKER_RESET_TIMEOUT_D: Duration = Duration::from_secs(30);
+pub const BREAKER_HALF_OPEN_REQUESTS: i32 = 3;
+pub const BREAKER_SUCCESS_THRESHOLD: i32 = 2;
 pub const METRICS_PORT: i32 = 9090;
+pub const HPA_MIN_REPLICAS: i32 = 1;
+pub const HPA_MAX_REPLICAS: i32 = 5;
+pub const HPA_TARGET_CPU: i32 = 80;
+/// A disruption budget that names neither bound allows one pod down.
+pub const PDB_MAX_UNAVAILABLE: i32 = 1;
+pub const PROBE_AUTH_HEADER: &str = "Authorization";
+pub const PROBE_AUTH_SCHEME: &str = "Bearer";
+pub const PROBE_AUTH_KEY: &str = "token";
+pub const FAILOVER_MAX_RETRIES: i32 = 2;
+pub const FAILOVER_RETRY_DELAY: &str = "1s";
+pub const FAILOVER_RETRY_DELAY_D: Duration = Duration::from_secs(1);
+pub const GROUP_MIN_HEALTHY_PERCENTAGE: i32 = 50;
+pub const GROUP_MIN_HEALTHY_COUNT: i32 = 1;
+pub const GROUP_UNHEALTHY_THRESHOLD: i32 = 3;
+pub const GROUP_BREAKER_FAILURE_THRESHOLD: i32 = 10;
+pub const GROUP_BREAKER_RESET_TIMEOUT: &str = "1m";
+pub const GROUP_BREAKER_RESET_TIMEOUT_D: Duration = Duration::from_secs(60);
+pub const AFFINITY_TTL: &str = "10m";
+pub const AFFINITY_TTL_D: Duration = Duration::from_secs(600);
+pub const REFRESH_INTERVAL: &str = "1m";
+pub const REFRESH_INTERVAL_D: Duration = Duration::from_secs(60);
 pub const RUN_AS_USER: i64 = 65534;
 /// Namespaces carrying this label may reach MCP server pods (the seed's isolation policy).
 pub const CORE_NAMESPACE_LABEL: (&str, &str) = ("mcp-hangar.io/core", "true");
@@ -140,8 +175,7 @@ pub fn server_base(user: &impl SpecView) -> Cow<'static, Value> {
     };
     // The probe's credentials: where they go, once the user names a Secret.
     if user.field(&["validation", "auth"]).is_some() {
-        d.to_mut()["validation"]["auth"] =
-            json!({"header": "Authorization", "scheme": "Bearer", "secretRef": {"key": "token"}});
+        d.to_mut()["validation"]["auth"] = json!({"header": PROBE_AUTH_HEADER, "scheme": PROBE_AUTH_SCHEME, "secretRef": {"key": PROBE_AUTH_KEY}});
     }
     // A rate limit's burst defaults to its per-minute rate.
     if let Some(rpm) = user.field(&["tools", "rateLimit", "requestsPerMinute"]) {
@@ -164,14 +198,14 @@ fn base_defaults(mode: &str, path: &str) -> Value {
             "interval": HEALTH_INTERVAL,
             "timeout": HEALTH_TIMEOUT,
             "failureThreshold": HEALTH_FAILURE_THRESHOLD,
-            "successThreshold": 1
+            "successThreshold": HEALTH_SUCCESS_THRESHOLD
         },
         "circuitBreaker": {
             "enabled": true,
-            "failureThreshold": 5,
-            "resetTimeout": "30s",
-            "halfOpenRequests": 3,
-            "successThreshold": 2
+            "failureThreshold": BREAKER_FAILURE_THRESHOLD,
+            "resetTimeout": BREAKER_RESET_TIMEOUT,
+            "halfOpenRequests": BREAKER_HALF_OPEN_REQUESTS,
+            "successThreshold": BREAKER_SUCCESS_THRESHOLD
         },
         "tools": {"allowList": [], "denyList": []},
         "transport": "auto",
@@ -199,7 +233,7 @@ fn container_defaults(policy: &str) -> Value {
             "metrics": {"enabled": false, "port": METRICS_PORT},
             "tracing": {"enabled": false, "samplingRate": 0.1}
         },
-        "hpa": {"enabled": false, "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 80},
+        "hpa": {"enabled": false, "minReplicas": HPA_MIN_REPLICAS, "maxReplicas": HPA_MAX_REPLICAS, "targetCPUUtilizationPercentage": HPA_TARGET_CPU},
         "podDisruptionBudget": {"enabled": false},
         "networkPolicy": {
             "enabled": true,
@@ -212,17 +246,21 @@ fn container_defaults(policy: &str) -> Value {
 pub fn group() -> Value {
     json!({
         "strategy": "RoundRobin",
-        "failover": {"enabled": true, "maxRetries": 2, "retryDelay": "1s", "retryOn": ["timeout", "connection_error"]},
-        "healthPolicy": {"minHealthyPercentage": 50, "unhealthyThreshold": 3},
-        "circuitBreaker": {"enabled": false, "failureThreshold": 10, "resetTimeout": "1m"},
-        "sessionAffinity": {"enabled": false, "type": "ClientIP", "ttl": "10m"},
+        "failover": {"enabled": true, "maxRetries": FAILOVER_MAX_RETRIES, "retryDelay": FAILOVER_RETRY_DELAY, "retryOn": ["timeout", "connection_error"]},
+        "healthPolicy": {
+            "minHealthyPercentage": GROUP_MIN_HEALTHY_PERCENTAGE,
+            "minHealthyCount": GROUP_MIN_HEALTHY_COUNT,
+            "unhealthyThreshold": GROUP_UNHEALTHY_THRESHOLD
+        },
+        "circuitBreaker": {"enabled": false, "failureThreshold": GROUP_BREAKER_FAILURE_THRESHOLD, "resetTimeout": GROUP_BREAKER_RESET_TIMEOUT},
+        "sessionAffinity": {"enabled": false, "type": "ClientIP", "ttl": AFFINITY_TTL},
     })
 }
 
 pub fn discovery_source(user: &Value) -> Value {
     let mut d = json!({
         "mode": "Additive",
-        "refreshInterval": "1m",
+        "refreshInterval": REFRESH_INTERVAL,
         "paused": false,
         "ownership": {"controller": true, "blockDeletion": false},
     });
@@ -272,6 +310,25 @@ mod tests {
         let mut base = json!({"a": {"x": 1, "y": [1, 2]}, "b": 1});
         merge_into(&mut base, &json!({"a": {"y": [3]}, "c": 2}));
         assert_eq!(base, json!({"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}));
+    }
+
+    #[test]
+    fn written_and_decided_durations_agree() {
+        use crate::compile::units::parse_duration;
+        for (text, d) in [
+            (IDLE_TTL, IDLE_TTL_D),
+            (STARTUP_TIMEOUT, STARTUP_TIMEOUT_D),
+            (SHUTDOWN_GRACE_PERIOD, SHUTDOWN_GRACE_PERIOD_D),
+            (HEALTH_INTERVAL, HEALTH_INTERVAL_D),
+            (HEALTH_TIMEOUT, HEALTH_TIMEOUT_D),
+            (BREAKER_RESET_TIMEOUT, BREAKER_RESET_TIMEOUT_D),
+            (FAILOVER_RETRY_DELAY, FAILOVER_RETRY_DELAY_D),
+            (GROUP_BREAKER_RESET_TIMEOUT, GROUP_BREAKER_RESET_TIMEOUT_D),
+            (AFFINITY_TTL, AFFINITY_TTL_D),
+            (REFRESH_INTERVAL, REFRESH_INTERVAL_D),
+        ] {
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
     }
 
     #[test]

@@ -16,9 +16,11 @@ pub mod model;
 pub mod node;
 pub mod render;
 pub mod resolve;
+pub mod settings;
 pub mod units;
 pub mod validate;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 pub use bundle::{Bundle, Object, Role};
@@ -72,10 +74,43 @@ impl Default for Inputs {
     }
 }
 
+/// What was decided about each resolved resource, by namespace and name.
+#[derive(Debug, Default)]
+pub struct Decided {
+    pub servers: BTreeMap<(String, String), settings::ServerSettings>,
+    pub groups: BTreeMap<(String, String), settings::GroupSettings>,
+    pub sources: BTreeMap<(String, String), settings::SourceSettings>,
+}
+
+impl Decided {
+    fn of(resolved: resolve::Resolved) -> Self {
+        let key = |m: &model::Meta| (m.namespace.clone(), m.name.clone());
+        Decided {
+            servers: resolved
+                .servers
+                .into_iter()
+                .map(|s| (key(&s.meta), s.settings))
+                .collect(),
+            groups: resolved
+                .groups
+                .into_iter()
+                .map(|g| (key(&g.meta), g.settings))
+                .collect(),
+            sources: resolved
+                .sources
+                .into_iter()
+                .map(|s| (key(&s.meta), s.settings))
+                .collect(),
+        }
+    }
+}
+
 /// The outcome of a compilation: a bundle when there are no errors, and every diagnostic.
 #[derive(Debug)]
 pub struct Compilation {
     pub bundle: Option<Bundle>,
+    /// The settings of the bundle's resources (empty when there is no bundle).
+    pub decided: Decided,
     pub diagnostics: Diagnostics,
     /// Every text diagnostics may point into (the inputs, plus nested catalogs).
     pub files: Vec<SourceFile>,
@@ -187,8 +222,13 @@ pub fn compile(inputs: &Inputs) -> Compilation {
     let bundle = Bundle::new(objects, &mut diags);
     diags.sort();
     let bundle = (!diags.has_errors()).then_some(bundle);
+    let decided = match bundle {
+        Some(_) => Decided::of(resolved),
+        None => Decided::default(),
+    };
     Compilation {
         bundle,
+        decided,
         diagnostics: diags,
         files,
     }

@@ -14,6 +14,7 @@ use super::load;
 use super::merged;
 use super::model::{Catalog, Entry, Meta, Model, Resource};
 use super::node::{Node, Seg, Value};
+use super::settings::{GroupSettings, ServerSettings, SourceSettings};
 use crate::api::Kind;
 use crate::api::discovery::{MCPDiscoverySourceSpec, SourceType};
 use crate::api::group::MCPServerGroupSpec;
@@ -59,6 +60,8 @@ pub enum Origin {
 pub struct ResolvedServer {
     pub meta: Meta,
     pub spec: MCPServerSpec,
+    /// Everything decided about the server, from `spec`.
+    pub settings: ServerSettings,
     /// The user's layers merged, without defaults (what the user said; shared with the model
     /// when a single MCPServer said it).
     pub user: User,
@@ -129,6 +132,7 @@ impl ResolvedServer {
 pub struct ResolvedGroup {
     pub meta: Meta,
     pub spec: MCPServerGroupSpec,
+    pub settings: GroupSettings,
     pub spec_json: Json,
     pub node: Node,
 }
@@ -137,6 +141,7 @@ pub struct ResolvedGroup {
 pub struct ResolvedSource {
     pub meta: Meta,
     pub spec: MCPDiscoverySourceSpec,
+    pub settings: SourceSettings,
     pub spec_json: Json,
     pub node: Node,
 }
@@ -182,6 +187,7 @@ pub fn resolve(
                 let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
                 out.sources.push(ResolvedSource {
                     meta: r.meta.clone(),
+                    settings: SourceSettings::decide(&spec),
                     spec,
                     spec_json,
                     node: Node::clone(&r.node),
@@ -199,6 +205,7 @@ pub fn resolve(
                 let spec_json = serde_json::to_value(&spec).unwrap_or(spec_json);
                 out.groups.push(ResolvedGroup {
                     meta: r.meta.clone(),
+                    settings: GroupSettings::decide(&spec),
                     spec,
                     spec_json,
                     node: Node::clone(&r.node),
@@ -378,6 +385,7 @@ fn resolve_server(
                     meta.labels.extend(r.meta.labels.clone());
                     meta.annotations.extend(r.meta.annotations.clone());
                     return Some(ResolvedServer {
+                        settings: ServerSettings::decide(&meta.name, &meta.namespace, &spec),
                         meta,
                         spec,
                         user: User::Doc(Arc::clone(&r.node)),
@@ -489,6 +497,7 @@ fn resolve_server(
     match serde_json::from_value::<MCPServerSpec>(spec_json) {
         Ok(spec) => {
             return Some(ResolvedServer {
+                settings: ServerSettings::decide(&meta.name, &meta.namespace, &spec),
                 meta,
                 spec,
                 user: User::Json(user),

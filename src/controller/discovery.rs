@@ -34,8 +34,7 @@ use super::server::write_status_json;
 use super::state::{self, truncate};
 use super::{Ctx, Error, compile_input, event};
 use crate::api::discovery::{
-    DiscoveredProvider, DiscoveryMode, MCPDiscoverySource, MCPDiscoverySourceSpec,
-    MCPDiscoverySourceStatus, SourceType,
+    DiscoveredProvider, DiscoveryMode, MCPDiscoverySourceSpec, MCPDiscoverySourceStatus, SourceType,
 };
 use crate::apply::{Applier, ObjectKey};
 use crate::compile::isolate::compile_isolated;
@@ -93,12 +92,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
 
     // The source's own spec, defaulted and checked by the compiler.
     let own = compile(&compile_input(obj, "MCPDiscoverySource"));
-    let resolved: Option<MCPDiscoverySource> = own.bundle.as_ref().and_then(|b| {
-        b.objects
-            .iter()
-            .find(|o| o.role == Role::Resource && o.kind == "MCPDiscoverySource")
-            .and_then(|o| serde_json::from_value(o.body.clone()).ok())
-    });
+    let resolved = own.decided.sources.get(&(ns.clone(), name.clone()));
 
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -114,13 +108,8 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
         return Ok(Action::requeue(base.resync));
     };
     let spec = source.spec.clone();
-    let refresh = spec
-        .refresh_interval
-        .as_deref()
-        .and_then(|d| crate::compile::units::parse_duration(d).ok())
-        .unwrap_or(Duration::from_secs(60))
-        .max(Duration::from_secs(1));
-    if spec.paused == Some(true) {
+    let refresh = source.refresh_interval;
+    if source.paused {
         let held = Held {
             reason: "Paused",
             message: "spec.paused is true: nothing is read, applied or deleted".into(),
@@ -129,11 +118,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
         hold(ctx, obj, &prev, held).await?;
         return Ok(Action::requeue(refresh));
     }
-    let owned = spec
-        .ownership
-        .as_ref()
-        .and_then(|o| o.controller)
-        .unwrap_or(true);
+    let owned = source.controller_owned;
 
     let t0 = Instant::now();
     let bind = format!("{ns}/{name}");
@@ -227,7 +212,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
             "name": name,
             "uid": uid,
             "controller": true,
-            "blockOwnerDeletion": spec.ownership.as_ref().and_then(|o| o.block_deletion).unwrap_or(false),
+            "blockOwnerDeletion": source.block_owner_deletion,
         })
     });
     for body in &mut desired {
@@ -261,7 +246,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Act
     // Authoritative: delete what this source made and no longer yields. Not what it cannot
     // read now (a skipped entry keeps what it had).
     let mut deleted = 0;
-    let authoritative = spec.mode == Some(DiscoveryMode::Authoritative);
+    let authoritative = source.mode == DiscoveryMode::Authoritative;
     if authoritative {
         let wanted: BTreeSet<(String, String, String)> = desired
             .iter()

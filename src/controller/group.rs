@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use super::server::write_status_json;
 use super::state::{self, truncate};
 use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
-use crate::api::group::{GroupMember, MCPServerGroup, MCPServerGroupStatus, Strategy};
+use crate::api::group::{GroupMember, MCPServerGroupStatus};
 use crate::api::server::ServerState;
 use crate::compile::check::selector_matches;
 use crate::compile::{Role, compile};
@@ -58,12 +58,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         }
         return Ok(Action::requeue(ctx.resync));
     };
-    let Some(group) = bundle
-        .objects
-        .iter()
-        .find(|o| o.role == Role::Resource && o.kind == "MCPServerGroup")
-        .and_then(|o| serde_json::from_value::<MCPServerGroup>(o.body.clone()).ok())
-    else {
+    let Some(group) = compiled.decided.groups.get(&(ns.clone(), obj.name_any())) else {
         return Ok(Action::requeue(ctx.resync));
     };
     let Some(owner) = owner_reference(obj, &ctx.group_ar) else {
@@ -84,7 +79,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         .iter()
         .filter(|s| {
             let labels: BTreeMap<String, String> = s.labels().clone();
-            selector_matches(&group.spec.selector, &labels)
+            selector_matches(&group.selector, &labels)
         })
         .map(|s| GroupMember {
             name: s.name_any(),
@@ -101,10 +96,9 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
     let count = |st: ServerState| members.iter().filter(|m| m.state == Some(st)).count() as i32;
     let total = members.len() as i32;
     let ready = count(ServerState::Ready);
-    let policy = group.spec.health_policy.clone().unwrap_or_default();
-    let min_pct = policy.min_healthy_percentage.unwrap_or(50);
-    let min_count = policy.min_healthy_count.unwrap_or(1);
-    let healthy = total > 0 && ready * 100 >= min_pct * total && ready >= min_count;
+    let policy = &group.health;
+    let (min_pct, min_count) = (policy.min_healthy_percentage, policy.min_healthy_count);
+    let healthy = policy.healthy(ready, total);
     let msg = format!("{ready}/{total} members ready (needs {min_pct}% and at least {min_count})");
     let mut conds = vec![state::condition(
         prev_conds,
@@ -136,7 +130,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error
         cold_count: Some(count(ServerState::Cold)),
         dead_count: Some(count(ServerState::Dead)),
         providers: Some(members),
-        active_strategy: Some(group.spec.strategy.unwrap_or(Strategy::RoundRobin)),
+        active_strategy: Some(group.strategy),
         healthy: Some(healthy),
         observed_generation: generation,
         conditions: Some(conds),

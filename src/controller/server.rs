@@ -21,10 +21,9 @@ use super::health::Target;
 use super::metrics::ServerLabels;
 use super::state::{self, Observed, Workload};
 use super::{Ctx, Error, compile_input, event, owner_reference, with_owner};
-use crate::api::server::{MCPServer, MCPServerStatus, Mode, ServerState};
+use crate::api::server::{MCPServerStatus, Mode, ServerState};
 use crate::compile::render::labels::SERVER_LABEL;
-use crate::compile::units::parse_duration;
-use crate::compile::{Role, compile, defaults};
+use crate::compile::{Role, compile};
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     super::measured(&ctx, "MCPServer", reconcile_server(&obj, &ctx)).await
@@ -40,12 +39,6 @@ fn child_kinds() -> Vec<ApiResource> {
         ApiResource::erase::<HorizontalPodAutoscaler>(&()),
         ApiResource::erase::<PodDisruptionBudget>(&()),
     ]
-}
-
-fn secs(s: Option<&str>, default: &str) -> Duration {
-    s.and_then(|s| parse_duration(s).ok())
-        .or_else(|| parse_duration(default).ok())
-        .unwrap_or(Duration::from_secs(30))
 }
 
 async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Error> {
@@ -103,23 +96,16 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         }
         return Ok(Action::requeue(ctx.resync));
     };
-    let resolved: Option<MCPServer> = bundle
-        .objects
-        .iter()
-        .find(|o| o.role == Role::Resource && o.kind == "MCPServer")
-        .and_then(|o| serde_json::from_value(o.body.clone()).ok());
-    let Some(resolved) = resolved else {
+    let Some(set) = compiled.decided.servers.get(&(ns.clone(), name.clone())) else {
         return Ok(Action::requeue(ctx.resync));
     };
-    let spec = &resolved.spec;
     let Some(owner) = owner_reference(obj, &ctx.server_ar) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
 
     // Strict mode holds a server found non-compliant until its spec changes: the Ready condition
     // says NonCompliant for this generation. A held container server runs no replicas.
-    let vspec = spec.validation.clone().unwrap_or_default();
-    let strict = vspec.strict_mode == Some(true);
+    let strict = set.validation.strict;
     let held = strict
         && prev.observed_generation == generation
         && prev
@@ -127,7 +113,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
             .iter()
             .flatten()
             .any(|c| c.type_ == state::READY && c.reason == state::NON_COMPLIANT);
-    let remote = spec.mode == Mode::Remote;
+    let remote = set.mode == Mode::Remote;
 
     // Apply the children.
     let children: Vec<Json> = bundle
@@ -191,10 +177,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
     }
 
     // Health.
-    let hc = spec.health_check.clone().unwrap_or_default();
-    let interval = secs(hc.interval.as_deref(), defaults::HEALTH_INTERVAL);
-    let timeout = secs(hc.timeout.as_deref(), defaults::HEALTH_TIMEOUT);
-    let hpa = spec.hpa.as_ref().is_some_and(|h| h.enabled == Some(true));
+    let interval = set.health.interval;
     let workload = deployment.as_ref().map(|d| {
         let n = |p: &str| d.pointer(p).and_then(Json::as_i64).unwrap_or(0) as i32;
         Workload {
@@ -203,45 +186,31 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
             available: n("/status/availableReplicas"),
         }
     });
-    let desired = if remote {
-        0
-    } else if hpa {
+    let desired = set.desired_replicas(
         deployment
             .as_ref()
             .and_then(|d| d.pointer("/spec/replicas").and_then(Json::as_i64))
-            .map(|r| r as i32)
-            .unwrap_or(1)
-    } else {
-        spec.replicas.unwrap_or(defaults::REPLICAS)
-    };
-    let port = spec.port.unwrap_or(defaults::PORT);
-    let path = spec
-        .path
-        .clone()
-        .unwrap_or_else(|| defaults::PATH_STREAMABLE.into());
-    let endpoint = if remote {
-        spec.endpoint.clone()
-    } else {
-        Some(format!("http://{name}.{ns}.svc:{port}{path}"))
-    };
+            .map(|r| r as i32),
+    );
+    let endpoint = Some(set.url.clone()).filter(|u| !u.is_empty());
     // Health: a remote endpoint always; a container server through its Service once a replica
     // is ready (unless the controller runs where Services are not reachable).
     let has_ready = workload.as_ref().is_some_and(|w| w.ready > 0);
     let probed = remote || (ctx.probe_services && desired > 0 && has_ready && !held);
     let check = if !probed {
         None
-    } else if hc.enabled == Some(false) {
+    } else if !set.health.enabled {
         Some(state::Check {
             ok: true,
             message: "health checks disabled".into(),
             ..Default::default()
         })
     } else {
-        match probe_headers(ctx, &ns, vspec.auth.as_ref()).await {
+        match probe_headers(ctx, &ns, set.validation.auth.as_ref()).await {
             Ok(headers) => {
                 let target = Target {
-                    url: endpoint.clone().unwrap_or_default(),
-                    timeout,
+                    url: set.url.clone(),
+                    timeout: set.health.timeout,
                     headers,
                 };
                 // Bounded: at most --probe-concurrency checks run at once.
@@ -262,10 +231,10 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
             .as_ref()
             .and_then(|v| v.capabilities.clone())
             .unwrap_or_default();
-        let missing: Vec<String> = vspec
+        let missing: Vec<String> = set
+            .validation
             .required_capabilities
             .iter()
-            .flatten()
             .filter_map(|cap| serde_json::to_value(cap).ok()?.as_str().map(str::to_string))
             .filter(|cap| !announced.contains(cap))
             .collect();
@@ -314,10 +283,8 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Action, Erro
         apply_error,
         hold: if remote_recovered { None } else { hold },
         endpoint,
-        startup_timeout: secs(spec.startup_timeout.as_deref(), defaults::STARTUP_TIMEOUT),
-        failure_threshold: hc
-            .failure_threshold
-            .unwrap_or(defaults::HEALTH_FAILURE_THRESHOLD),
+        startup_timeout: set.startup_timeout,
+        failure_threshold: set.health.failure_threshold,
         interval,
     };
     let (next, transition) = state::next(&prev, &observed, now);
@@ -479,14 +446,14 @@ async fn prune_children(
 async fn probe_headers(
     ctx: &Ctx,
     ns: &str,
-    auth: Option<&crate::api::server::ProbeAuth>,
+    auth: Option<&crate::compile::settings::ProbeAuth>,
 ) -> Result<http::HeaderMap, String> {
     let mut headers = http::HeaderMap::new();
     let Some(auth) = auth else {
         return Ok(headers);
     };
-    let secret = &auth.secret_ref.name;
-    let key = auth.secret_ref.key.as_deref().unwrap_or("token");
+    let secret = &auth.secret;
+    let key = auth.key.as_str();
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
     let found = match api.get_opt(secret).await {
         Ok(Some(s)) => s,
@@ -514,15 +481,14 @@ async fn probe_headers(
         format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not UTF-8 text")
     })?;
     let value = value.trim();
-    let scheme = auth.scheme.as_deref().unwrap_or("Bearer");
+    let scheme = auth.scheme.as_str();
     let text = if scheme.is_empty() {
         value.to_string()
     } else {
         format!("{scheme} {value}")
     };
-    let name =
-        http::HeaderName::from_bytes(auth.header.as_deref().unwrap_or("Authorization").as_bytes())
-            .map_err(|_| "validation.auth: `header` is not a valid HTTP header name".to_string())?;
+    let name = http::HeaderName::from_bytes(auth.header.as_bytes())
+        .map_err(|_| "validation.auth: `header` is not a valid HTTP header name".to_string())?;
     let mut v = http::HeaderValue::from_str(&text).map_err(|_| {
         format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not a valid header value")
     })?;

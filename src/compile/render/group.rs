@@ -13,22 +13,20 @@ use super::labels::{self, COMPONENT_GROUP, GROUP_LABEL, MANAGED_BY, MCP_SERVER_P
 use crate::api::group::AffinityType;
 use crate::compile::defaults;
 use crate::compile::resolve::ResolvedGroup;
-use crate::compile::units::parse_duration;
+use crate::compile::settings::whole_secs;
 
 pub fn service(g: &ResolvedGroup, out: &mut impl Sink) {
     let mut selector: BTreeMap<String, String> =
-        g.spec.selector.match_labels.clone().unwrap_or_default();
+        g.settings.selector.match_labels.clone().unwrap_or_default();
     selector.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     selector.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
+    // The Service keeps a client on one member by address; header affinity is the gateway's.
     let affinity = g
-        .spec
+        .settings
         .session_affinity
         .as_ref()
-        .filter(|a| a.enabled == Some(true) && a.type_ != Some(AffinityType::Header));
-    let timeout = affinity
-        .and_then(|a| a.ttl.as_deref())
-        .and_then(|t| parse_duration(t).ok())
-        .map(|d| d.as_secs().clamp(1, 86400) as i32);
+        .filter(|a| a.kind != AffinityType::Header);
+    let timeout = affinity.map(|a| whole_secs(a.ttl).clamp(1, 86400) as i32);
     let svc = Service {
         metadata: ObjectMeta {
             name: Some(g.meta.name.clone()),

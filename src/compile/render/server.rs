@@ -30,20 +30,12 @@ use super::labels::{
     self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
 };
 use crate::api::server::Mode;
-use crate::compile::defaults;
 use crate::compile::resolve::ResolvedServer;
-use crate::compile::units::parse_duration;
+use crate::compile::settings::whole_secs;
 
 const CONTAINER: &str = "mcp";
 const PORT_NAME: &str = "mcp";
 const METRICS_PORT_NAME: &str = "metrics";
-
-fn secs(d: Option<&str>, default: &str) -> i64 {
-    d.and_then(|d| parse_duration(d).ok())
-        .or_else(|| parse_duration(default).ok())
-        .map(|d| d.as_secs_f64().ceil() as i64)
-        .unwrap_or(1)
-}
 
 fn meta(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
@@ -82,11 +74,12 @@ pub fn config_hash(s: &ResolvedServer) -> String {
 }
 /// Renders the objects a server runs as into `out`.
 pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
-    if s.spec.mode == Mode::Remote {
+    let set = &s.settings;
+    if set.mode == Mode::Remote {
         return;
     }
     let labels = labels::standard(&s.meta.name, COMPONENT_SERVER, SERVER_LABEL);
-    if s.spec.service_account_name.is_none() {
+    if set.own_service_account {
         let sa = ServiceAccount {
             metadata: meta(s, &labels),
             automount_service_account_token: Some(false),
@@ -96,10 +89,10 @@ pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
     }
     out.child(&deployment(s, &labels), s.span);
     out.child(&service(s, &labels), s.span);
-    if s.spec.network_policy.as_ref().and_then(|n| n.enabled) != Some(false) {
-        out.child(&network_policy(s, &labels), s.span);
+    if let Some(np) = &set.network_policy {
+        out.child(&network_policy(s, np, &labels), s.span);
     }
-    if let Some(h) = s.spec.hpa.as_ref().filter(|h| h.enabled == Some(true)) {
+    if let Some(h) = &set.autoscaling {
         let hpa = HorizontalPodAutoscaler {
             metadata: meta(s, &labels),
             spec: HorizontalPodAutoscalerSpec {
@@ -108,15 +101,15 @@ pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
                     kind: "Deployment".into(),
                     name: s.meta.name.clone(),
                 },
-                min_replicas: h.min_replicas,
-                max_replicas: h.max_replicas.unwrap_or(1),
+                min_replicas: Some(h.min_replicas),
+                max_replicas: h.max_replicas,
                 metrics: Some(vec![MetricSpec {
                     type_: "Resource".into(),
                     resource: Some(ResourceMetricSource {
                         name: "cpu".into(),
                         target: MetricTarget {
                             type_: "Utilization".into(),
-                            average_utilization: h.target_cpu_utilization_percentage,
+                            average_utilization: Some(h.target_cpu_utilization_percentage),
                             ..MetricTarget::default()
                         },
                     }),
@@ -128,16 +121,7 @@ pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
         };
         out.child(&hpa, s.span);
     }
-    if let Some(p) = s
-        .spec
-        .pod_disruption_budget
-        .as_ref()
-        .filter(|p| p.enabled == Some(true))
-    {
-        let max_unavailable = match (&p.min_available, &p.max_unavailable) {
-            (None, None) => Some(IntOrString::Int(1)),
-            (_, m) => m.clone(),
-        };
+    if let Some(p) = &set.disruption_budget {
         let pdb = PodDisruptionBudget {
             metadata: meta(s, &labels),
             spec: Some(PodDisruptionBudgetSpec {
@@ -146,7 +130,7 @@ pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
                     ..LabelSelector::default()
                 }),
                 min_available: p.min_available.clone(),
-                max_unavailable,
+                max_unavailable: p.max_unavailable.clone(),
                 ..PodDisruptionBudgetSpec::default()
             }),
             ..PodDisruptionBudget::default()
@@ -172,23 +156,21 @@ fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
 
 fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployment {
     let spec = &s.spec;
+    let set = &s.settings;
     let hash = config_hash(s);
-    let port = spec.port.unwrap_or(defaults::PORT);
+    let port = set.port;
     // Pod labels: the server's own labels (so groups can select its pods), then hangar's (which win).
     let mut pod_labels: BTreeMap<String, String> = own_labels(&s.meta.labels);
     pod_labels.extend(labels.clone());
     pod_labels.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
     let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.clone())]);
 
-    let hc = spec.health_check.clone().unwrap_or_default();
-    let probes = hc.enabled != Some(false);
-    let timeout = secs(hc.timeout.as_deref(), defaults::HEALTH_TIMEOUT).clamp(1, 3600) as i32;
-    let interval = secs(hc.interval.as_deref(), defaults::HEALTH_INTERVAL).clamp(1, 3600) as i32;
-    let failures = hc
-        .failure_threshold
-        .unwrap_or(defaults::HEALTH_FAILURE_THRESHOLD)
-        .max(1);
-    let startup = secs(spec.startup_timeout.as_deref(), defaults::STARTUP_TIMEOUT).max(1);
+    let hc = &set.health;
+    let probes = hc.enabled;
+    let timeout = whole_secs(hc.timeout).clamp(1, 3600) as i32;
+    let interval = whole_secs(hc.interval).clamp(1, 3600) as i32;
+    let failures = hc.failure_threshold.max(1);
+    let startup = whole_secs(set.startup_timeout).max(1);
     const STARTUP_PERIOD: i64 = 2;
     let startup_failures =
         ((startup + STARTUP_PERIOD - 1) / STARTUP_PERIOD).clamp(1, 100_000) as i32;
@@ -199,15 +181,10 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         protocol: Some("TCP".into()),
         ..ContainerPort::default()
     }];
-    if let Some(m) = spec
-        .observability
-        .as_ref()
-        .and_then(|o| o.metrics.as_ref())
-        .filter(|m| m.enabled == Some(true))
-    {
+    if let Some(metrics_port) = set.metrics_port {
         ports.push(ContainerPort {
             name: Some(METRICS_PORT_NAME.into()),
-            container_port: m.port.unwrap_or(defaults::METRICS_PORT),
+            container_port: metrics_port,
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         });
@@ -266,12 +243,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         });
     }
     // A read-only root file system still needs a writable /tmp for most servers.
-    let read_only_root = spec
-        .security_context
-        .as_ref()
-        .and_then(|c| c.read_only_root_filesystem)
-        != Some(false);
-    if read_only_root && !mounts.iter().any(|m| m.mount_path == "/tmp") {
+    if set.read_only_root_filesystem && !mounts.iter().any(|m| m.mount_path == "/tmp") {
         volumes.push(Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -303,17 +275,16 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         termination_message_policy: Some("File".into()),
         ..Container::default()
     };
-    let hpa = spec.hpa.as_ref().and_then(|h| h.enabled) == Some(true);
     Deployment {
         metadata: ObjectMeta {
             annotations: Some(annotations.clone()),
             ..meta(s, labels)
         },
         spec: Some(DeploymentSpec {
-            replicas: if hpa {
+            replicas: if set.autoscaling.is_some() {
                 None
             } else {
-                Some(spec.replicas.unwrap_or(defaults::REPLICAS))
+                Some(set.replicas)
             },
             selector: LabelSelector {
                 match_labels: Some(selector(s)),
@@ -335,18 +306,10 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(
-                        spec.service_account_name
-                            .clone()
-                            .unwrap_or_else(|| s.meta.name.clone()),
-                    ),
+                    service_account_name: Some(set.service_account.clone()),
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
-                        run_as_non_root: spec
-                            .security_context
-                            .as_ref()
-                            .and_then(|c| c.run_as_non_root)
-                            .or(Some(true)),
+                        run_as_non_root: Some(set.run_as_non_root),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,
@@ -360,10 +323,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
                     tolerations: spec.tolerations.clone(),
                     affinity: spec.affinity.clone(),
                     priority_class_name: spec.priority_class_name.clone(),
-                    termination_grace_period_seconds: Some(secs(
-                        spec.shutdown_grace_period.as_deref(),
-                        defaults::SHUTDOWN_GRACE_PERIOD,
-                    )),
+                    termination_grace_period_seconds: Some(whole_secs(set.shutdown_grace_period)),
                     restart_policy: Some("Always".into()),
                     dns_policy: Some("ClusterFirst".into()),
                     scheduler_name: Some("default-scheduler".into()),
@@ -377,8 +337,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
 }
 
 fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
-    let spec = &s.spec;
-    let port = spec.port.unwrap_or(defaults::PORT);
+    let port = s.settings.port;
     let mut ports = vec![ServicePort {
         name: Some(PORT_NAME.into()),
         port,
@@ -387,15 +346,10 @@ fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
         app_protocol: Some("http".into()),
         ..ServicePort::default()
     }];
-    if let Some(m) = spec
-        .observability
-        .as_ref()
-        .and_then(|o| o.metrics.as_ref())
-        .filter(|m| m.enabled == Some(true))
-    {
+    if let Some(metrics_port) = s.settings.metrics_port {
         ports.push(ServicePort {
             name: Some(METRICS_PORT_NAME.into()),
-            port: m.port.unwrap_or(defaults::METRICS_PORT),
+            port: metrics_port,
             target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
             protocol: Some("TCP".into()),
             app_protocol: Some("http".into()),
@@ -415,9 +369,12 @@ fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
     }
 }
 
-fn network_policy(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> NetworkPolicy {
-    let np = s.spec.network_policy.clone().unwrap_or_default();
-    let allowed = np.allowed_namespace_labels.clone().unwrap_or_default();
+fn network_policy(
+    s: &ResolvedServer,
+    np: &crate::compile::settings::NetworkPolicy,
+    labels: &BTreeMap<String, String>,
+) -> NetworkPolicy {
+    let allowed = &np.allowed_namespace_labels;
     let mut from = vec![
         // Pods of the server's own namespace.
         NetworkPolicyPeer {
@@ -457,20 +414,14 @@ fn network_policy(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Netw
         protocol: Some("TCP".into()),
         end_port: None,
     }];
-    if s.spec
-        .observability
-        .as_ref()
-        .and_then(|o| o.metrics.as_ref())
-        .and_then(|m| m.enabled)
-        == Some(true)
-    {
+    if s.settings.metrics_port.is_some() {
         ports.push(NetworkPolicyPort {
             port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
             protocol: Some("TCP".into()),
             end_port: None,
         });
     }
-    let restrict_egress = np.restrict_egress == Some(true);
+    let restrict_egress = np.restrict_egress;
     let egress = restrict_egress.then(|| {
         let mut rules = vec![NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
