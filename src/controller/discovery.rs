@@ -30,7 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value as Json, json};
 
-use super::server::write_status_json;
+use super::pipeline::{self, write_status_json};
 use super::state::{self, truncate};
 use super::{Ctx, Error, compile_input, event};
 use crate::api::discovery::{
@@ -64,11 +64,11 @@ pub struct DiscoveryCtx {
 }
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<DiscoveryCtx>) -> Result<Action, Error> {
-    super::measured(
-        &ctx.base,
-        "MCPDiscoverySource",
-        reconcile_source(&obj, &ctx),
-    )
+    super::measured(&ctx.base, "MCPDiscoverySource", async {
+        reconcile_source(&obj, &ctx)
+            .await
+            .map(pipeline::Outcome::ok)
+    })
     .await
 }
 
@@ -814,7 +814,8 @@ async fn write_status(
         &ctx.source_ar,
         serde_json::to_value(s).unwrap_or(Json::Null),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

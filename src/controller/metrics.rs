@@ -16,6 +16,8 @@ use crate::api::server::ServerState;
 pub struct ReconcileLabels {
     pub kind: String,
     pub result: String,
+    /// What the reconcile was about (`ok`, `invalid_spec`, `conflict`, `apply_failed`, `api`...).
+    pub category: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -247,6 +249,7 @@ mod tests {
             .get_or_create(&ReconcileLabels {
                 kind: "MCPServer".into(),
                 result: "ok".into(),
+                category: "ok".into(),
             })
             .inc();
         m.set_state("ns", "a", ServerState::Ready);
@@ -269,7 +272,7 @@ mod tests {
             .inc();
         let text = m.encode();
         for name in [
-            "mcp_operator_reconcile_total{kind=\"MCPServer\",result=\"ok\"} 1",
+            "mcp_operator_reconcile_total{kind=\"MCPServer\",result=\"ok\",category=\"ok\"} 1",
             "mcp_operator_reconcile_duration_seconds_bucket",
             "mcp_operator_provider_state{namespace=\"ns\",name=\"a\",state=\"Ready\"} 1",
             "mcp_operator_provider_state{namespace=\"ns\",name=\"a\",state=\"Dead\"} 0",

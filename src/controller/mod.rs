@@ -5,11 +5,13 @@
 //! Resources are watched untyped and compiled from their JSON, so one resource that does not
 //! deserialize (or does not compile) gets an error in its status and does not stop the others.
 
+pub mod decide;
 pub mod discovery;
 pub mod group;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod pipeline;
 pub mod server;
 pub mod state;
 
@@ -104,12 +106,32 @@ pub enum HealthCheckKind {
     Tcp,
 }
 
+/// Why a reconcile failed (and is retried), by the step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Apply(#[from] crate::apply::ApplyError),
+    #[error(transparent)]
+    Prune(#[from] pipeline::PruneError),
+    #[error(transparent)]
+    Observe(#[from] pipeline::ObserveError),
+    #[error(transparent)]
+    Status(#[from] pipeline::StatusError),
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> pipeline::Category {
+        use pipeline::Category;
+        match self {
+            Error::Apply(e) | Error::Prune(pipeline::PruneError::Delete(e)) if e.is_conflict() => {
+                Category::Conflict
+            }
+            Error::Apply(_) => Category::ApplyFailed,
+            _ => Category::Api,
+        }
+    }
 }
 
 /// What every reconcile shares.
@@ -154,27 +176,33 @@ impl Ctx {
     }
 }
 
-/// Runs one reconcile, counting it (`mcp_operator_reconcile_total{kind,result}`) and timing it
-/// (`mcp_operator_reconcile_duration_seconds{kind}`).
+/// Runs one reconcile, counting it (`mcp_operator_reconcile_total{kind,result,category}`: `ok`
+/// only when nothing went wrong, a Conflict written to status included) and timing it
+/// (`mcp_operator_reconcile_duration_seconds{kind}`). What went wrong is logged at info.
 pub async fn measured(
     ctx: &Ctx,
     kind: &str,
-    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+    reconcile: impl std::future::Future<Output = Result<pipeline::Outcome, Error>>,
 ) -> Result<Action, Error> {
     let t0 = std::time::Instant::now();
     let r = reconcile.await;
+    let category = match &r {
+        Ok(o) => o.category,
+        Err(e) => e.category(),
+    };
     ctx.metrics
         .reconcile_total
         .get_or_create(&metrics::ReconcileLabels {
             kind: kind.into(),
-            result: if r.is_ok() { "ok" } else { "error" }.into(),
+            result: category.result().into(),
+            category: category.as_str().into(),
         })
         .inc();
     ctx.metrics
         .reconcile_duration
         .get_or_create(&metrics::KindLabels { kind: kind.into() })
         .observe(t0.elapsed().as_secs_f64());
-    r
+    r.map(|o| o.action)
 }
 
 pub fn event(warning: bool, reason: &str, note: &str) -> Event {
