@@ -475,7 +475,7 @@ fn prune_deletes_only_what_hangar_applied() {
 #[test]
 fn foreign_field_manager_conflict_is_reported_not_overwritten() {
     let Some(e) = env() else { return };
-    e.controller();
+    let ctl = e.controller();
     let ns = e.namespace("conflict", false);
     e.apply_yaml(&server(&ns, "delta", ""));
     wait_state(e, &ns, "delta", "Ready", T);
@@ -527,6 +527,12 @@ fn foreign_field_manager_conflict_is_reported_not_overwritten() {
         "jsonpath={range .items[*]}{.reason} {end}",
     ]);
     assert!(events.contains("Conflict"), "events: {events}");
+    // A reconcile that ends in a Conflict is not counted as ok.
+    let conflicts =
+        "mcp_operator_reconcile_total{kind=\"MCPServer\",result=\"error\",category=\"conflict\"}";
+    wait_for("a reconcile counted as a conflict", T, || {
+        (ctl.metric(conflicts) >= 1.0).then_some(())
+    });
 }
 
 #[test]
