@@ -521,6 +521,14 @@ fn git_daemon_source_follows_new_commits_within_a_refresh() {
     ));
     wait_reason(e, &ns, "daemon", "Synced");
     assert!(exists(e, &ns, "d-one"));
+    // What rolls d-one's pods: its config hash, on the pod template.
+    let pod_hash = || {
+        let d = e.get("deployment", &ns, "d-one")?;
+        d.pointer("/spec/template/metadata/annotations/mcp-hangar.io~1config-hash")?
+            .as_str()
+            .map(str::to_string)
+    };
+    let hash_before = wait_for("d-one's Deployment", T, pod_hash);
     write(
         &repo,
         "prod.yaml",
@@ -540,4 +548,19 @@ fn git_daemon_source_follows_new_commits_within_a_refresh() {
         let s = e.get("mcpdiscoverysource", &ns, "daemon")?;
         (s["status"]["revision"] == head.as_str()).then_some(())
     });
+    // A commit that leaves d-one's definition as it was does not roll it: provenance (the
+    // commit in `mcp-hangar.io/source`) is recorded on the MCPServer but not hashed.
+    wait_for("d-one's source annotation names the new commit", T, || {
+        let s = e.get("mcpserver", &ns, "d-one")?;
+        let source = s
+            .pointer("/metadata/annotations/mcp-hangar.io~1source")?
+            .as_str()?;
+        source.contains(&head[..7]).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pod_hash(),
+        Some(hash_before),
+        "a commit that did not change d-one rolled it"
+    );
 }

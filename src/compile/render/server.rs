@@ -30,7 +30,7 @@ use super::labels::{
     self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
 };
 use crate::api::server::Mode;
-use crate::compile::resolve::ResolvedServer;
+use crate::compile::resolve::{ResolvedServer, SOURCE_ANNOTATION};
 use crate::compile::settings::whole_secs;
 
 const CONTAINER: &str = "mcp";
@@ -59,7 +59,18 @@ fn own_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Short hash of the resolved definition: a change of anything the server is made from rolls its pods.
+/// The server's annotations without its provenance (`mcp-hangar.io/source`: the catalog, and
+/// for Git the commit, it came from): a commit that leaves a server's definition as it was must
+/// not roll its pods.
+fn own_annotations(a: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    a.iter()
+        .filter(|(k, _)| k.as_str() != SOURCE_ANNOTATION)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Short hash of the resolved definition: a change of anything the server is made from rolls its
+/// pods (where it was found is not part of what it is).
 pub fn config_hash(s: &ResolvedServer) -> String {
     // The JSON text is hashed in one go (hashing it write by write costs more than the hash).
     let mut text = Vec::with_capacity(4096);
@@ -67,7 +78,11 @@ pub fn config_hash(s: &ResolvedServer) -> String {
     // Serialising to a Vec cannot fail; were it to, the hash would still be deterministic.
     let _ = serde_json::to_writer(
         &mut text,
-        &(&s.spec, &own_labels(&s.meta.labels), &s.meta.annotations),
+        &(
+            &s.spec,
+            &own_labels(&s.meta.labels),
+            &own_annotations(&s.meta.annotations),
+        ),
     );
     let digest = Sha256::digest(&text);
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
