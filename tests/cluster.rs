@@ -581,6 +581,31 @@ fn remote_server_follows_its_real_mcp_endpoint() {
     wait_state(e, &ns, "far", "Dead", T);
     let _server = support::start_mcp_python(&mcp, port);
     wait_state(e, &ns, "far", "Ready", T);
+    // One Event per transition, each naming where it came from: the second Ready is not folded
+    // into the first.
+    let notes = wait_for("an Event for Dead -> Ready", T, || {
+        let notes = e.k(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "involvedObject.name=far",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ]);
+        notes.contains("Dead -> Ready").then_some(notes)
+    });
+    for from_to in [
+        "new -> Initializing",
+        "Ready -> Degraded",
+        "Degraded -> Dead",
+    ] {
+        assert!(
+            notes.contains(from_to),
+            "no `{from_to}` in the Events:\n{notes}"
+        );
+    }
 }
 
 #[test]

@@ -206,6 +206,13 @@ pub async fn measured(
 }
 
 pub fn event(warning: bool, reason: &str, note: &str) -> Event {
+    event_of(warning, reason, "Reconcile", note)
+}
+
+/// An Event with its own action: the recorder folds Events of one object with the same type,
+/// reason and action into one series (its note the first one's), so a transition (`Dead ->
+/// Ready` after `new -> Ready`) or a new revision must differ in its action to be seen.
+pub fn event_of(warning: bool, reason: &str, action: &str, note: &str) -> Event {
     Event {
         type_: if warning {
             EventType::Warning
@@ -214,7 +221,7 @@ pub fn event(warning: bool, reason: &str, note: &str) -> Event {
         },
         reason: reason.into(),
         note: Some(state::truncate(note, 1000)),
-        action: "Reconcile".into(),
+        action: state::truncate(action, 128),
         secondary: None,
     }
 }

@@ -15,7 +15,7 @@ use super::health::Target;
 use super::metrics::ServerLabels;
 use super::pipeline::{self, Applied, Category, Children, Outcome, PruneError, StatusError};
 use super::state::{self, Workload};
-use super::{Ctx, Error, event};
+use super::{Ctx, Error, event, event_of};
 use crate::api::Kind;
 use crate::api::server::{MCPServerStatus, ServerState};
 use crate::compile::render::labels::SERVER_LABEL;
@@ -180,14 +180,19 @@ async fn report(
     if let Some(t) = &d.transition {
         let warn = matches!(t.to, ServerState::Degraded | ServerState::Dead);
         let from = t.from.map(|s| s.as_str()).unwrap_or("new");
+        let note = format!("{from} -> {}: {} ({})", t.to.as_str(), t.message, t.reason);
+        if warn {
+            tracing::info!(namespace = %ns, server = %name, "{note}");
+        }
+        let action = format!(
+            "{}To{}",
+            t.from.map(|s| s.as_str()).unwrap_or("New"),
+            t.to.as_str()
+        );
         ctx.event(
             obj,
             &ctx.server_ar,
-            event(
-                warn,
-                t.to.as_str(),
-                &format!("{from} -> {}: {} ({})", t.to.as_str(), t.message, t.reason),
-            ),
+            event_of(warn, t.to.as_str(), &action, &note),
         )
         .await;
     }
@@ -206,6 +211,7 @@ async fn report(
         } else {
             "ApplyFailed"
         };
+        tracing::info!(namespace = %ns, server = %name, reason, "applying children failed: {m}");
         ctx.event(obj, &ctx.server_ar, event(true, reason, &m))
             .await;
     }
