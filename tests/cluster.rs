@@ -596,11 +596,7 @@ fn remote_server_follows_its_real_mcp_endpoint() {
         ]);
         notes.contains("Dead -> Ready").then_some(notes)
     });
-    for from_to in [
-        "new -> Initializing",
-        "Ready -> Degraded",
-        "Degraded -> Dead",
-    ] {
+    for from_to in ["new -> Ready", "Ready -> Degraded", "Degraded -> Dead"] {
         assert!(
             notes.contains(from_to),
             "no `{from_to}` in the Events:\n{notes}"
