@@ -805,3 +805,40 @@ fn probe_sends_the_auth_header_from_a_secret_and_never_shows_it() {
         assert!(!text.contains(token), "the token leaked into the {what}");
     }
 }
+
+#[test]
+fn kubectl_get_shows_why_a_source_or_server_is_not_ready() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("columns", false);
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: nocm\n  namespace: {ns}\nspec:\n  type: ConfigMap\n  configMapRef:\n    name: not-there\n---\n{}",
+        server(&ns, "shown", "")
+    ));
+    wait_state(e, &ns, "shown", "Ready", T);
+    // A source whose ConfigMap is missing does not look healthy in `kubectl get`.
+    let row = wait_for("the source's row names its reason", T, || {
+        let out = e.k(&["get", "mcpds", "-n", &ns, "nocm"]);
+        out.contains("ConfigMapMissing").then_some(out)
+    });
+    let header = row.lines().next().unwrap_or_default();
+    for col in ["READY", "REASON", "REVISION"] {
+        assert!(header.contains(col), "no {col} column:\n{row}");
+    }
+    assert!(row.contains("False"), "{row}");
+    let wide = e.k(&["get", "mcpds", "-n", &ns, "nocm", "-o", "wide"]);
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("MESSAGE"),
+        "{wide}"
+    );
+    let servers = e.k(&["get", "mcpservers", "-n", &ns, "shown"]);
+    assert!(
+        servers
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("REASON"),
+        "{servers}"
+    );
+    assert!(servers.contains("Available"), "{servers}");
+}
