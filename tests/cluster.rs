@@ -842,3 +842,26 @@ fn kubectl_get_shows_why_a_source_or_server_is_not_ready() {
     );
     assert!(servers.contains("Available"), "{servers}");
 }
+
+#[test]
+fn apply_with_a_kind_the_cluster_lacks_applies_nothing() {
+    let Some(e) = env() else { return };
+    e.crds();
+    let ns = e.namespace("nokind", false);
+    // A bundle whose custom resources have no CRD: today's 404 after the children were made.
+    let input = format!(
+        "{}---\napiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: {ns}\nspec: {{}}\n",
+        server(&ns, "orphan", "")
+    );
+    let o = e.hangar_in(&["apply", &format!("--inventory=nokind-{ns}"), "-"], &input);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("widgets.example.com/v1/Widget"), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert!(!err.contains("Status {"), "a raw API error dump: {err}");
+    assert!(
+        e.get("deployment", &ns, "orphan").is_none(),
+        "children were made"
+    );
+    assert!(e.get("mcpserver", &ns, "orphan").is_none());
+}

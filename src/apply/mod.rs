@@ -51,6 +51,14 @@ pub enum ApplyError {
     NotEstablished(String, Duration),
     #[error("inventory {name}: {message}")]
     Inventory { name: String, message: String },
+    #[error(
+        "the hangar CRDs are not installed (the cluster has no {kinds}): use --install-crds or `helm install`; nothing was applied"
+    )]
+    CrdsMissing { kinds: String },
+    #[error(
+        "the cluster has no kind {kinds} (install its CustomResourceDefinition first); nothing was applied"
+    )]
+    KindsMissing { kinds: String },
 }
 
 impl ApplyError {
@@ -208,10 +216,18 @@ impl Applier {
                 self.kinds.lock().await.insert(gvk, found.clone());
                 Ok(found)
             }
-            Err(e) => Err(ApplyError::UnknownKind {
+            // The API server answered that it has no such group, version or kind.
+            Err(e @ (KubeError::Api(_) | KubeError::Discovery(_))) if !matches!(&e, KubeError::Api(s) if s.code != 404) => {
+                Err(ApplyError::UnknownKind {
+                    id: key.id(),
+                    gvk: format!("{}/{}", key.api_version, key.kind),
+                    message: e.to_string(),
+                })
+            }
+            // It could not be asked (unreachable, forbidden...).
+            Err(e) => Err(ApplyError::Api {
                 id: key.id(),
-                gvk: format!("{}/{}", key.api_version, key.kind),
-                message: e.to_string(),
+                source: e,
             }),
         }
     }
@@ -454,6 +470,12 @@ pub async fn apply_bundle(applier: &Applier, objects: &[Json], opts: &Options) -
         .iter()
         .filter(|o| ObjectKey::of(o).is_some())
         .partition(|o| kind_rank(o.get("kind").and_then(Json::as_str).unwrap_or("")) <= 1);
+    // Every kind must exist (or come with the bundle's CRDs) before anything is applied: half a
+    // bundle (children without the resources that own them) is worse than none.
+    if let Some(e) = missing_kinds(applier, &first, &rest).await {
+        report.errors.push(e);
+        return report;
+    }
 
     // Stage 1: CRDs and Namespaces, then wait for the CRDs.
     let mut new_namespaces = Vec::new();
@@ -578,6 +600,46 @@ pub async fn apply_bundle(applier: &Applier, objects: &[Json], opts: &Options) -
     report
 }
 
+/// The kinds of `rest` the cluster does not serve and no CRD of `first` defines, as one error.
+async fn missing_kinds(applier: &Applier, first: &[&Json], rest: &[&Json]) -> Option<ApplyError> {
+    let defined: Vec<(String, String)> = first
+        .iter()
+        .filter(|o| o.get("kind").and_then(Json::as_str) == Some("CustomResourceDefinition"))
+        .map(|o| crd_kind(o))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut missing = std::collections::BTreeSet::new();
+    for key in rest.iter().filter_map(|o| ObjectKey::of(o)) {
+        let gvk = (key.api_version.clone(), key.kind.clone());
+        if !seen.insert(gvk)
+            || defined
+                .iter()
+                .any(|(g, k)| *k == key.kind && key.gvk().group == *g)
+        {
+            continue;
+        }
+        if let Err(ApplyError::UnknownKind { gvk, .. }) = applier.resource(&key).await {
+            missing.insert(gvk);
+        }
+    }
+    missing_kinds_error(missing.into_iter().collect())
+}
+
+/// The error for kinds the cluster lacks: hangar's own say how to install its CRDs.
+fn missing_kinds_error(missing: Vec<String>) -> Option<ApplyError> {
+    if missing.is_empty() {
+        return None;
+    }
+    let ours = missing
+        .iter()
+        .any(|k| k.starts_with(&format!("{}/", crate::api::GROUP)));
+    let kinds = missing.join(", ");
+    Some(match ours {
+        true => ApplyError::CrdsMissing { kinds },
+        false => ApplyError::KindsMissing { kinds },
+    })
+}
+
 /// Whether a live object carries hangar's labels for this inventory.
 pub fn carries_inventory(live: &Json, inventory: &str) -> bool {
     live.pointer("/metadata/labels")
@@ -600,6 +662,20 @@ fn crd_kind(crd: &Json) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_kinds_say_how_to_install_the_crds() {
+        assert!(missing_kinds_error(Vec::new()).is_none());
+        let ours = missing_kinds_error(vec!["mcp-hangar.io/v1alpha1/MCPServer".into()])
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(ours.contains("--install-crds or `helm install`"), "{ours}");
+        assert!(ours.contains("nothing was applied"), "{ours}");
+        let other = missing_kinds_error(vec!["example.com/v1/Widget".into()])
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(other.contains("example.com/v1/Widget"), "{other}");
+    }
 
     #[test]
     fn keys_and_ids() {
