@@ -17,10 +17,6 @@ use support::{Controller, ControllerOpts, Env, env, text, wait_for, wait_state_o
 const CHART: &str = "deploy/helm/hangar";
 const ALL_OPTIONS: &str = "deploy/helm/hangar/ci/all-options-values.yaml";
 const T: Duration = Duration::from_secs(90);
-/// `helm template` checks the chart's kubeVersion against this (helm built from source, as
-/// deploy/testenv does, would assume v1.20).
-const KUBE_VERSION: &str = "--kube-version=1.36.0";
-
 fn helm_ok(e: &Env, args: &[&str]) -> String {
     let o = e.helm(args);
     assert!(o.status.success(), "helm {args:?}: {}", text(&o));
@@ -47,14 +43,7 @@ fn kinds(objs: &[Json]) -> BTreeMap<String, usize> {
 
 /// `helm template hangar CHART -n mcp-system` with `extra` arguments, as objects (and the text).
 fn template(e: &Env, extra: &[&str]) -> (String, Vec<Json>) {
-    let mut args = vec![
-        "template",
-        "hangar",
-        CHART,
-        "-n",
-        "mcp-system",
-        KUBE_VERSION,
-    ];
+    let mut args = vec!["template", "hangar", CHART, "-n", "mcp-system"];
     args.extend_from_slice(extra);
     let out = helm_ok(e, &args);
     let objs = objects(&out);
@@ -247,7 +236,6 @@ fn lint_template_and_package_with_default_and_all_options() {
             "hangar",
             tgz.to_str().expect("utf-8 path"),
             "--include-crds",
-            KUBE_VERSION,
         ],
     );
     assert_crds_are_the_generated_ones(e, &packaged);
@@ -304,7 +292,7 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
         ),
     ];
     for (args, wants) in cases {
-        let mut a = vec!["template", "hangar", CHART, KUBE_VERSION];
+        let mut a = vec!["template", "hangar", CHART];
         a.extend_from_slice(args);
         let o = e.helm(&a);
         assert!(!o.status.success(), "{args:?} was accepted: {}", text(&o));
