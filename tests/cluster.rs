@@ -865,3 +865,31 @@ fn apply_with_a_kind_the_cluster_lacks_applies_nothing() {
     );
     assert!(e.get("mcpserver", &ns, "orphan").is_none());
 }
+
+#[test]
+fn a_spec_change_after_hangar_apply_rolls_out_under_the_controller() {
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("handover", false);
+    let inv = format!("--inventory=handover-{ns}");
+    // `hangar apply` writes the server and its children as field manager `hangar`...
+    let o = e.hangar_in(&["apply", &inv, "-"], &server(&ns, "echo", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    wait_state(e, &ns, "echo", "Ready", T);
+    // ...then an edit, applied the same way, must reach the Deployment the controller owns.
+    let edited = server(&ns, "echo", "").replace(":1.0.0", ":2.0.0");
+    let o = e.hangar_in(&["apply", &inv, "-"], &edited);
+    assert!(o.status.success(), "{}", text(&o));
+    let image = |d: &Json| d["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    wait_for("the new image in the Deployment", T, || {
+        let d = e.get("deployment", &ns, "echo")?;
+        (image(&d) == "ghcr.io/example/mcp-echo:2.0.0").then_some(())
+    });
+    wait_state(e, &ns, "echo", "Ready", T);
+    let s = e.get("mcpserver", &ns, "echo").expect("server");
+    let reconciled = s["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled").cloned())
+        .unwrap_or_default();
+    assert_eq!(reconciled["status"], "True", "{reconciled}");
+}

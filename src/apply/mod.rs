@@ -165,6 +165,9 @@ pub struct Applier {
     client: Client,
     manager: String,
     force: bool,
+    /// Field managers this one supersedes: their fields are taken over when only they stand in
+    /// the way (the controller supersedes `hangar apply`'s manager for the children it owns).
+    supersedes: Vec<String>,
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, bool)>>,
     on_write: Option<WriteCounter>,
 }
@@ -175,8 +178,52 @@ impl Applier {
             client,
             manager: manager.into(),
             force,
+            supersedes: Vec::new(),
             kinds: Mutex::new(HashMap::new()),
             on_write: None,
+        }
+    }
+
+    /// Takes fields over from `managers` when a conflict names only them.
+    pub fn superseding(mut self, managers: &[&str]) -> Self {
+        self.supersedes = managers.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
+    /// Whether a conflict names only managers this applier supersedes.
+    fn supersedes_all(&self, e: &KubeError) -> bool {
+        let KubeError::Api(s) = e else { return false };
+        if s.code != 409 || self.supersedes.is_empty() {
+            return false;
+        }
+        let managers = conflicting_managers(&s.message);
+        !managers.is_empty()
+            && managers
+                .iter()
+                .all(|m| self.supersedes.iter().any(|s| s == m))
+    }
+
+    /// A server-side apply patch, forced when it conflicts only with superseded managers.
+    async fn patch_apply(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        body: &Json,
+        dry_run: bool,
+    ) -> Result<DynamicObject, KubeError> {
+        match api
+            .patch(name, &self.params(dry_run), &Patch::Apply(body))
+            .await
+        {
+            Err(e) if self.supersedes_all(&e) => {
+                if !dry_run {
+                    tracing::info!(object = %name, "taking fields over from a superseded field manager: {e}");
+                }
+                let mut params = self.params(dry_run);
+                params.force = true;
+                api.patch(name, &params, &Patch::Apply(body)).await
+            }
+            other => other,
         }
     }
 
@@ -284,8 +331,8 @@ impl Applier {
                 result: live,
             });
         }
-        let predicted = api
-            .patch(&key.name, &self.params(true), &Patch::Apply(body))
+        let predicted = self
+            .patch_apply(&api, &key.name, body, true)
             .await
             .map_err(|e| ApplyError::from_kube(&id, e))?;
         let predicted = to_json(&predicted);
@@ -302,8 +349,8 @@ impl Applier {
                 result: Some(predicted),
             });
         }
-        let applied = api
-            .patch(&key.name, &self.params(false), &Patch::Apply(body))
+        let applied = self
+            .patch_apply(&api, &key.name, body, false)
             .await
             .map_err(|e| ApplyError::from_kube(&id, e))?;
         self.wrote("patch");
@@ -600,6 +647,22 @@ pub async fn apply_bundle(applier: &Applier, objects: &[Json], opts: &Options) -
     report
 }
 
+/// The field managers a server-side apply conflict names (`conflict with "NAME" ...`).
+fn conflicting_managers(message: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for marker in ["conflict with \"", "conflicts with \""] {
+        let mut rest = message;
+        while let Some(i) = rest.find(marker) {
+            rest = &rest[i + marker.len()..];
+            if let Some(end) = rest.find('"') {
+                out.push(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+    }
+    out
+}
+
 /// The kinds of `rest` the cluster does not serve and no CRD of `first` defines, as one error.
 async fn missing_kinds(applier: &Applier, first: &[&Json], rest: &[&Json]) -> Option<ApplyError> {
     let defined: Vec<(String, String)> = first
@@ -662,6 +725,17 @@ fn crd_kind(crd: &Json) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflicts_name_their_managers() {
+        let one = "Apply failed with 1 conflict: conflict with \"hangar\" using apps/v1: .spec.template.spec.containers[name=\"mcp\"].image";
+        assert_eq!(conflicting_managers(one), ["hangar"]);
+        let two = "Apply failed with 2 conflicts: conflicts with \"hangar\" using apps/v1:\n- .spec.replicas\nconflict with \"intruder\" using apps/v1: .spec.x";
+        let mut m = conflicting_managers(two);
+        m.sort();
+        assert_eq!(m, ["hangar", "intruder"]);
+        assert!(conflicting_managers("Operation cannot be fulfilled").is_empty());
+    }
 
     #[test]
     fn missing_kinds_say_how_to_install_the_crds() {

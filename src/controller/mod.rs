@@ -408,7 +408,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
         return Ok(());
     };
 
+    // The controller supersedes `hangar apply` for the children it owns: an edit applied with
+    // the CLI (which then leaves those children alone) lands instead of conflicting.
     let applier = Applier::new(client.clone(), FIELD_MANAGER, false)
+        .superseding(&[crate::apply::FIELD_MANAGER])
         .with_write_counter(write_counter(metrics.clone()));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
