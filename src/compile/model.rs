@@ -267,8 +267,10 @@ pub fn classify(
             }
             return;
         }
-        let mut d = Diagnostic::error("not-an-object", Some(doc.span), "this document has no `apiVersion` and `kind`, and is not a catalog")
-            .hint("add `apiVersion: mcp-hangar.io/v1alpha1` and `kind: MCPServer`, or list servers under `servers:`");
+        // Not a Kubernetes object (a Helm `values.yaml`, a tool's config): skipped with a warning,
+        // unless a key looks like a misspelt `apiVersion`, `kind` or `servers`.
+        let mut d = Diagnostic::warning("not-an-object", Some(doc.span), "skipped: this document has no `apiVersion` and `kind`, and is not a catalog")
+            .hint("hangar reads Kubernetes objects and catalogs (`servers:`); list files it should not read in `.hangarignore`");
         if let Value::Map(entries) = &doc.value {
             for (k, _) in entries {
                 if let Some(best) =
@@ -287,6 +289,35 @@ pub fn classify(
             }
         }
         diags.push(d);
+        return;
+    }
+    // `apiVersion` and no `kind` (a Helm `Chart.yaml`), or a kustomize file: not an object.
+    let foreign_version = api_version
+        .and_then(Node::as_str)
+        .is_some_and(|v| !v.starts_with(api::GROUP));
+    let kustomize = api_version
+        .and_then(Node::as_str)
+        .is_some_and(|v| v.starts_with("kustomize.config.k8s.io/"));
+    let misspelt_kind = match &doc.value {
+        Value::Map(entries) => entries
+            .iter()
+            .any(|(k, _)| k.key_str() != "kind" && did_you_mean(&k.key_str(), ["kind"]).is_some()),
+        _ => false,
+    };
+    if (kind.is_none() && foreign_version && !misspelt_kind) || kustomize {
+        let what = if kustomize {
+            "a kustomize file"
+        } else {
+            "no `kind`"
+        };
+        diags.push(
+            Diagnostic::warning(
+                "not-an-object",
+                Some(doc.span),
+                format!("skipped: {what}, not a Kubernetes object hangar renders"),
+            )
+            .hint("list files hangar should not read in `.hangarignore`"),
+        );
         return;
     }
     let (Some(av), Some(k)) = (
@@ -652,6 +683,51 @@ fn read_entry(item: &Node, diags: &mut Diagnostics) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn compiled(files: &[(&str, &str)]) -> crate::compile::Compilation {
+        let inputs = crate::compile::Inputs {
+            files: files
+                .iter()
+                .map(|(p, t)| crate::compile::InputFile {
+                    file: crate::compile::SourceFile::new(p.to_string(), t.to_string()),
+                    role: crate::compile::FileRole::Inputs,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        crate::compile::compile(&inputs)
+    }
+
+    #[test]
+    fn foreign_yaml_in_a_directory_is_skipped_with_a_warning() {
+        let c = compiled(&[
+            ("Chart.yaml", "apiVersion: v2\nname: x\nversion: 0.1.0\n"),
+            ("values.yaml", "replicaCount: 1\nimage:\n  tag: x\n"),
+            (
+                "kustomization.yaml",
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n",
+            ),
+            (
+                "a.yaml",
+                "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: a\nspec:\n  mode: container\n  image: x:1\n",
+            ),
+        ]);
+        let text = c.render_diagnostics();
+        let bundle = c.bundle.as_ref().expect("the server still renders");
+        assert!(bundle.objects.iter().all(|o| o.kind != "Kustomization"));
+        assert_eq!(text.matches("warning: skipped").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn a_misspelt_envelope_is_still_an_error() {
+        for doc in [
+            "apiVrsion: v1\nknd: ConfigMap\n",
+            "apiVersion: v1\nknd: ConfigMap\n",
+        ] {
+            let c = compiled(&[("x.yaml", doc)]);
+            assert!(c.bundle.is_none(), "{doc}: {}", c.render_diagnostics());
+        }
+    }
 
     #[test]
     fn built_in_schemas_are_the_generated_ones() {

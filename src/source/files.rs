@@ -16,6 +16,45 @@ pub enum ReadError {
     NotUtf8 { path: String },
     #[error("{path}: no .yaml, .yml, .json or .toml files found in this directory")]
     EmptyDir { path: String },
+    #[error("{path}: {message}")]
+    Ignore { path: String, message: String },
+}
+
+/// The file of a directory PATH (or a Git source's path) naming what hangar does not read, with
+/// `.gitignore` syntax: `values.yaml`, `charts/`, `*.tmpl.yaml`, `!keep.yaml`.
+pub const IGNORE_FILE: &str = ".hangarignore";
+
+/// What a directory's `.hangarignore` leaves out (nothing when there is none).
+pub struct Ignore(Option<ignore::gitignore::Gitignore>);
+
+impl Ignore {
+    /// Reads `DIR/.hangarignore`, if there is one; a malformed pattern is an error naming it.
+    pub fn of(dir: &Path) -> Result<Self, ReadError> {
+        let file = dir.join(IGNORE_FILE);
+        if !file.is_file() {
+            return Ok(Ignore(None));
+        }
+        let mut b = ignore::gitignore::GitignoreBuilder::new(dir);
+        if let Some(e) = b.add(&file) {
+            return Err(ReadError::Ignore {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+        b.build()
+            .map(|g| Ignore(Some(g)))
+            .map_err(|e| ReadError::Ignore {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Whether `path` (under the directory) or a directory above it is ignored.
+    pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|g| g.matched_path_or_any_parents(path, is_dir).is_ignore())
+    }
 }
 
 /// Extensions read from directories.
@@ -42,6 +81,7 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
+    let ignore = Ignore::of(path)?;
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -62,7 +102,11 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
                 path: p.display().to_string(),
                 source: e,
             })?;
-            if ft.is_dir() || (ft.is_symlink() && p.is_dir()) {
+            let is_dir = ft.is_dir() || (ft.is_symlink() && p.is_dir());
+            if ignore.ignores(&p, is_dir) {
+                continue;
+            }
+            if is_dir {
                 stack.push(p);
             } else if wanted(&p) {
                 out.push(p);
@@ -130,4 +174,43 @@ pub fn read_all(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<ReadError>) {
         }
     }
     (files, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hangarignore_leaves_out_what_it_names() {
+        let dir = std::env::temp_dir().join(format!("hangar-ignore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for f in [
+            "a.yaml",
+            "values.yaml",
+            "charts/x/Chart.yaml",
+            "sub/keep.yaml",
+            "sub/b.tmpl.yaml",
+        ] {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap_or(&dir)).expect("dir");
+            std::fs::write(&p, "a: 1\n").expect("file");
+        }
+        std::fs::write(
+            dir.join(IGNORE_FILE),
+            "# not manifests\nvalues.yaml\ncharts/\n*.tmpl.yaml\n",
+        )
+        .expect("ignore file");
+        let found: Vec<String> = expand(&dir)
+            .expect("expand")
+            .iter()
+            .filter_map(|p| p.strip_prefix(&dir).ok().map(|p| p.display().to_string()))
+            .collect();
+        assert_eq!(found, ["a.yaml", "sub/keep.yaml"]);
+        std::fs::write(dir.join(IGNORE_FILE), "[z-a].yaml\n").expect("bad ignore file");
+        let err = expand(&dir)
+            .map(|_| ())
+            .expect_err("a malformed pattern is an error");
+        assert!(err.to_string().contains(IGNORE_FILE), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
