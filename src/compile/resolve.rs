@@ -726,6 +726,37 @@ fn bind_target(
 
 /// The catalog a ConfigMap discovery source reads, when that ConfigMap is among the inputs. Its
 /// data key is parsed as a nested file whose positions map back into the ConfigMap's file.
+/// Where the text of a scalar that starts on `line` (1-based) of `text` sits: the lines before
+/// its first line, and for a block scalar (`|`, `>`) the indent its lines lose. The scalar's span
+/// is on its indicator's line or on its first content line, depending on the parser.
+fn nested_offsets(text: &str, line: u32) -> (u32, u32) {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_indicator = |i: usize| {
+        lines.get(i).is_some_and(|l| {
+            let t = l.trim_end();
+            ["|", "|-", "|+", ">", ">-", ">+"]
+                .iter()
+                .any(|ind| t.ends_with(ind))
+        })
+    };
+    let indent = |i: usize| {
+        lines
+            .get(i)
+            .map(|l| (l.len() - l.trim_start().len()) as u32)
+            .unwrap_or(0)
+    };
+    let at = line.saturating_sub(1) as usize;
+    if is_indicator(at) {
+        // The span is on the indicator; the text starts on the next line.
+        (line, indent(at + 1))
+    } else if at > 0 && is_indicator(at - 1) && indent(at) > indent(at - 1) {
+        // The span is on the first content line.
+        (line - 1, indent(at))
+    } else {
+        (line - 1, 0)
+    }
+}
+
 fn configmap_catalog(
     src: &ResolvedSource,
     model: &Model,
@@ -763,33 +794,11 @@ fn configmap_catalog(
         return None;
     };
     let parent = files.get(data.span.file as usize)?;
-    let indicator_line = data.span.line;
-    let block = parent
-        .text
-        .lines()
-        .nth(indicator_line as usize - 1)
-        .is_some_and(|l| {
-            let t = l.trim_end();
-            t.ends_with('|')
-                || t.ends_with("|-")
-                || t.ends_with("|+")
-                || t.ends_with('>')
-                || t.ends_with(">-")
-        });
-    let (line_offset, col_offset) = if block {
-        let indent = parent
-            .text
-            .lines()
-            .nth(indicator_line as usize)
-            .map(|l| l.len() - l.trim_start().len())
-            .unwrap_or(0);
-        (
-            parent.line_offset + indicator_line,
-            parent.col_offset + indent as u32,
-        )
-    } else {
-        (parent.line_offset + indicator_line - 1, parent.col_offset)
-    };
+    let (line_offset, col_offset) = nested_offsets(&parent.text, data.span.line);
+    let (line_offset, col_offset) = (
+        parent.line_offset + line_offset,
+        parent.col_offset + col_offset,
+    );
     let context = format!("ConfigMap {ns}/{} key {key}", r.name);
     let nested = SourceFile {
         path: parent.path.clone(),
@@ -816,4 +825,26 @@ fn configmap_catalog(
         span,
         origin: format!("configmap:{ns}/{}#{key}", r.name),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_block_catalog_keeps_its_file_columns() {
+        let text = "data:\n  providers.yaml: |\n    servers:\n      - name: x\n";
+        assert_eq!(
+            super::nested_offsets(text, 2),
+            (2, 4),
+            "span on the indicator"
+        );
+        assert_eq!(
+            super::nested_offsets(text, 3),
+            (2, 4),
+            "span on the first line"
+        );
+        assert_eq!(
+            super::nested_offsets("data:\n  k: \"servers: []\"\n", 2),
+            (1, 0)
+        );
+    }
 }
