@@ -466,6 +466,9 @@ fn resolve_server(
         None => Arc::new(user),
     };
     if let Some(r) = explicit.first() {
+        if let Some((entry, _, catalog)) = discovered.first() {
+            overridden_note(r, entry, catalog, diags);
+        }
         layers.push(Layer {
             what: "MCPServer",
             doc: Arc::clone(&r.node),
@@ -726,6 +729,38 @@ fn bind_target(
 
 /// The catalog a ConfigMap discovery source reads, when that ConfigMap is among the inputs. Its
 /// data key is parsed as a nested file whose positions map back into the ConfigMap's file.
+/// Says which fields of a catalog entry an explicit MCPServer of the same name replaces (the
+/// MCPServer wins, as layering says; a warning, so that nothing vanishes unseen).
+fn overridden_note(r: &Resource, entry: &Entry, catalog: &str, diags: &mut Diagnostics) {
+    let (Some(spec), Some(fields)) = (r.spec().as_object(), entry.spec.as_object()) else {
+        return;
+    };
+    let replaced: Vec<&str> = fields
+        .iter()
+        .filter(|(k, v)| spec.get(*k).is_some_and(|mine| mine != *v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if replaced.is_empty() {
+        return;
+    }
+    let list = replaced
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    diags.push(
+        Diagnostic::warning(
+            "catalog-overridden",
+            r.spec_node().map(|n| n.span).or(Some(r.node.span)),
+            format!(
+                "MCPServer `{}` replaces {list} of its catalog entry ({catalog})",
+                r.meta.name
+            ),
+        )
+        .note(Some(entry.node.span), "the catalog entry"),
+    );
+}
+
 /// Where the text of a scalar that starts on `line` (1-based) of `text` sits: the lines before
 /// its first line, and for a block scalar (`|`, `>`) the indent its lines lose. The scalar's span
 /// is on its indicator's line or on its first content line, depending on the parser.
@@ -829,6 +864,27 @@ fn configmap_catalog(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_explicit_server_says_which_catalog_fields_it_replaces() {
+        let text = "servers:\n  - name: s\n    image: x:1\n    replicas: 2\n---\napiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: s\nspec:\n  mode: container\n  image: x:2\n  replicas: 2\n";
+        let inputs = crate::compile::Inputs {
+            files: vec![crate::compile::InputFile {
+                file: crate::compile::SourceFile::new("a.yaml".to_string(), text.to_string()),
+                role: crate::compile::FileRole::Inputs,
+            }],
+            ..Default::default()
+        };
+        let c = crate::compile::compile(&inputs);
+        let d = c.render_diagnostics();
+        assert!(c.bundle.is_some(), "{d}");
+        assert!(d.contains("replaces `image` of its catalog entry"), "{d}");
+        assert!(
+            !d.contains("`replicas`"),
+            "an equal value replaces nothing: {d}"
+        );
+        assert!(d.contains("a.yaml:2:5: the catalog entry"), "{d}");
+    }
+
     #[test]
     fn a_block_catalog_keeps_its_file_columns() {
         let text = "data:\n  providers.yaml: |\n    servers:\n      - name: x\n";
