@@ -197,7 +197,7 @@ fn bench(c: &mut Criterion, sizes: &[usize]) {
             b.iter(|| {
                 let c = compile(black_box(inputs));
                 let bundle = c.bundle.expect("generated input compiles");
-                hangar::cli::to_yaml_stream(&bundle.objects, false)
+                hangar::compile::to_yaml_stream(&bundle.objects, false)
             })
         });
     }

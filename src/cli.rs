@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value as Json, json};
 
-use crate::apply::command::{ApplyArgs, Connect};
+use crate::apply::command::ApplyArgs;
 use crate::compile::{self, Compilation, FileRole, InputFile, Inputs, Object, Role, SourceFile};
+use crate::connect::Connect;
 use crate::source::{embedded, files, git};
 
 mod watch;
@@ -196,7 +197,9 @@ pub fn run(cli: Cli) -> ExitCode {
             prune,
             install_crds,
         } => apply(&input, &cluster, dry_run, prune, install_crds),
-        Command::Controller(args) => crate::controller::main(args),
+        Command::Controller(args) => {
+            crate::controller::main(args).map_err(|e| CliError::Usage(e.to_string()))
+        }
         Command::Probe(args) => Ok(crate::probe::command::run(args)),
         Command::Check { input, output } => check(&input, output),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
@@ -250,26 +253,6 @@ pub fn local_paths(args: &InputArgs) -> Vec<PathBuf> {
     out
 }
 
-/// Where `--catalog git+URL` keeps its repositories: `$HANGAR_CACHE_DIR/git`, else
-/// `$XDG_CACHE_HOME/hangar/git`, else `~/.cache/hangar/git`.
-pub fn git_cache_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = env("HANGAR_CACHE_DIR") {
-        return d.join("git");
-    }
-    if let Some(d) = env("XDG_CACHE_HOME") {
-        return d.join("hangar/git");
-    }
-    match env("HOME") {
-        Some(h) => h.join(".cache/hangar/git"),
-        None => std::env::temp_dir().join("hangar-cache/git"),
-    }
-}
-
 /// Credentials for `--catalog git+URL` from the environment, with the Secret's keys:
 /// `HANGAR_GIT_TOKEN`, `HANGAR_GIT_USERNAME` + `HANGAR_GIT_PASSWORD`, `HANGAR_GIT_SSH_KEY` (a
 /// file) + `HANGAR_GIT_SSH_PASSPHRASE`, `HANGAR_GIT_KNOWN_HOSTS` (a file).
@@ -314,7 +297,8 @@ pub fn fetch_git_catalogs(args: &InputArgs) -> Result<Vec<Option<Vec<SourceFile>
             None => return Err(CliError::Usage(format!("--catalog {spec}: not a git+ URL"))),
         };
         req.auth = git_auth_from_env()?;
-        let cache = cache.get_or_insert_with(|| git::GitCache::new(git_cache_dir(), 2 << 30));
+        let cache =
+            cache.get_or_insert_with(|| git::GitCache::new(git::default_cache_dir(), 2 << 30));
         let checkout = cache.fetch(&req)?;
         eprintln!(
             "note: {spec}: commit {} ({} file{})",
@@ -362,7 +346,8 @@ fn fetch_git_sources(inputs: &mut Inputs) -> Result<(), CliError> {
             continue;
         };
         let req = git::GitRequest::from_source(g, git_auth_from_env()?);
-        let cache = cache.get_or_insert_with(|| git::GitCache::new(git_cache_dir(), 2 << 30));
+        let cache =
+            cache.get_or_insert_with(|| git::GitCache::new(git::default_cache_dir(), 2 << 30));
         let checkout = cache.fetch(&req)?;
         let bind = format!("{}/{}", o.namespace.clone().unwrap_or_default(), o.name);
         eprintln!(
@@ -457,32 +442,6 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// The body of an object as printed: Secrets from the inputs are masked unless revealed.
-fn printable(o: &Object, reveal: bool) -> std::borrow::Cow<'_, Json> {
-    o.printable(reveal)
-}
-
-pub fn to_yaml_stream(objects: &[Object], reveal: bool) -> String {
-    use rayon::prelude::*;
-    // Objects print independently: chunks of them in parallel, joined in order.
-    let chunks: Vec<String> = objects
-        .par_chunks(256)
-        .map(|chunk| {
-            let mut out = String::with_capacity(chunk.len() * 2048);
-            for o in chunk {
-                out.push_str("---\n");
-                crate::yaml::write_value(&mut out, &printable(o, reveal), 0);
-            }
-            out
-        })
-        .collect();
-    let mut out = chunks.concat();
-    // The first document needs no separator.
-    if out.starts_with("---\n") {
-        out.drain(..4);
-    }
-    out
-}
-
 fn render(
     args: &InputArgs,
     format: Format,
@@ -517,12 +476,12 @@ fn render(
         return Ok(0);
     }
     let text = match format {
-        Format::Yaml => to_yaml_stream(&bundle.objects, reveal),
+        Format::Yaml => compile::to_yaml_stream(&bundle.objects, reveal),
         Format::Json => {
             let items: Vec<Json> = bundle
                 .objects
                 .iter()
-                .map(|o| printable(o, reveal).into_owned())
+                .map(|o| o.printable(reveal).into_owned())
                 .collect();
             let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
             format!(
@@ -636,7 +595,7 @@ fn write_out_dir(
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| werr(parent, e))?;
         }
-        let body = printable(o, reveal);
+        let body = o.printable(reveal);
         let text = match format {
             Format::Yaml => crate::diff::to_yaml(&body),
             Format::Json => format!(
@@ -731,7 +690,7 @@ fn with_cluster(
     input: &InputArgs,
     args: ApplyArgs,
     install_crds: bool,
-    run: impl AsyncFnOnce(&[Json], &ApplyArgs) -> Result<u8, crate::apply::command::ConnectError>,
+    run: impl AsyncFnOnce(&[Json], &ApplyArgs) -> Result<u8, crate::connect::ConnectError>,
 ) -> Result<u8, CliError> {
     let inputs = inputs(input)?;
     let c = compile_reporting(&inputs);
@@ -739,7 +698,7 @@ fn with_cluster(
         return Ok(2);
     };
     let bodies = crate::apply::command::bodies(&bundle.objects, install_crds);
-    let rt = crate::apply::command::runtime().map_err(|e| CliError::Usage(e.to_string()))?;
+    let rt = crate::connect::runtime().map_err(|e| CliError::Usage(e.to_string()))?;
     rt.block_on(run(&bodies, &args))
         .map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -886,7 +845,7 @@ pub fn schema_files() -> Vec<(String, String)> {
         .collect();
     out.push((
         "catalog.json".into(),
-        serde_json::to_string_pretty(&crate::api::schema::catalog_editor_schema())
+        serde_json::to_string_pretty(&crate::api::catalog::catalog_editor_schema())
             .unwrap_or_default()
             + "\n",
     ));

@@ -5,6 +5,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod compile;
+pub mod connect;
 pub mod controller;
 pub mod diff;
 pub mod logging;

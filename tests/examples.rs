@@ -67,7 +67,7 @@ fn rendering_is_deterministic_whatever_the_file_order() {
             files: files.to_vec(),
             default_namespace: "default".into(),
         });
-        hangar::cli::to_yaml_stream(&c.bundle.expect("compiles").objects, false)
+        hangar::compile::to_yaml_stream(&c.bundle.expect("compiles").objects, false)
     };
     let first = render(&files);
     files.reverse();

@@ -99,7 +99,7 @@ fn ok_fixtures_render_to_golden() {
             ));
             continue;
         };
-        let yaml = hangar::cli::to_yaml_stream(&bundle.objects, false);
+        let yaml = hangar::compile::to_yaml_stream(&bundle.objects, false);
         compare(
             &root().join("golden/ok").join(format!("{name}.yaml")),
             &yaml,
@@ -161,7 +161,7 @@ fn examples_render_to_golden() {
         .unwrap_or_else(|| panic!("examples must compile:\n{}", c.render_diagnostics()));
     compare(
         &root().join("golden/examples.yaml"),
-        &hangar::cli::to_yaml_stream(&bundle.objects, false),
+        &hangar::compile::to_yaml_stream(&bundle.objects, false),
         &mut failures,
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -205,7 +205,7 @@ fn direct_yaml_matches_compile_and_print() {
             match (&c.bundle, &y.docs) {
                 (Some(b), Some(docs)) => {
                     assert_eq!(
-                        hangar::cli::to_yaml_stream(&b.objects, reveal),
+                        hangar::compile::to_yaml_stream(&b.objects, reveal),
                         docs.to_stream(),
                         "{name} (reveal: {reveal})"
                     );

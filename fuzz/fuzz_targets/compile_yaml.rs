@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
     let c = compile(&inputs);
     let _ = c.render_diagnostics();
     if let Some(bundle) = &c.bundle {
-        let _ = hangar::cli::to_yaml_stream(&bundle.objects, false);
+        let _ = hangar::compile::to_yaml_stream(&bundle.objects, false);
     }
 });

@@ -16,6 +16,16 @@ use super::server::MCPServerSpec;
 /// Field names of a catalog entry that are not MCPServer spec fields.
 pub const ENTRY_META_FIELDS: [&str; 4] = ["name", "namespace", "labels", "annotations"];
 
+/// JSON Schema of a catalog document, for editors.
+pub fn catalog_editor_schema() -> serde_json::Value {
+    let mut root = catalog_schema();
+    super::schema::to_json_schema(&mut root);
+    root["$schema"] = serde_json::json!("https://json-schema.org/draft/2020-12/schema");
+    root["$id"] = serde_json::json!("https://mcp-hangar.io/schema/catalog.json");
+    root["title"] = serde_json::json!("hangar catalog");
+    root
+}
+
 /// Schema of a catalog document (for editors and for the compiler's structural check).
 pub fn catalog_schema() -> serde_json::Value {
     let spec = super::schema::spec_schema::<MCPServerSpec>();

@@ -186,19 +186,9 @@ pub fn editor_schema(kind: Kind) -> Value {
     root
 }
 
-/// JSON Schema of a catalog document, for editors.
-pub fn catalog_editor_schema() -> Value {
-    let mut root = super::catalog::catalog_schema();
-    to_json_schema(&mut root);
-    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-    root["$id"] = json!("https://mcp-hangar.io/schema/catalog.json");
-    root["title"] = json!("hangar catalog");
-    root
-}
-
 /// Turns an OpenAPI structural schema into plain JSON Schema: closes objects (unknown fields are
 /// errors), maps `nullable` and `x-kubernetes-int-or-string`, drops the Kubernetes extensions.
-fn to_json_schema(schema: &mut Value) {
+pub fn to_json_schema(schema: &mut Value) {
     let Some(obj) = schema.as_object_mut() else {
         return;
     };

@@ -88,7 +88,7 @@ pub fn run(args: &InputArgs, reveal: bool) -> Result<u8, CliError> {
     let mut base: Option<Vec<Object>> = None;
     match compile_now(args, &git) {
         Ok(objects) => {
-            super::write_stdout(&super::to_yaml_stream(&objects, reveal))?;
+            super::write_stdout(&crate::compile::to_yaml_stream(&objects, reveal))?;
             base = Some(objects);
         }
         Err(text) => eprint!("{text}"),
@@ -125,7 +125,7 @@ pub fn run(args: &InputArgs, reveal: bool) -> Result<u8, CliError> {
                     None => format!(
                         "=== {when} {what}: rendered {} objects\n{}",
                         objects.len(),
-                        super::to_yaml_stream(&objects, reveal)
+                        crate::compile::to_yaml_stream(&objects, reveal)
                     ),
                 };
                 super::write_stdout(&out)?;

@@ -1,8 +1,40 @@
 //! The ordered, deterministic result of a compilation.
 
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 use super::diag::{Diagnostic, Diagnostics, Span};
+
+/// What a masked Secret value shows instead.
+pub const MASK: &str = "<masked>";
+
+/// Replaces Secret values; where `other` is given, a value that differs from the other side is
+/// marked `<masked: old>` / `<masked: new>` (by `side`) without showing either value.
+pub fn mask_secret(body: &Json, other: Option<(&Json, &str)>) -> Json {
+    let mut b = body.clone();
+    if b.get("kind").and_then(Json::as_str) != Some("Secret") {
+        return b;
+    }
+    for field in ["data", "stringData"] {
+        let Some(map) = b.get_mut(field).and_then(Json::as_object_mut) else {
+            continue;
+        };
+        for (k, v) in map.iter_mut() {
+            let changed = match other {
+                Some((o, side)) => o
+                    .get(field)
+                    .and_then(|m| m.get(k))
+                    .filter(|ov| *ov != &*v)
+                    .map(|_| side),
+                None => None,
+            };
+            *v = match changed {
+                Some(side) => json!(format!("<masked: {side}>")),
+                None => json!(MASK),
+            };
+        }
+    }
+    b
+}
 
 /// What an object is to hangar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,7 +81,7 @@ impl Object {
     /// The body as printed: Secrets from the inputs are masked unless revealed.
     pub fn printable(&self, reveal_secrets: bool) -> std::borrow::Cow<'_, Json> {
         if self.is_input_secret() && !reveal_secrets {
-            std::borrow::Cow::Owned(crate::diff::mask_secret(&self.body, None))
+            std::borrow::Cow::Owned(mask_secret(&self.body, None))
         } else {
             std::borrow::Cow::Borrowed(&self.body)
         }
@@ -143,4 +175,28 @@ impl Bundle {
     pub fn count(&self, kind: &str) -> usize {
         self.objects.iter().filter(|o| o.kind == kind).count()
     }
+}
+
+/// The objects as one YAML stream, as `hangar render` prints them (`---` between documents;
+/// Secrets from the inputs masked unless `reveal`).
+pub fn to_yaml_stream(objects: &[Object], reveal: bool) -> String {
+    use rayon::prelude::*;
+    // Objects print independently: chunks of them in parallel, joined in order.
+    let chunks: Vec<String> = objects
+        .par_chunks(256)
+        .map(|chunk| {
+            let mut out = String::with_capacity(chunk.len() * 2048);
+            for o in chunk {
+                out.push_str("---\n");
+                crate::yaml::write_value(&mut out, &o.printable(reveal), 0);
+            }
+            out
+        })
+        .collect();
+    let mut out = chunks.concat();
+    // The first document needs no separator.
+    if out.starts_with("---\n") {
+        out.drain(..4);
+    }
+    out
 }

@@ -9,8 +9,7 @@
 //! `load_differential` fuzz target hold it to that.
 
 use super::diag::Span;
-use super::load::resolve_plain;
-use super::node::{Node, Value};
+use super::node::{Node, Value, resolve_plain};
 
 /// A non-blank, non-comment line.
 #[derive(Clone, Copy)]

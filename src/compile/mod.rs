@@ -23,7 +23,7 @@ pub mod validate;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-pub use bundle::{Bundle, Object, Role};
+pub use bundle::{Bundle, Object, Role, to_yaml_stream};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceFile, Span};
 
 /// What a file holds.

@@ -178,3 +178,70 @@ impl Node {
         }
     }
 }
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+pub(crate) fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let bytes = s.as_bytes();
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits(unsigned.as_bytes()) {
+        return match s.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => s
+                .parse::<f64>()
+                .map(Value::Float)
+                .unwrap_or_else(|_| Value::Str(s.into())),
+        };
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return Value::Int(i);
+            }
+        }
+    }
+    if let Some(oct) = s.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return Value::Int(i);
+            }
+        }
+    }
+    // float: [-+]? ( . digits | digits ( . digits? )? ) ( [eE] [-+]? digits )?
+    let looks_float = {
+        let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+            Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+            None => (unsigned, None),
+        };
+        let mant_ok = match mantissa.split_once('.') {
+            Some((a, b)) => {
+                (a.is_empty() || digits(a.as_bytes()))
+                    && (b.is_empty() || digits(b.as_bytes()))
+                    && !(a.is_empty() && b.is_empty())
+            }
+            None => digits(mantissa.as_bytes()),
+        };
+        let exp_ok = match exp {
+            None => true,
+            Some(e) => digits(e.strip_prefix(['-', '+']).unwrap_or(e).as_bytes()),
+        };
+        mant_ok && exp_ok && (mantissa.contains('.') || exp.is_some())
+    };
+    if looks_float && !bytes.is_empty() {
+        if let Ok(f) = s.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str(s.into())
+}

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
-use crate::apply::command::Connect;
+use crate::connect::Connect;
 
 /// Exit status of a leader that lost its lease.
 pub const LOST_EXIT_CODE: i32 = 3;
@@ -365,7 +365,7 @@ async fn elect(
 ) {
     let timings = Timings::of(args.leader_election_lease_duration);
     let client = loop {
-        match crate::apply::command::client(&connect).await {
+        match crate::connect::client(&connect).await {
             Ok(c) => break c,
             Err(e) => tracing::warn!(error = %e, "leader election: no API client"),
         }

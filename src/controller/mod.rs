@@ -7,8 +7,9 @@
 
 pub mod decide;
 pub mod discovery;
+/// The health-check seam lives with the probe; the controller uses it from there.
+pub use crate::probe::health;
 pub mod group;
-pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
@@ -37,9 +38,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value as Json, json};
 
 use crate::apply::Applier;
-use crate::apply::command::{Connect, ConnectError};
-use crate::cli::CliError;
 use crate::compile::{FileRole, InputFile, Inputs, SourceFile};
+use crate::connect::{Connect, ConnectError};
 use metrics::Metrics;
 
 /// Field manager of everything the controller writes.
@@ -78,7 +78,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub discovery: bool,
     /// Where Git sources are fetched to (default: `$HANGAR_CACHE_DIR/git`, else
-    /// `$HOME/.cache/hangar/git`, else `/tmp/hangar/git`).
+    /// `$XDG_CACHE_HOME/hangar/git`, else `$HOME/.cache/hangar/git`).
     #[arg(long, value_name = "DIR")]
     pub git_cache_dir: Option<std::path::PathBuf>,
     /// Bound on the Git cache's size on disk; least recently used repositories go first.
@@ -324,8 +324,10 @@ fn error_policy<C>(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<C>) -> Actio
 }
 
 /// `hangar controller`: runs until a signal (or stdin EOF with `--exit-on-stdin-eof`).
-pub fn main(args: ControllerArgs) -> Result<u8, CliError> {
-    let rt = crate::apply::command::runtime().map_err(|e| CliError::Usage(e.to_string()))?;
+/// The exit code is 2 when the controller stops on an error (printed); the error returned is
+/// one before it could start (no async runtime).
+pub fn main(args: ControllerArgs) -> Result<u8, RunError> {
+    let rt = crate::connect::runtime()?;
     match rt.block_on(run(args)) {
         Ok(()) => Ok(0),
         Err(e) => {
@@ -367,7 +369,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
             std::process::exit(0);
         });
     }
-    let client = crate::apply::command::client(&Connect {
+    let client = crate::connect::client(&Connect {
         context: args.context.clone(),
     })
     .await?;
@@ -818,11 +820,5 @@ fn refs_where(
 }
 
 fn default_git_cache() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("HANGAR_CACHE_DIR") {
-        return std::path::PathBuf::from(d).join("git");
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        return std::path::PathBuf::from(h).join(".cache/hangar/git");
-    }
-    std::path::PathBuf::from("/tmp/hangar/git")
+    crate::source::git::default_cache_dir()
 }

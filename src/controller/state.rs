@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::server::{MCPServerStatus, ServerState, ValidationStatus};
+use crate::api::server::{MCPServerStatus, ServerState};
 
 /// What the Deployment reports.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -25,15 +25,8 @@ pub struct Workload {
     pub available: i32,
 }
 
-/// The outcome of one health check (today: reachability of a remote endpoint; the MCP probe
-/// plugs in here).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Check {
-    pub ok: bool,
-    pub message: String,
-    pub tools: Option<Vec<String>>,
-    pub validation: Option<ValidationStatus>,
-}
+/// The outcome of one health check (made by the probe, [`crate::probe::health`]).
+pub use crate::probe::health::Check;
 
 /// Everything the state machine looks at besides the previous status.
 #[derive(Clone, Debug, PartialEq)]

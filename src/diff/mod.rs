@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use similar::TextDiff;
 
 use crate::compile::Object;
@@ -41,36 +41,7 @@ pub fn normalize(body: &Json) -> Json {
     b
 }
 
-pub const MASK: &str = "<masked>";
-
-/// Replaces Secret values; where `other` is given, a value that differs from the other side is
-/// marked `<masked: old>` / `<masked: new>` (by `side`) without showing either value.
-pub fn mask_secret(body: &Json, other: Option<(&Json, &str)>) -> Json {
-    let mut b = body.clone();
-    if b.get("kind").and_then(Json::as_str) != Some("Secret") {
-        return b;
-    }
-    for field in ["data", "stringData"] {
-        let Some(map) = b.get_mut(field).and_then(Json::as_object_mut) else {
-            continue;
-        };
-        for (k, v) in map.iter_mut() {
-            let changed = match other {
-                Some((o, side)) => o
-                    .get(field)
-                    .and_then(|m| m.get(k))
-                    .filter(|ov| *ov != &*v)
-                    .map(|_| side),
-                None => None,
-            };
-            *v = match changed {
-                Some(side) => json!(format!("<masked: {side}>")),
-                None => json!(MASK),
-            };
-        }
-    }
-    b
-}
+pub use crate::compile::bundle::{MASK, mask_secret};
 
 pub fn to_yaml(v: &Json) -> String {
     crate::yaml::to_string(v)
@@ -169,6 +140,7 @@ pub fn diff(before: &[Object], after: &[Object]) -> (String, Summary) {
 mod tests {
     use super::*;
     use crate::compile::Role;
+    use serde_json::json;
 
     fn obj(v: Json) -> Object {
         Object::new(v, Role::Child, None)

@@ -53,7 +53,7 @@ pub fn run(args: ProbeArgs) -> u8 {
         eprintln!("error: `{}` is not a URL: {e}", args.url);
         return 2;
     }
-    let rt = match crate::apply::command::runtime() {
+    let rt = match crate::connect::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

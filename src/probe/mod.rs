@@ -32,6 +32,7 @@
 
 pub mod command;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod jsonrpc;
 pub mod prober;

@@ -2,10 +2,9 @@
 
 use futures::future::BoxFuture;
 
+use super::health::{Check, Prober, Target};
 use super::{Probe, ProbeOptions, ProbeReport, TransportChoice, Verdict};
 use crate::api::server::{ServerInfo, ValidationStatus};
-use crate::controller::health::{Prober, Target};
-use crate::controller::state::Check;
 
 /// Checks a server by probing it as an MCP client. A server is healthy when it is compliant.
 pub struct McpProber {

@@ -1187,6 +1187,27 @@ fn holds_catalogs(f: &SourceFile) -> bool {
         })
 }
 
+/// Where Git repositories are kept (`--catalog git+URL`, `--fetch-git`, the controller's Git
+/// sources) unless told otherwise: `$HANGAR_CACHE_DIR/git`, else
+/// `$XDG_CACHE_HOME/hangar/git`, else `~/.cache/hangar/git`.
+pub fn default_cache_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("HANGAR_CACHE_DIR") {
+        return d.join("git");
+    }
+    if let Some(d) = env("XDG_CACHE_HOME") {
+        return d.join("hangar/git");
+    }
+    match env("HOME") {
+        Some(h) => h.join(".cache/hangar/git"),
+        None => std::env::temp_dir().join("hangar-cache/git"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::state::Check;
+/// The outcome of one health check, as the controller's state machine reads it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Check {
+    pub ok: bool,
+    pub message: String,
+    pub tools: Option<Vec<String>>,
+    pub validation: Option<crate::api::server::ValidationStatus>,
+}
 
 /// What to check: the server's URL, how long a check may take, and headers to send (credentials
 /// from a Secret: marked sensitive, never logged or shown in a message).
