@@ -32,9 +32,10 @@ use crate::apply::{Applier, ApplyError, ObjectKey};
 use crate::compile::{Bundle, Compilation, Decided, Role, compile};
 
 /// What a reconcile (or a failed step of one) was about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Category {
     /// Everything applied and observed.
+    #[default]
     Ok,
     /// The spec does not compile; status says why, nothing is applied.
     InvalidSpec,

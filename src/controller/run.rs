@@ -1,0 +1,525 @@
+//! `hangar controller`'s main loop, one step a function: connect and check the CRDs, serve
+//! metrics, wait for leadership, build the shared context, then run the server, group and
+//! discovery controllers with their background tasks until a signal.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value as Json;
+
+use super::metrics::{self, Metrics};
+use super::{
+    ControllerArgs, Ctx, FIELD_MANAGER, HealthCheckKind, NoBackoff, RunError, default_git_cache,
+    discovery, error_policy, group, health, leader, pipeline, refs_where, resource, server,
+    source_type, write_counter,
+};
+use crate::apply::Applier;
+use crate::connect::Connect;
+
+pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
+    if args.exit_on_stdin_eof {
+        exit_on_stdin_eof();
+    }
+    let client = connect(&args).await?;
+    let metrics = Arc::new(Metrics::new());
+    serve_metrics(&args, &metrics).await?;
+    // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
+    let connect = Connect {
+        context: args.context.clone(),
+    };
+    let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics).await else {
+        return Ok(());
+    };
+    let ctx = context(&args, &client, &metrics)?;
+    let (servers_done, server_store) = servers(&args, &client, &ctx);
+    let (groups_done, group_store) = groups(&args, &client, &ctx);
+    spawn_readiness(&args, &server_store, &group_store, &metrics);
+    spawn_forgetting(&server_store, &ctx);
+    let discovery_done = discovery(&args, &client, &ctx, &metrics);
+    let reconcile_servers = args.reconcile_servers;
+    let servers_and_groups = async move {
+        if reconcile_servers {
+            futures::join!(servers_done, groups_done);
+        }
+    };
+    futures::join!(servers_and_groups, discovery_done);
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    Ok(())
+}
+
+/// Exits when stdin closes (a test harness owns the process).
+fn exit_on_stdin_eof() {
+    tokio::spawn(async {
+        use tokio::io::AsyncReadExt;
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = stdin.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        tracing::info!("stdin closed; exiting");
+        std::process::exit(0);
+    });
+}
+
+/// A client for the cluster, which must serve hangar's CRDs.
+async fn connect(args: &ControllerArgs) -> Result<Client, RunError> {
+    let client = crate::connect::client(&Connect {
+        context: args.context.clone(),
+    })
+    .await?;
+    let probe_api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &resource(crate::api::Kind::Server));
+    if let Err(e) = probe_api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        return Err(RunError::NoCrds(e.to_string()));
+    }
+    Ok(client)
+}
+
+/// Serves /metrics, /healthz and /readyz in the background.
+async fn serve_metrics(args: &ControllerArgs, metrics: &Arc<Metrics>) -> Result<(), RunError> {
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| RunError::Metrics {
+            addr: args.metrics_addr,
+            source: e,
+        })?;
+    let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    eprintln!("hangar controller: metrics on http://{bound}/metrics");
+    {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve_listener(listener, m).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// What every reconcile shares.
+fn context(
+    args: &ControllerArgs,
+    client: &Client,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Ctx>, RunError> {
+    let server_ar = resource(crate::api::Kind::Server);
+    let group_ar = resource(crate::api::Kind::Group);
+    // The controller supersedes `hangar apply` for the children it owns: an edit applied with
+    // the CLI (which then leaves those children alone) lands instead of conflicting.
+    let applier = Applier::new(client.clone(), FIELD_MANAGER, false)
+        .superseding(&[crate::apply::FIELD_MANAGER])
+        .with_write_counter(write_counter(metrics.clone()));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    Ok(Arc::new(Ctx {
+        client: client.clone(),
+        applier,
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        server_ar: server_ar.clone(),
+        group_ar: group_ar.clone(),
+        prober: match args.health_check {
+            HealthCheckKind::Mcp => {
+                Arc::new(crate::probe::McpProber::new().map_err(RunError::Probe)?)
+            }
+            HealthCheckKind::Tcp => Arc::new(health::TcpProber),
+        },
+        probe_services: args.probe_services,
+        probe_slots: tokio::sync::Semaphore::new(args.probe_concurrency.max(1)),
+        resync: args.resync,
+        swept: Mutex::new(HashSet::new()),
+        tracked: Mutex::new(HashSet::new()),
+        clock: k8s_openapi::jiff::Timestamp::now,
+    }))
+}
+
+/// An API of a namespaced kind: one namespace or all.
+fn typed<K>(c: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(c.clone(), ns),
+        None => Api::all(c.clone()),
+    }
+}
+
+/// An API of a kind known at run time: one namespace or all.
+fn dynamic(c: &Client, ns: &Option<String>, ar: &ApiResource) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(c.clone(), ns, ar),
+        None => Api::all_with(c.clone(), ar),
+    }
+}
+
+/// Lists are consistent reads (not "any" version from the watch cache): after an API server
+/// restart its cache starts at a newer version, and a list answered with an older one makes
+/// every following watch fail with 410 Gone, over and over.
+fn wc() -> watcher::Config {
+    watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+}
+
+/// Every watch has a backoff of its own. kube-runtime's default puts one backoff on all of a
+/// controller's watches together, so after an API server restart the errors of one (a 410
+/// while it relists) paused every other for up to a minute and new objects went unnoticed.
+fn owned(
+    api: Api<DynamicObject>,
+    wc: watcher::Config,
+) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+    watcher::watcher(api, wc)
+        .default_backoff()
+        .touched_objects()
+}
+
+/// A watched and cached kind: its store and the stream of its changes.
+fn reflected(
+    api: Api<DynamicObject>,
+    ar: &ApiResource,
+) -> (
+    Store<DynamicObject>,
+    impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
+) {
+    let writer = kube::runtime::reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let stream = watcher::watcher(api, wc())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    (store, stream)
+}
+
+fn children_watch() -> watcher::Config {
+    wc().labels("app.kubernetes.io/managed-by=hangar")
+}
+
+/// The MCPServer controller: woken by its servers and by every kind of child they own.
+fn servers(
+    args: &ControllerArgs,
+    client: &Client,
+    ctx: &Arc<Ctx>,
+) -> (BoxFuture<'static, ()>, Store<DynamicObject>) {
+    let ns = args.namespace.clone();
+    let ar = ctx.server_ar.clone();
+    let (store, stream) = reflected(dynamic(client, &ns, &ar), &ar);
+    let mut ctl = Controller::for_stream_with(stream, store.clone(), ar)
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .trigger_backoff(NoBackoff);
+    for kind in pipeline::child_kinds() {
+        ctl = ctl.owns_stream_with(owned(dynamic(client, &ns, &kind), children_watch()), kind);
+    }
+    let done = ctl
+        .shutdown_on_signal()
+        .run(server::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "server reconcile");
+            }
+        });
+    (Box::pin(done), store)
+}
+
+/// The MCPServerGroup controller: woken by its groups, their Services, and any server of their
+/// namespace.
+fn groups(
+    args: &ControllerArgs,
+    client: &Client,
+    ctx: &Arc<Ctx>,
+) -> (BoxFuture<'static, ()>, Store<DynamicObject>) {
+    let ns = args.namespace.clone();
+    let (gar, sar) = (ctx.group_ar.clone(), ctx.server_ar.clone());
+    let (store, stream) = reflected(dynamic(client, &ns, &gar), &gar);
+    let svc = ApiResource::erase::<Service>(&());
+    let members = watcher::watcher(dynamic(client, &ns, &sar), wc())
+        .default_backoff()
+        .touched_objects();
+    let (gs, garc) = (store.clone(), gar.clone());
+    let done = Controller::for_stream_with(stream, store.clone(), gar)
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .trigger_backoff(NoBackoff)
+        .owns_stream_with(owned(dynamic(client, &ns, &svc), children_watch()), svc)
+        .watches_stream_with(
+            members,
+            move |srv: DynamicObject| {
+                let ns = srv.metadata.namespace.clone();
+                gs.state()
+                    .iter()
+                    .filter(|g| g.metadata.namespace == ns)
+                    .map(|g| {
+                        let r = ObjectRef::new_with(&g.name_any(), garc.clone());
+                        match &g.metadata.namespace {
+                            Some(ns) => r.within(ns),
+                            None => r,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            sar,
+        )
+        .shutdown_on_signal()
+        .run(group::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "group reconcile");
+            }
+        });
+    (Box::pin(done), store)
+}
+
+/// Ready once both caches hold a first full list.
+fn spawn_readiness(
+    args: &ControllerArgs,
+    server_store: &Store<DynamicObject>,
+    group_store: &Store<DynamicObject>,
+    metrics: &Arc<Metrics>,
+) {
+    let (ss, gs, m) = (server_store.clone(), group_store.clone(), metrics.clone());
+    // Without the server and group controllers nothing fills those caches: ready at once.
+    let wait = args.reconcile_servers;
+    // The stores' readiness signal wakes one waiter only (the controller's own), so poll it.
+    tokio::spawn(async move {
+        let synced = async |s: &kube::runtime::reflector::Store<DynamicObject>| loop {
+            match tokio::time::timeout(Duration::from_millis(250), s.wait_until_ready()).await {
+                Ok(r) => return r.is_ok(),
+                Err(_) => continue,
+            }
+        };
+        if !wait || (synced(&ss).await && synced(&gs).await) {
+            m.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("caches synced; ready");
+        }
+    });
+}
+
+/// Forgets the metric series of servers that are gone.
+fn spawn_forgetting(server_store: &Store<DynamicObject>, ctx: &Arc<Ctx>) {
+    let (ss, c) = (server_store.clone(), ctx.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            let live: HashSet<(String, String)> = ss
+                .state()
+                .iter()
+                .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+                .collect();
+            let gone: Vec<(String, String)> = match c.tracked.lock() {
+                Ok(mut t) => {
+                    let gone = t.difference(&live).cloned().collect::<Vec<_>>();
+                    t.retain(|k| live.contains(k));
+                    gone
+                }
+                Err(_) => Vec::new(),
+            };
+            for (ns, name) in gone {
+                c.metrics.forget(&ns, &name);
+            }
+        }
+    });
+}
+
+/// Discovery: sources, re-read on their refresh interval and whenever what they read changes
+/// (ConfigMaps, namespaces, Services) or a server they made is changed or deleted.
+fn discovery(
+    args: &ControllerArgs,
+    client: &Client,
+    ctx: &Arc<Ctx>,
+    metrics: &Arc<Metrics>,
+) -> BoxFuture<'static, ()> {
+    let ns = args.namespace.clone();
+    let server_ar = ctx.server_ar.clone();
+    let source_ar = resource(crate::api::Kind::DiscoverySource);
+    let sources_api: Api<DynamicObject> = match &ns {
+        Some(n) => Api::namespaced_with(client.clone(), n, &source_ar),
+        None => Api::all_with(client.clone(), &source_ar),
+    };
+    let made_api: Api<DynamicObject> = match &ns {
+        Some(n) => Api::namespaced_with(client.clone(), n, &server_ar),
+        None => Api::all_with(client.clone(), &server_ar),
+    };
+    let source_writer = kube::runtime::reflector::store::Writer::new(source_ar.clone());
+    let source_store = source_writer.as_reader();
+    let source_stream = watcher::watcher(sources_api, wc())
+        .default_backoff()
+        .reflect(source_writer)
+        .applied_objects();
+    let made_writer = kube::runtime::reflector::store::Writer::new(server_ar.clone());
+    let made_store = made_writer.as_reader();
+    let made_stream = watcher::watcher(
+        made_api,
+        wc().labels(crate::compile::resolve::DISCOVERED_BY_LABEL),
+    )
+    .default_backoff()
+    .reflect(made_writer)
+    .touched_objects();
+    let git_dir = args.git_cache_dir.clone().unwrap_or_else(default_git_cache);
+    let dctx = Arc::new(discovery::DiscoveryCtx {
+        base: ctx.clone(),
+        applier: Applier::new(client.clone(), discovery::FIELD_MANAGER, true)
+            .with_write_counter(write_counter(metrics.clone())),
+        source_ar: source_ar.clone(),
+        servers: made_store,
+        git: Some(Arc::new(crate::source::git::GitCache::new(
+            git_dir,
+            args.git_cache_max_bytes,
+        ))),
+    });
+    let ctl = discovery_watches(
+        args,
+        client,
+        &ns,
+        &source_ar,
+        source_store.clone(),
+        source_stream,
+        made_stream,
+        &server_ar,
+    );
+    spawn_orphan_sweep(&dctx, &source_store);
+    let run = ctl
+        .shutdown_on_signal()
+        .run(discovery::reconcile, error_policy, dctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "discovery reconcile");
+            }
+        });
+    let enabled = args.discovery;
+    Box::pin(async move {
+        if enabled {
+            run.await
+        }
+    })
+}
+
+/// What wakes a discovery source: the servers it made, ConfigMaps it reads, namespaces, and
+/// annotated Services.
+#[allow(clippy::too_many_arguments)]
+fn discovery_watches(
+    args: &ControllerArgs,
+    client: &Client,
+    ns: &Option<String>,
+    source_ar: &ApiResource,
+    source_store: Store<DynamicObject>,
+    source_stream: impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
+    made_stream: impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
+    server_ar: &ApiResource,
+) -> Controller<DynamicObject> {
+    let client = client.clone();
+    let ns = ns.clone();
+    let cm_store = source_store.clone();
+    let cm_ar = source_ar.clone();
+    let ns_store = source_store.clone();
+    let ns_ar = source_ar.clone();
+    let svc_store = source_store.clone();
+    let svc_ar = source_ar.clone();
+    let made_ar = source_ar.clone();
+    // Metadata only: what changed, not the contents (which the reconcile reads itself).
+    use kube::core::PartialObjectMeta;
+    let configmaps = watcher::watcher(
+        typed::<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(&client, &ns),
+        wc(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let namespaces = watcher::watcher(
+        Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
+        wc(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let services = watcher::watcher(typed::<PartialObjectMeta<Service>>(&client, &ns), wc())
+        .default_backoff()
+        .touched_objects();
+    Controller::for_stream_with(source_stream, source_store.clone(), source_ar.clone())
+        .with_config(ControllerConfig::default().concurrency(args.concurrency.clamp(1, 4)))
+        .trigger_backoff(NoBackoff)
+        .watches_stream_with(
+            made_stream,
+            move |srv: DynamicObject| {
+                let l = srv.labels();
+                let (Some(name), Some(sns)) = (
+                    l.get(crate::compile::resolve::DISCOVERED_BY_LABEL),
+                    l.get(crate::compile::resolve::DISCOVERED_BY_NAMESPACE_LABEL),
+                ) else {
+                    return Vec::new();
+                };
+                vec![ObjectRef::new_with(name, made_ar.clone()).within(sns)]
+            },
+            server_ar.clone(),
+        )
+        .watches_stream(configmaps, move |cm| {
+            let (cns, cname) = (cm.namespace().unwrap_or_default(), cm.name_any());
+            let catalog = cm
+                .labels()
+                .get(crate::source::cluster::CATALOG_LABEL)
+                .is_some_and(|v| v == "true");
+            refs_where(&cm_store, &cm_ar, |s| match source_type(s).as_deref() {
+                Some("ConfigMap") => {
+                    let r = s.data.pointer("/spec/configMapRef");
+                    let rn = r.and_then(|r| r.get("name")).and_then(Json::as_str);
+                    let rns = r
+                        .and_then(|r| r.get("namespace"))
+                        .and_then(Json::as_str)
+                        .map(str::to_string)
+                        .or_else(|| s.namespace());
+                    rn == Some(cname.as_str()) && rns.as_deref() == Some(cns.as_str())
+                }
+                Some("Namespace") => catalog,
+                _ => false,
+            })
+        })
+        .watches_stream(namespaces, move |_n| {
+            refs_where(&ns_store, &ns_ar, |s| {
+                matches!(source_type(s).as_deref(), Some("Namespace"))
+                    || (matches!(source_type(s).as_deref(), Some("Annotations"))
+                        && s.data.pointer("/spec/namespaceSelector").is_some())
+            })
+        })
+        .watches_stream(services, move |_svc| {
+            refs_where(&svc_store, &svc_ar, |s| {
+                matches!(source_type(s).as_deref(), Some("Annotations"))
+            })
+        })
+}
+
+/// What deleted sources made in other namespaces, once the sources' cache holds a full list.
+fn spawn_orphan_sweep(dctx: &Arc<discovery::DiscoveryCtx>, source_store: &Store<DynamicObject>) {
+    let (d, sources) = (dctx.clone(), source_store.clone());
+    tokio::spawn(async move {
+        // The store's readiness signal wakes one waiter only (the controller's): poll.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), sources.wait_until_ready()).await
+            {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+        loop {
+            tokio::time::sleep(discovery::SWEEP_INTERVAL).await;
+            if let Err(e) = discovery::sweep_orphans(&d, &sources).await {
+                tracing::warn!(error = %e, "sweeping what deleted discovery sources made");
+            }
+        }
+    });
+}
