@@ -90,10 +90,26 @@ pub fn next(
     let now = now_secs(now);
     let mut s = prev.clone();
     let prev_state = prev.state;
-    let spec_changed =
-        prev.observed_generation.is_some() && prev.observed_generation != o.generation;
     s.observed_generation = o.generation;
     s.endpoint = o.endpoint.clone();
+    copy_observed(&mut s, o);
+    let (state, reason, message) = verdict(prev, o, &mut s, now);
+    if state == ServerState::Cold && prev_state != Some(ServerState::Cold) && prev_state.is_some() {
+        s.last_stopped_at = Some(Time(now));
+    }
+    s.state = Some(state);
+    s.conditions = Some(conditions(prev, o, state, &reason, &message, now));
+    let transition = (prev_state != Some(state)).then_some(Transition {
+        from: prev_state,
+        to: state,
+        reason,
+        message,
+    });
+    (s, transition)
+}
+
+/// What the workload and the check report, as status shows it.
+fn copy_observed(s: &mut MCPServerStatus, o: &Observed) {
     if let Some(w) = &o.workload {
         s.replicas = Some(w.replicas);
         s.ready_replicas = Some(w.ready);
@@ -116,7 +132,18 @@ pub fn next(
             s.validation = c.validation.clone();
         }
     }
+}
 
+/// The state, its reason and message; counts failures and start times in `s`.
+fn verdict(
+    prev: &MCPServerStatus,
+    o: &Observed,
+    s: &mut MCPServerStatus,
+    now: Timestamp,
+) -> (ServerState, String, String) {
+    let prev_state = prev.state;
+    let spec_changed =
+        prev.observed_generation.is_some() && prev.observed_generation != o.generation;
     let failures = prev.consecutive_failures.unwrap_or(0);
     // One failure per interval at most.
     let count_failure = |s: &mut MCPServerStatus| -> i32 {
@@ -136,7 +163,7 @@ pub fn next(
         Some(ServerState::Ready) | Some(ServerState::Degraded)
     ) || (prev_state == Some(ServerState::Dead) && failures > 0);
 
-    let (state, reason, message): (ServerState, String, String) = if let Some(why) = &o.hold {
+    if let Some(why) = &o.hold {
         (ServerState::Dead, NON_COMPLIANT.into(), why.clone())
     } else if !o.remote && o.desired == 0 {
         s.consecutive_failures = Some(0);
@@ -196,7 +223,7 @@ pub fn next(
                 )
             }
         } else {
-            let f = count_failure(&mut s);
+            let f = count_failure(s);
             s.consecutive_failures = Some(f);
             if f >= o.failure_threshold {
                 (
@@ -212,20 +239,26 @@ pub fn next(
                 )
             }
         }
-    };
-    if state == ServerState::Cold && prev_state != Some(ServerState::Cold) && prev_state.is_some() {
-        s.last_stopped_at = Some(Time(now));
     }
-    s.state = Some(state);
+}
 
+/// The Ready and Reconciled conditions.
+fn conditions(
+    prev: &MCPServerStatus,
+    o: &Observed,
+    state: ServerState,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Vec<Condition> {
     let prev_conds = prev.conditions.as_deref().unwrap_or_default();
     let mut conds = Vec::new();
     conds.push(condition(
         prev_conds,
         READY,
         state == ServerState::Ready,
-        &reason,
-        &message,
+        reason,
+        message,
         o.generation,
         now,
     ));
@@ -246,15 +279,7 @@ pub fn next(
         o.generation,
         now,
     ));
-    s.conditions = Some(conds);
-
-    let transition = (prev_state != Some(state)).then_some(Transition {
-        from: prev_state,
-        to: state,
-        reason,
-        message,
-    });
-    (s, transition)
+    conds
 }
 
 /// A condition that keeps its lastTransitionTime (from `prev`) while its status stays the same.
