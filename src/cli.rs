@@ -144,9 +144,10 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub force_conflicts: bool,
     /// Inventory name: the label value on every applied object and the suffix of the
-    /// `hangar-inventory-NAME` ConfigMap that records them for pruning.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub inventory: String,
+    /// `hangar-inventory-NAME` ConfigMap that records them for pruning. Default `default`;
+    /// `--prune` needs it named, so that unrelated inputs never prune each other.
+    #[arg(long, value_name = "NAME")]
+    pub inventory: Option<String>,
     /// Namespace of the inventory ConfigMap.
     #[arg(long, value_name = "NS", default_value = "default")]
     pub inventory_namespace: String,
@@ -460,14 +461,17 @@ fn read_rendered(path: &Path) -> Result<Result<Vec<Object>, String>, CliError> {
 }
 
 fn apply_args(c: &ClusterArgs, dry_run: bool, prune: bool) -> Result<ApplyArgs, CliError> {
-    let label_ok = crate::compile::units::check_label_value(&c.inventory).and_then(|_| {
-        crate::compile::units::check_dns1123_subdomain(&format!("hangar-inventory-{}", c.inventory))
+    if prune && c.inventory.is_none() {
+        return Err(CliError::Usage(
+            "--prune needs --inventory NAME: every apply without one shares the inventory `default`, and pruning it would delete what other inputs applied".into(),
+        ));
+    }
+    let inventory = c.inventory.clone().unwrap_or_else(|| "default".into());
+    let label_ok = crate::compile::units::check_label_value(&inventory).and_then(|_| {
+        crate::compile::units::check_dns1123_subdomain(&format!("hangar-inventory-{inventory}"))
     });
     if let Err(e) = label_ok {
-        return Err(CliError::Usage(format!(
-            "--inventory {:?}: {e}",
-            c.inventory
-        )));
+        return Err(CliError::Usage(format!("--inventory {inventory:?}: {e}")));
     }
     if let Err(e) = crate::compile::units::check_dns1123_label(&c.inventory_namespace) {
         return Err(CliError::Usage(format!("--inventory-namespace: {e}")));
@@ -481,7 +485,7 @@ fn apply_args(c: &ClusterArgs, dry_run: bool, prune: bool) -> Result<ApplyArgs, 
         options: crate::apply::Options {
             dry_run,
             prune,
-            inventory: c.inventory.clone(),
+            inventory,
             inventory_namespace: c.inventory_namespace.clone(),
             ..Default::default()
         },
@@ -513,6 +517,11 @@ fn apply(
     prune: bool,
     install_crds: bool,
 ) -> Result<u8, CliError> {
+    if input.paths.is_empty() {
+        return Err(CliError::Usage(
+            "hangar apply needs a PATH (a file, a directory, or - for stdin); the bundled examples are only for render, check and diff".into(),
+        ));
+    }
     let args = apply_args(cluster, dry_run, prune)?;
     with_cluster(input, args, install_crds, crate::apply::command::apply)
 }

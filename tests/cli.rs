@@ -36,6 +36,41 @@ fn render_without_paths_uses_the_embedded_examples() {
 }
 
 #[test]
+fn the_embedded_examples_are_only_for_no_arguments_at_all() {
+    // apply without PATH would deploy the demo servers: a usage error, nothing sent.
+    let out = hangar(&["apply", "--context", "no-such-context"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("hangar apply needs a PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --prune without a named inventory could prune another input's objects.
+    let out = hangar(&[
+        "apply",
+        "examples/basic-server.yaml",
+        "--prune",
+        "--context",
+        "none",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--prune needs --inventory"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A catalog alone renders the catalog's servers, not the demo servers with them.
+    let out = hangar(&["render", "--catalog", "examples/catalog.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("kind: MCPServer"), "{stdout}");
+    assert!(
+        !stdout.contains("name: sqlite-tools"),
+        "demo servers mixed in:\n{stdout}"
+    );
+}
+
+#[test]
 fn render_json_is_a_list() {
     let out = hangar(&["render", "examples/basic-server.yaml", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0));

@@ -160,7 +160,8 @@ fn fetch_git_sources(inputs: &mut Inputs) -> Result<(), CliError> {
 pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<Inputs, CliError> {
     let mut errors = Vec::new();
     let mut input_files = Vec::new();
-    if args.paths.is_empty() {
+    // The bundled examples stand in only for no arguments at all: never mixed into a catalog.
+    if args.paths.is_empty() && args.catalogs.is_empty() {
         eprintln!("note: no PATH given; rendering the examples bundled with hangar");
         for (path, text) in embedded::EXAMPLES {
             input_files.push(InputFile {
