@@ -461,11 +461,6 @@ fn read_rendered(path: &Path) -> Result<Result<Vec<Object>, String>, CliError> {
 }
 
 fn apply_args(c: &ClusterArgs, dry_run: bool, prune: bool) -> Result<ApplyArgs, CliError> {
-    if prune && c.inventory.is_none() {
-        return Err(CliError::Usage(
-            "--prune needs --inventory NAME: every apply without one shares the inventory `default`, and pruning it would delete what other inputs applied".into(),
-        ));
-    }
     let inventory = c.inventory.clone().unwrap_or_else(|| "default".into());
     let label_ok = crate::compile::units::check_label_value(&inventory).and_then(|_| {
         crate::compile::units::check_dns1123_subdomain(&format!("hangar-inventory-{inventory}"))
@@ -520,6 +515,12 @@ fn apply(
     if input.paths.is_empty() {
         return Err(CliError::Usage(
             "hangar apply needs a PATH (a file, a directory, or - for stdin); the bundled examples are only for render, check and diff".into(),
+        ));
+    }
+    // `diff --cluster` may show the default inventory's prunes; only `apply --prune` needs a name.
+    if prune && cluster.inventory.is_none() {
+        return Err(CliError::Usage(
+            "--prune needs --inventory NAME: every apply without one shares the inventory `default`, and pruning it would delete what other inputs applied".into(),
         ));
     }
     let args = apply_args(cluster, dry_run, prune)?;
