@@ -383,7 +383,3 @@ fn refs_where(
         })
         .collect()
 }
-
-fn default_git_cache() -> std::path::PathBuf {
-    crate::source::git::default_cache_dir()
-}

@@ -61,6 +61,18 @@ impl Category {
         }
     }
 
+    /// The reason a condition or Event gives for it (`Conflict`, `ApplyFailed`, ...).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Category::Ok => "Applied",
+            Category::InvalidSpec => "InvalidSpec",
+            Category::Conflict => "Conflict",
+            Category::ApplyFailed => "ApplyFailed",
+            Category::Api => "ApiError",
+            Category::NotReady => "NotReady",
+        }
+    }
+
     /// The `result` label: only a reconcile with nothing wrong is `ok`.
     pub fn result(self) -> &'static str {
         match self {

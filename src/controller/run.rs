@@ -21,9 +21,9 @@ use serde_json::Value as Json;
 
 use super::metrics::{self, Metrics};
 use super::{
-    ControllerArgs, Ctx, FIELD_MANAGER, HealthCheckKind, NoBackoff, RunError, default_git_cache,
-    discovery, error_policy, group, health, leader, pipeline, refs_where, resource, server,
-    source_type, write_counter,
+    ControllerArgs, Ctx, FIELD_MANAGER, HealthCheckKind, NoBackoff, RunError, discovery,
+    error_policy, group, health, leader, pipeline, refs_where, resource, server, source_type,
+    write_counter,
 };
 use crate::apply::Applier;
 use crate::connect::Connect;
@@ -372,7 +372,10 @@ fn discovery(
     .default_backoff()
     .reflect(made_writer)
     .touched_objects();
-    let git_dir = args.git_cache_dir.clone().unwrap_or_else(default_git_cache);
+    let git_dir = args
+        .git_cache_dir
+        .clone()
+        .unwrap_or_else(crate::source::git::default_cache_dir);
     let dctx = Arc::new(discovery::DiscoveryCtx {
         base: ctx.clone(),
         applier: Applier::new(client.clone(), discovery::FIELD_MANAGER, true)

@@ -132,14 +132,7 @@ async fn observe(
         held,
         probed,
         check,
-        apply_error: children.failure().map(|(c, m)| {
-            let reason = if c == Category::Conflict {
-                "Conflict"
-            } else {
-                "ApplyFailed"
-            };
-            (reason.to_string(), m)
-        }),
+        apply_error: children.failure().map(|(c, m)| (c.reason().to_string(), m)),
     }
 }
 
@@ -206,11 +199,7 @@ async fn report(
     if let Some((c, m)) = children.failure()
         && reconciled(prev) != reconciled(next)
     {
-        let reason = if c == Category::Conflict {
-            "Conflict"
-        } else {
-            "ApplyFailed"
-        };
+        let reason = c.reason();
         tracing::info!(namespace = %ns, server = %name, reason, "applying children failed: {m}");
         ctx.event(obj, &ctx.server_ar, event(true, reason, &m))
             .await;
