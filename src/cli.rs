@@ -113,6 +113,14 @@ pub enum Command {
         /// Apply hangar's own CRDs first (staged: applied and established before the rest).
         #[arg(long)]
         install_crds: bool,
+        /// Then wait until every applied MCPServer and MCPServerGroup is Ready (a server that
+        /// asks for zero replicas: Cold), as the controller reports it; exit 1 naming those
+        /// that are not within --timeout, with their reasons.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (e.g. 90s, 5m).
+        #[arg(long, value_name = "DURATION", default_value = "5m", requires = "wait")]
+        timeout: String,
     },
     /// Check that a URL speaks MCP: transport, protocol version, server, capabilities, tools.
     /// Exit 0 compliant, 1 not (or requires auth, or unreachable), 2 usage error.
@@ -200,7 +208,18 @@ pub fn run(cli: Cli) -> ExitCode {
             dry_run,
             prune,
             install_crds,
-        } => apply(&input, &cluster, dry_run, prune, install_crds),
+            wait,
+            timeout,
+        } => apply(
+            &input,
+            &cluster,
+            ApplyFlags {
+                dry_run,
+                prune,
+                install_crds,
+                wait: wait.then_some(timeout),
+            },
+        ),
         Command::Controller(args) => {
             crate::controller::main(args).map_err(|e| CliError::Usage(e.to_string()))
         }
@@ -484,6 +503,7 @@ fn apply_args(c: &ClusterArgs, dry_run: bool, prune: bool) -> Result<ApplyArgs, 
             inventory_namespace: c.inventory_namespace.clone(),
             ..Default::default()
         },
+        wait: None,
     })
 }
 
@@ -505,13 +525,22 @@ fn with_cluster(
         .map_err(|e| CliError::Usage(e.to_string()))
 }
 
-fn apply(
-    input: &InputArgs,
-    cluster: &ClusterArgs,
+/// `hangar apply`'s own flags.
+struct ApplyFlags {
     dry_run: bool,
     prune: bool,
     install_crds: bool,
-) -> Result<u8, CliError> {
+    /// `--wait`: the `--timeout` as written.
+    wait: Option<String>,
+}
+
+fn apply(input: &InputArgs, cluster: &ClusterArgs, flags: ApplyFlags) -> Result<u8, CliError> {
+    let ApplyFlags {
+        dry_run,
+        prune,
+        install_crds,
+        wait,
+    } = flags;
     if input.paths.is_empty() {
         return Err(CliError::Usage(
             "hangar apply needs a PATH (a file, a directory, or - for stdin); the bundled examples are only for render, check and diff".into(),
@@ -523,7 +552,12 @@ fn apply(
             "--prune needs --inventory NAME: every apply without one shares the inventory `default`, and pruning it would delete what other inputs applied".into(),
         ));
     }
-    let args = apply_args(cluster, dry_run, prune)?;
+    let mut args = apply_args(cluster, dry_run, prune)?;
+    if let Some(t) = wait {
+        let d = crate::compile::units::parse_duration(&t)
+            .map_err(|e| CliError::Usage(format!("--timeout {t:?}: {e}")))?;
+        args.wait = Some(d);
+    }
     with_cluster(input, args, install_crds, crate::apply::command::apply)
 }
 

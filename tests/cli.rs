@@ -36,6 +36,31 @@ fn render_without_paths_uses_the_embedded_examples() {
 }
 
 #[test]
+fn provenance_does_not_depend_on_the_working_directory() {
+    // Issue 13.3: `cd examples && hangar apply .` must not reconfigure what `hangar apply
+    // examples/` made: the `mcp-hangar.io/source` annotation names the file under its PATH.
+    let from_root = text(&hangar(&["render", "examples/"]).stdout);
+    let inside = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["render", "."])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        .output()
+        .expect("run hangar");
+    assert_eq!(inside.status.code(), Some(0), "{}", text(&inside.stderr));
+    assert!(
+        from_root.contains("mcp-hangar.io/source: file:"),
+        "{from_root}"
+    );
+    assert!(!from_root.contains("file:examples/"), "{from_root}");
+    assert_eq!(text(&inside.stdout), from_root);
+    // A file argument names the file itself.
+    let one = text(&hangar(&["render", "examples/catalog.yaml"]).stdout);
+    assert!(
+        one.contains("mcp-hangar.io/source: file:catalog.yaml"),
+        "{one}"
+    );
+}
+
+#[test]
 fn the_embedded_examples_are_only_for_no_arguments_at_all() {
     // apply without PATH would deploy the demo servers: a usage error, nothing sent.
     let out = hangar(&["apply", "--context", "no-such-context"]);

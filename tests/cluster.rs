@@ -893,3 +893,49 @@ fn a_spec_change_after_hangar_apply_rolls_out_under_the_controller() {
         .unwrap_or_default();
     assert_eq!(reconciled["status"], "True", "{reconciled}");
 }
+
+#[test]
+fn apply_wait_blocks_until_ready_and_names_what_is_not() {
+    // Issue 13: `hangar apply --wait [--timeout]`, as Flux and Helm users expect.
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("wait", false);
+    let inv = format!("--inventory=wait-{ns}");
+    let cold = server(&ns, "idle", "  replicas: 0\n");
+    let both = format!("{}---\n{cold}", server(&ns, "quick", "  replicas: 2\n"));
+    let o = e.hangar_in(&["apply", &inv, "--wait", "--timeout=90s", "-"], &both);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("all 2 Ready"), "{}", text(&o));
+    // When it returns, the servers are Ready (or Cold, asked for by replicas: 0).
+    let state = |name: &str| {
+        e.get("mcpserver", &ns, name)
+            .and_then(|s| s["status"]["state"].as_str().map(str::to_string))
+    };
+    assert_eq!(state("quick").as_deref(), Some("Ready"));
+    assert_eq!(state("idle").as_deref(), Some("Cold"));
+    // A remote server nothing answers for: exit 1 within the timeout, naming it and why.
+    let unreachable = format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: nowhere\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{}/mcp\n  startupTimeout: 2s\n  healthCheck:\n    interval: 1s\n    timeout: 1s\n",
+        support::free_tcp_port()
+    );
+    let t0 = std::time::Instant::now();
+    let o = e.hangar_in(
+        &["apply", &inv, "--wait", "--timeout=8s", "-"],
+        &unreachable,
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(40), "{:?}", t0.elapsed());
+    assert!(
+        out.contains(&format!(
+            "not ready: mcp-hangar.io/v1alpha1/MCPServer {ns}/nowhere"
+        )) || out.contains("not ready:") && out.contains("nowhere"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 1 not Ready within 8s"), "{out}");
+    // A bad --timeout is a usage error, and --timeout needs --wait.
+    let o = e.hangar_in(&["apply", &inv, "--wait", "--timeout=soon", "-"], &cold);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = e.hangar_in(&["apply", &inv, "--timeout=5s", "-"], &cold);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

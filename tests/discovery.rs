@@ -490,6 +490,8 @@ fn git_source_keeps_the_cluster_equal_to_the_repository() {
 
 #[test]
 fn git_daemon_source_follows_new_commits_within_a_refresh() {
+    // The repository is on `master` and the source names no `ref`: the remote HEAD is read
+    // (issue 13.10; a `main` default gave RefNotFound).
     let Some(e) = env() else { return };
     e.controller();
     let ns = e.namespace("gitd", false);
@@ -499,7 +501,7 @@ fn git_daemon_source_follows_new_commits_within_a_refresh() {
     let repo = base.join("catalogs");
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&repo).expect("repo dir");
-    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["init", "-q", "-b", "master"]);
     write(
         &repo,
         "prod.yaml",
@@ -508,16 +510,9 @@ fn git_daemon_source_follows_new_commits_within_a_refresh() {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "one"]);
     let port = support::free_tcp_port();
-    let mut daemon = std::process::Command::new("git");
-    daemon
-        .arg("daemon")
-        .arg(format!("--base-path={}", base.display()))
-        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-        .arg(format!("--port={port}"))
-        .arg(&base);
-    let _daemon = support::start_listening(daemon, port);
+    let _daemon = support::start_listening(support::git_daemon(&base, port), port);
     e.apply_yaml(&format!(
-        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: daemon\n  namespace: {ns}\nspec:\n  type: Git\n  refreshInterval: 3s\n  git:\n    url: git://127.0.0.1:{port}/catalogs\n    ref: main\n"
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: daemon\n  namespace: {ns}\nspec:\n  type: Git\n  refreshInterval: 3s\n  git:\n    url: git://127.0.0.1:{port}/catalogs\n"
     ));
     wait_reason(e, &ns, "daemon", "Synced");
     assert!(exists(e, &ns, "d-one"));
@@ -563,4 +558,58 @@ fn git_daemon_source_follows_new_commits_within_a_refresh() {
         Some(hash_before),
         "a commit that did not change d-one rolled it"
     );
+}
+
+#[test]
+fn requested_at_annotation_syncs_a_git_source_now() {
+    // Issue 13: "sync now", like Flux's `reconcile.fluxcd.io/requestedAt`. A source refreshing
+    // hourly picks up a new commit as soon as it is annotated, and says so in status.
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("syncnow", false);
+    let repo = e
+        .root
+        .join(format!("target/tmp/syncnow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    git(&repo, &["init", "-q", "-b", "trunk"]);
+    let one = "servers:\n  - name: n-one\n    image: ghcr.io/example/n-one:1.0.0\n";
+    write(&repo, "catalog.yaml", one);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "one"]);
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: hourly\n  namespace: {ns}\nspec:\n  type: Git\n  refreshInterval: 1h\n  git:\n    url: file://{}\n",
+        repo.display()
+    ));
+    wait_reason(e, &ns, "hourly", "Synced");
+    assert!(exists(e, &ns, "n-one"));
+    write(
+        &repo,
+        "catalog.yaml",
+        &format!("{one}  - name: n-two\n    image: ghcr.io/example/n-two:1.0.0\n"),
+    );
+    git(&repo, &["commit", "-qam", "two"]);
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let asked = format!("now-{}", std::process::id());
+    let o = e.kubectl(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        &ns,
+        "mcpdiscoverysource/hourly",
+        &format!("mcp-hangar.io/requested-at={asked}"),
+    ]);
+    assert!(o.status.success(), "{}", support::text(&o));
+    let t0 = std::time::Instant::now();
+    wait_for("the request handled", T, || {
+        let s = e.get("mcpdiscoverysource", &ns, "hourly")?;
+        (s["status"]["lastHandledRequestedAt"] == asked.as_str()).then_some(s)
+    });
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(
+        exists(e, &ns, "n-two"),
+        "the requested sync applied the new commit"
+    );
+    let s = e.get("mcpdiscoverysource", &ns, "hourly").expect("source");
+    assert_eq!(s["status"]["revision"], head.as_str(), "{}", s["status"]);
 }

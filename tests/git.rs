@@ -154,6 +154,48 @@ fn fixture(name: &str) -> (Repo, String, String) {
 }
 
 #[test]
+fn hangarignore_at_the_top_of_git_path_leaves_files_out() {
+    // Issue 13: a `.hangarignore` in a Git source's path, as in a PATH directory.
+    let r = Repo::new("ignore");
+    r.write("catalog.yaml", &catalog(&[("alpha", "ghcr.io/x/alpha:1")]));
+    r.write(
+        "servers/catalog.yaml",
+        &catalog(&[("beta", "ghcr.io/x/beta:1")]),
+    );
+    r.write("servers/values.yaml", "replicaCount: 2\n");
+    r.write("servers/charts/x/Chart.yaml", "apiVersion: v2\nname: x\n");
+    r.write("servers/wip.draft.yaml", "servers: [\n");
+    r.write(
+        "servers/.hangarignore",
+        "# not manifests\nvalues.yaml\ncharts/\n*.draft.yaml\n",
+    );
+    let c = r.commit("one");
+    let short = &c[..7];
+    let cache = cache("ignore");
+    let url = r.file_url();
+    // `HEAD` (the default `ref` render shows) is the remote HEAD's branch.
+    let sub = cache
+        .fetch(&req(&url, Some("HEAD"), Some("servers")))
+        .expect("fetch servers/");
+    assert_eq!(sub.commit, c);
+    assert_eq!(
+        names(&sub),
+        vec![format!("git+{url}@{short}:servers/catalog.yaml")]
+    );
+    // An ignore file below the path's top is not read (as for a PATH directory).
+    let all = cache.fetch(&req(&url, None, None)).expect("fetch /");
+    assert_eq!(all.files.len(), 5, "{:?}", names(&all));
+    // A malformed pattern names the file and line.
+    r.write("servers/.hangarignore", "values.yaml\n[z-a]\n");
+    r.commit("bad");
+    let bad = reason(cache.fetch(&req(&url, None, Some("servers"))));
+    assert!(
+        bad.starts_with("InvalidContent: ") && bad.contains("servers/.hangarignore: line 2"),
+        "{bad}"
+    );
+}
+
+#[test]
 fn file_url_branch_tag_sha_and_path() {
     let (r, c1, c2) = fixture("file");
     let cache = cache("file");
@@ -292,15 +334,7 @@ fn bounds_on_files_bytes_and_cache() {
 
 fn daemon(base: &Path) -> (Proc, u16) {
     let port = free_tcp_port();
-    let mut c = Command::new("git");
-    c.arg("daemon")
-        .arg(format!("--base-path={}", base.display()))
-        .arg("--export-all")
-        .arg("--reuseaddr")
-        .arg("--listen=127.0.0.1")
-        .arg(format!("--port={port}"))
-        .arg(base);
-    (start_listening(c, port), port)
+    (start_listening(support::git_daemon(base, port), port), port)
 }
 
 fn shallow_file(cache: &GitCache) -> Option<String> {

@@ -177,7 +177,8 @@ pub enum UrlScheme {
 pub struct GitSource {
     /// `https://`, `ssh://`, `git://` or `file://` URL of the repository.
     pub url: String,
-    /// Branch, tag or commit. Default `main`.
+    /// Branch, tag, `refs/...` name or commit SHA. Default `HEAD`: the branch the remote's HEAD
+    /// names (what `git clone` checks out), be it `main`, `master` or another.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub ref_: Option<String>,
     /// Directory (or file) in the repository holding catalogs and resources. Default `/`.
@@ -292,7 +293,16 @@ pub struct MCPDiscoverySourceStatus {
     /// Objects deleted (Authoritative mode) by the last sync that changed anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_count: Option<i32>,
+    /// The value of the `mcp-hangar.io/requested-at` annotation the last sync ran for: once it
+    /// equals what was written there, the sync asked for has run (its outcome is in `conditions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
 }
+
+/// Set (to any new value, e.g. a timestamp) on an MCPDiscoverySource to sync it now rather than
+/// at its next `refreshInterval`, like Flux's `reconcile.fluxcd.io/requestedAt`; status
+/// `lastHandledRequestedAt` echoes the value when that sync has run.
+pub const REQUESTED_AT_ANNOTATION: &str = "mcp-hangar.io/requested-at";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

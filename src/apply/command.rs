@@ -25,6 +25,9 @@ pub struct ApplyArgs {
     pub field_manager: Option<String>,
     pub force_conflicts: bool,
     pub options: Options,
+    /// `--wait`: after applying, wait this long for every applied MCPServer and MCPServerGroup
+    /// to be Ready (or Cold, when it asks for zero replicas).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// Applies and prints one line per object; exit 0 when everything applied, 1 when some did not.
@@ -56,7 +59,48 @@ pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError
         report.count(Action::Prune),
         report.errors.len()
     );
-    Ok(if report.errors.is_empty() { 0 } else { 1 })
+    if !report.errors.is_empty() {
+        return Ok(1);
+    }
+    match args.wait {
+        Some(timeout) if !dry => Ok(wait(&applier, bodies, timeout).await),
+        _ => Ok(0),
+    }
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// `--wait`: 0 when every applied server and group is Ready (or Cold by design) within the
+/// timeout; else 1, naming each that is not and why.
+async fn wait(applier: &Applier, bodies: &[Json], timeout: std::time::Duration) -> u8 {
+    use super::wait::{wait_ready, waits_for};
+    let keys: Vec<_> = bodies.iter().filter_map(super::ObjectKey::of).collect();
+    let n = keys.iter().filter(|k| waits_for(k)).count();
+    if n == 0 {
+        return 0;
+    }
+    eprintln!(
+        "waiting up to {} for {n} MCPServer/MCPServerGroup object{} to be Ready",
+        secs(timeout),
+        if n == 1 { "" } else { "s" }
+    );
+    let t0 = std::time::Instant::now();
+    let pending = wait_ready(applier, &keys, timeout, std::time::Duration::from_secs(1)).await;
+    if pending.is_empty() {
+        eprintln!("all {n} Ready after {}s", t0.elapsed().as_secs());
+        return 0;
+    }
+    for (key, why) in &pending {
+        eprintln!("not ready: {}: {why}", key.id());
+    }
+    eprintln!(
+        "error: {} of {n} not Ready within {}",
+        pending.len(),
+        secs(timeout)
+    );
+    1
 }
 
 /// What applying would change, as a diff of live objects against the server's dry run.

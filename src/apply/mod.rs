@@ -790,3 +790,4 @@ mod tests {
     }
 }
 pub mod command;
+pub mod wait;

@@ -164,8 +164,11 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
     if args.paths.is_empty() && args.catalogs.is_empty() {
         eprintln!("note: no PATH given; rendering the examples bundled with hangar");
         for (path, text) in embedded::EXAMPLES {
+            let mut file = SourceFile::new(*path, *text);
+            // The provenance `hangar render examples/` gives: the path under the directory.
+            file.origin = path.strip_prefix("examples/").map(str::to_string);
             input_files.push(InputFile {
-                file: SourceFile::new(*path, *text),
+                file,
                 role: FileRole::Inputs,
             });
         }

@@ -278,7 +278,7 @@ pub fn discovery_source(user: &Value) -> Value {
         Some("ServiceDiscovery") => {
             d["serviceDiscovery"] = json!({"portName": "mcp", "protocol": "http"})
         }
-        Some("Git") if user.get("git").is_some() => d["git"] = json!({"ref": "main", "path": "/"}),
+        Some("Git") if user.get("git").is_some() => d["git"] = json!({"ref": "HEAD", "path": "/"}),
         _ => {}
     }
     d

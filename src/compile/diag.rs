@@ -16,6 +16,9 @@ pub struct SourceFile {
     pub col_offset: u32,
     /// Short description of where this text sits in the enclosing file, e.g. `data."providers.yaml"`.
     pub context: Option<String>,
+    /// Where the file is, the same from any working directory (the path under the PATH argument
+    /// it was found by), for the `mcp-hangar.io/source` provenance; `None`: the path itself.
+    pub origin: Option<String>,
 }
 
 impl SourceFile {
@@ -26,7 +29,13 @@ impl SourceFile {
             line_offset: 0,
             col_offset: 0,
             context: None,
+            origin: None,
         }
+    }
+
+    /// Where the file is, for provenance: stable across working directories.
+    pub fn origin(&self) -> &str {
+        self.origin.as_deref().unwrap_or(&self.path)
     }
 }
 

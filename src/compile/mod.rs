@@ -144,7 +144,7 @@ fn front(inputs: &Inputs) -> Front {
         match &input.role {
             FileRole::Inputs => {
                 use rayon::prelude::*;
-                let origin = format!("file:{}", input.file.path);
+                let origin = origin_of(input.file.origin());
                 // Documents classify independently: in parallel, merged in order.
                 let parts: Vec<(model::Model, Diagnostics)> = loaded
                     .docs
@@ -179,7 +179,7 @@ fn front(inputs: &Inputs) -> Front {
                         continue;
                     }
                     if let Some(catalog) =
-                        model::read_catalog(&doc, &origin_of(&input.file.path), &mut diags)
+                        model::read_catalog(&doc, &origin_of(input.file.origin()), &mut diags)
                     {
                         extra.push(resolve::BoundCatalog {
                             catalog,

@@ -841,6 +841,7 @@ fn configmap_catalog(
         line_offset,
         col_offset,
         context: Some(context.clone()),
+        origin: None,
     };
     let index = files.len();
     files.push(nested);

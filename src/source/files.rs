@@ -28,6 +28,11 @@ pub const IGNORE_FILE: &str = ".hangarignore";
 pub struct Ignore(Option<ignore::gitignore::Gitignore>);
 
 impl Ignore {
+    /// Leaves nothing out.
+    pub fn none() -> Self {
+        Ignore(None)
+    }
+
     /// Reads `DIR/.hangarignore`, if there is one; a malformed pattern is an error naming it.
     pub fn of(dir: &Path) -> Result<Self, ReadError> {
         let file = dir.join(IGNORE_FILE);
@@ -47,6 +52,19 @@ impl Ignore {
                 path: file.display().to_string(),
                 message: e.to_string(),
             })
+    }
+
+    /// The patterns of an ignore file's text, for paths relative to the directory it is in (a Git
+    /// source's `git.path`); a malformed pattern is an error naming its line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut b = ignore::gitignore::GitignoreBuilder::new("");
+        for (i, line) in text.lines().enumerate() {
+            b.add_line(None, line)
+                .map_err(|e| format!("line {}: {e}", i + 1))?;
+        }
+        b.build()
+            .map(|g| Ignore(Some(g)))
+            .map_err(|e| e.to_string())
     }
 
     /// Whether `path` (under the directory) or a directory above it is ignored.
@@ -151,6 +169,23 @@ pub fn read(path: &Path) -> Result<SourceFile, ReadError> {
     Ok(SourceFile::new(name, text))
 }
 
+/// Where `file`, found by the PATH argument `arg`, is the same from any working directory: its
+/// path under a directory argument, or its name when the argument is the file itself, with `/`
+/// between components (`hangar apply examples/` and `cd examples && hangar apply .` agree).
+fn origin_under(arg: &Path, file: &Path) -> String {
+    if arg.as_os_str() == "-" {
+        return "<stdin>".into();
+    }
+    let rel = match file.strip_prefix(arg) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        _ => file.file_name().map(Path::new).unwrap_or(file),
+    };
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Reads every file of every PATH; all read errors are returned, not just the first.
 pub fn read_all(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<ReadError>) {
     let mut files = Vec::new();
@@ -165,7 +200,10 @@ pub fn read_all(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<ReadError>) {
             Ok(list) => {
                 for f in list {
                     match read(&f) {
-                        Ok(sf) => files.push(sf),
+                        Ok(mut sf) => {
+                            sf.origin = Some(origin_under(p, &f));
+                            files.push(sf);
+                        }
                         Err(e) => errors.push(e),
                     }
                 }

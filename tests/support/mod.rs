@@ -546,6 +546,24 @@ pub fn start_mcp_python(s: &McpServers, port: u16) -> Proc {
     start_listening(c, port)
 }
 
+/// `git daemon` serving the repositories under `base` on loopback `port`, as one process: the
+/// `git-daemon` program itself, not `git daemon`, whose `git` parent would be killed at the end
+/// of a test while its `git-daemon` child lived on.
+pub fn git_daemon(base: &std::path::Path, port: u16) -> Command {
+    let exec_path = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut c = Command::new(std::path::Path::new(&exec_path).join("git-daemon"));
+    c.arg(format!("--base-path={}", base.display()))
+        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(base);
+    c
+}
+
 pub fn free_tcp_port() -> u16 {
     free_port()
 }

@@ -374,6 +374,8 @@ pub struct SyncInput<'a> {
     pub now: Timestamp,
     pub elapsed: Duration,
     pub refresh: Duration,
+    /// The source's `mcp-hangar.io/requested-at` annotation: this sync handles it.
+    pub requested: Option<&'a str>,
 }
 
 /// An Event to publish: warning or not, reason, note.
@@ -443,6 +445,7 @@ pub fn sync_status(i: &SyncInput) -> SyncDecision {
         created_count: created,
         updated_count: updated,
         deleted_count: deleted,
+        last_handled_requested_at: handled(prev, i.requested),
     };
     let write = next != *prev || prev.last_sync_time.is_none();
     let mut events = Vec::new();
@@ -552,6 +555,13 @@ fn problems(i: &SyncInput) -> Vec<String> {
     problems
 }
 
+/// `lastHandledRequestedAt` after a sync that ran: the request it answered, else the last one.
+fn handled(prev: &MCPDiscoverySourceStatus, requested: Option<&str>) -> Option<String> {
+    requested
+        .map(str::to_string)
+        .or_else(|| prev.last_handled_requested_at.clone())
+}
+
 /// Why a sync stopped before applying anything.
 #[derive(Debug)]
 pub struct Held {
@@ -563,14 +573,18 @@ pub struct Held {
 
 /// The status of a sync that changed nothing in the cluster, when it differs from `prev` (None:
 /// nothing to write).
+/// `requested`: the `mcp-hangar.io/requested-at` this attempt answers (None when paused: a
+/// paused source runs no sync, asked for or not).
 pub fn held_status(
     prev: &MCPDiscoverySourceStatus,
     held: &Held,
     generation: Option<i64>,
     now: Timestamp,
+    requested: Option<&str>,
 ) -> Option<MCPDiscoverySourceStatus> {
     let mut s = prev.clone();
     s.observed_generation = generation;
+    s.last_handled_requested_at = handled(prev, requested);
     if held.error.is_some() {
         s.last_sync_error = held.error.clone();
     }

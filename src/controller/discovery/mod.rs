@@ -106,7 +106,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Out
             message: "spec.paused is true: nothing is read, applied or deleted".into(),
             error: None,
         };
-        hold(ctx, obj, &prev, held).await?;
+        hold(ctx, obj, &prev, held, None).await?;
         return Ok(Outcome::ok(Action::requeue(refresh)));
     }
     // 2. read
@@ -148,6 +148,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Out
         now: (ctx.base.clock)(),
         elapsed: t0.elapsed(),
         refresh,
+        requested: requested_at(obj),
     });
     report(ctx, obj, &decision).await?;
     ctx.base.metrics.discovery_synced(ns, name, true);
@@ -268,7 +269,7 @@ async fn stopped(
             (held, Category::Ok, refresh)
         }
     };
-    hold(ctx, obj, prev, held).await?;
+    hold(ctx, obj, prev, held, requested_at(obj)).await?;
     ctx.base.metrics.discovery_synced(&ns, &name, false);
     Ok(Outcome::with(category, Action::requeue(requeue)))
 }
@@ -280,9 +281,11 @@ async fn hold(
     obj: &DynamicObject,
     prev: &MCPDiscoverySourceStatus,
     held: Held,
+    requested: Option<&str>,
 ) -> Result<(), StatusError> {
     let generation = obj.metadata.generation;
-    let Some(s) = decide::held_status(prev, &held, generation, (ctx.base.clock)()) else {
+    let now = (ctx.base.clock)();
+    let Some(s) = decide::held_status(prev, &held, generation, now, requested) else {
         return Ok(());
     };
     write_status(ctx, obj, &s).await?;
@@ -292,6 +295,16 @@ async fn hold(
             .await;
     }
     Ok(())
+}
+
+/// The `mcp-hangar.io/requested-at` annotation: a sync asked for now. Any change to the source
+/// wakes its reconcile (no generation filter), so setting it is enough to sync at once.
+fn requested_at(obj: &DynamicObject) -> Option<&str> {
+    obj.metadata
+        .annotations
+        .as_ref()?
+        .get(crate::api::discovery::REQUESTED_AT_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// What this source made that exists now, for Authoritative mode to delete from (nothing is

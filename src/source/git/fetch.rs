@@ -1,6 +1,7 @@
 //! One fetch: connect (credentials, host keys), resolve the reference, check out the tree within the limits.
 
 use super::*;
+use crate::source::files::{IGNORE_FILE, Ignore};
 
 /// One fetch, run on its own thread.
 pub(super) struct Job {
@@ -305,6 +306,7 @@ impl Job {
             }
         };
         let prefix = sub.map(|p| format!("{p}/")).unwrap_or_default();
+        let ignore = self.ignore_file(repo, &root, &prefix, short)?;
         let mut too_many = false;
         let mut visited = 0usize;
         let walked = root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -315,6 +317,10 @@ impl Job {
             }
             let name = entry.name().unwrap_or_default();
             if name.starts_with('.') || name.is_empty() {
+                return git2::TreeWalkResult::Skip;
+            }
+            let is_dir = entry.kind() == Some(ObjectType::Tree);
+            if ignore.ignores(&Path::new(dir).join(name), is_dir) {
                 return git2::TreeWalkResult::Skip;
             }
             // Blobs only (no symlinks, no submodules).
@@ -346,6 +352,25 @@ impl Job {
         // The order files on disk are read in: by path components.
         blobs.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
         self.read_blobs(repo, blobs, short)
+    }
+
+    /// The `.hangarignore` at the top of the source's path, as on disk for a PATH argument.
+    fn ignore_file(
+        &self,
+        repo: &Repository,
+        root: &git2::Tree<'_>,
+        prefix: &str,
+        short: &str,
+    ) -> Result<Ignore, GitError> {
+        let Some(entry) = root.get_name(IGNORE_FILE) else {
+            return Ok(Ignore::none());
+        };
+        let location = format!("git+{}@{short}:{prefix}{IGNORE_FILE}", self.remote.display);
+        let blob = repo.find_blob(entry.id()).map_err(|e| self.git(&e))?;
+        let text = std::str::from_utf8(blob.content()).map_err(|_| GitError::NotUtf8 {
+            location: location.clone(),
+        })?;
+        Ignore::parse(text).map_err(|message| GitError::Ignore { location, message })
     }
 
     pub(super) fn read_blobs(

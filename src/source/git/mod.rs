@@ -179,6 +179,8 @@ pub enum GitError {
     TooLarge { url: String, message: String },
     #[error("{location}: not valid UTF-8 text (is this a binary file?)")]
     NotUtf8 { location: String },
+    #[error("{location}: {message}")]
+    Ignore { location: String, message: String },
     #[error("Git credentials: {0}")]
     InvalidSecret(String),
     #[error("Git cache {path}: {message}")]
@@ -197,7 +199,7 @@ impl GitError {
             GitError::RefNotFound { .. } => "RefNotFound",
             GitError::PathNotFound { .. } => "PathNotFound",
             GitError::TooLarge { .. } => "TooLarge",
-            GitError::NotUtf8 { .. } => "InvalidContent",
+            GitError::NotUtf8 { .. } | GitError::Ignore { .. } => "InvalidContent",
             GitError::InvalidSecret(_) => "InvalidSecret",
             GitError::Io { .. } => "CacheError",
             GitError::Git { .. } => "GitError",

@@ -241,6 +241,16 @@ fn servers_labelled_for_another_source_are_not_yielded_unless_gitops() {
 }
 
 fn sync(prev: &MCPDiscoverySourceStatus, plan: &Plan, applied: &Applied, now: i64) -> SyncDecision {
+    sync_requested(prev, plan, applied, now, None)
+}
+
+fn sync_requested(
+    prev: &MCPDiscoverySourceStatus,
+    plan: &Plan,
+    applied: &Applied,
+    now: i64,
+    requested: Option<&str>,
+) -> SyncDecision {
     sync_status(&SyncInput {
         prev,
         ns: NS,
@@ -253,6 +263,7 @@ fn sync(prev: &MCPDiscoverySourceStatus, plan: &Plan, applied: &Applied, now: i6
         now: at(now),
         elapsed: Duration::from_millis(5),
         refresh: Duration::from_secs(60),
+        requested,
     })
 }
 
@@ -346,7 +357,7 @@ fn a_held_sync_writes_once() {
         revision: Some("r1".into()),
         ..Default::default()
     };
-    let s = held_status(&prev, &held, Some(2), at(100));
+    let s = held_status(&prev, &held, Some(2), at(100), None);
     let s = s.expect("a change");
     assert_eq!(
         s.revision.as_deref(),
@@ -355,5 +366,42 @@ fn a_held_sync_writes_once() {
     );
     assert_eq!(s.last_sync_error.as_deref(), Some("gone"));
     assert_eq!(s.observed_generation, Some(2));
-    assert!(held_status(&s, &held, Some(2), at(200)).is_none());
+    assert!(held_status(&s, &held, Some(2), at(200), None).is_none());
+}
+
+#[test]
+fn a_requested_sync_is_acknowledged_once_and_kept() {
+    // `mcp-hangar.io/requested-at`: the sync that ran for it writes the value to status (one
+    // write even when nothing else changed); later syncs keep it and write nothing.
+    let w = World::new(json!({"type": "ConfigMap"}), &["a"]);
+    let p = w.plan();
+    let first = sync(
+        &MCPDiscoverySourceStatus::default(),
+        &p,
+        &Applied::default(),
+        100,
+    );
+    let steady = sync(&first.status, &p, &Applied::default(), 160);
+    assert!(!steady.write);
+    let asked = sync_requested(&first.status, &p, &Applied::default(), 170, Some("t1"));
+    assert!(asked.write, "the answer to a request is written");
+    assert_eq!(
+        asked.status.last_handled_requested_at.as_deref(),
+        Some("t1")
+    );
+    let again = sync_requested(&asked.status, &p, &Applied::default(), 230, Some("t1"));
+    assert!(!again.write, "an answered request is not answered again");
+    let later = sync(&asked.status, &p, &Applied::default(), 290);
+    assert_eq!(
+        later.status.last_handled_requested_at.as_deref(),
+        Some("t1")
+    );
+    // A sync that could not read the source answers the request too (with its reason).
+    let held = Held {
+        reason: "ConfigMapMissing",
+        message: "gone".into(),
+        error: Some("gone".into()),
+    };
+    let s = held_status(&asked.status, &held, Some(1), at(300), Some("t2")).expect("a change");
+    assert_eq!(s.last_handled_requested_at.as_deref(), Some("t2"));
 }
