@@ -208,7 +208,8 @@ fn next_change(rx: &mpsc::Receiver<Msg>, targets: &[Target]) -> Option<BTreeSet<
 }
 
 /// Whether a changed path is an input: a watched file, or under a watched directory a visible
-/// `.yaml .yml .json .toml` file (or a directory: no extension).
+/// `.yaml .yml .json .toml` file (or a directory there now) that its `.hangarignore` does not
+/// leave out. Editors' scratch files (vim's `4913` and `.swp`, `file~`, emacs' `#file#`) are not.
 fn relevant(p: &Path, targets: &[Target]) -> bool {
     targets.iter().any(|t| match t {
         Target::File(f) => p == f,
@@ -216,11 +217,47 @@ fn relevant(p: &Path, targets: &[Target]) -> bool {
             let hidden = rel
                 .components()
                 .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+            let is_dir = p.is_dir();
             let ext_ok = match p.extension().and_then(|e| e.to_str()) {
-                None => true,
-                Some(e) => crate::source::files::EXTENSIONS.contains(&e),
+                // A name without an extension is an input only as a directory.
+                None => is_dir,
+                Some(e) => is_dir || crate::source::files::EXTENSIONS.contains(&e),
             };
-            !hidden && ext_ok
+            let ignored = || {
+                crate::source::files::Ignore::of(d)
+                    .map(|i| i.ignores(p, is_dir))
+                    .unwrap_or(false)
+            };
+            !hidden && ext_ok && !ignored()
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_scratch_files_and_ignored_ones_are_no_change() {
+        let d = std::env::temp_dir().join(format!("hangar-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("teams")).expect("dir");
+        std::fs::write(d.join(".hangarignore"), "values.yaml\n").expect("ignore file");
+        let targets = [Target::Dir(d.clone())];
+        for input in ["catalog.yaml", "teams/a.toml", "teams", "gone.json"] {
+            assert!(relevant(&d.join(input), &targets), "{input}");
+        }
+        for scratch in [
+            "4913",
+            ".catalog.yaml.swp",
+            "catalog.yaml~",
+            "#catalog.yaml#",
+            ".#catalog.yaml",
+            "catalog.yaml.tmp",
+            "values.yaml",
+        ] {
+            assert!(!relevant(&d.join(scratch), &targets), "{scratch}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -219,7 +219,7 @@ fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
     let gutter = shown_line.to_string().len();
     let pad = " ".repeat(gutter);
     let indent = " ".repeat(file.col_offset as usize);
-    let text: String = text
+    let text: String = mask_passwords(text)
         .chars()
         .map(|c| if c == '\t' { ' ' } else { c })
         .collect();
@@ -234,6 +234,43 @@ fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
         " ".repeat(col),
         "^".repeat(len)
     );
+}
+
+/// `text` with the password of every `scheme://user:password@` in it replaced by `*`s of the
+/// same length (so columns stay where they were): source lines and messages quoting a URL never
+/// show a password.
+pub fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority: up to the first `/`, whitespace, quote, `?` or `#`.
+        let end = tail
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, password)) => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.extend(std::iter::repeat_n('*', password.chars().count()));
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The closest candidate to `word` (edit distance, ignoring case), if it is close enough to be a

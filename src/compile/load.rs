@@ -309,31 +309,104 @@ pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> 
 }
 
 /// Parses with saphyr into the builder; false when an error or a limit ended the parse.
+/// `key:<TAB>value` is valid YAML (a tab separates in-line, as kubectl reads it) that the parser
+/// rejects: each tab it stops at right after a `:` becomes a space (one byte for one, so every
+/// position stays), then the text is parsed again. Tabs anywhere else are left alone.
+fn tabs_after_colons(text: &str) -> Cow<'_, str> {
+    if !text.contains(":\t") {
+        return Cow::Borrowed(text);
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    for _ in 0..text.matches(":\t").count() {
+        let Ok(current) = std::str::from_utf8(&bytes) else {
+            break;
+        };
+        let Some(Err(err)) = Parser::new_from_str(current).find(Result::is_err) else {
+            break;
+        };
+        // The marker counts characters: the byte offset of the one it stops at.
+        let at = current
+            .char_indices()
+            .nth(err.marker().index())
+            .map_or(current.len(), |(i, _)| i);
+        let before = &bytes[..at];
+        let ws = before
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b'\t' || c == b' ')
+            .count();
+        let start = at - ws;
+        if ws == 0 || start == 0 || bytes[start - 1] != b':' || !before[start..].contains(&b'\t') {
+            break;
+        }
+        for c in &mut bytes[start..at] {
+            *c = b' ';
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) if s != text => Cow::Owned(s),
+        _ => Cow::Borrowed(text),
+    }
+}
+
+/// Where a syntax error is, and what to say: a tab the parser trips over is often on a line
+/// after the position it reports (the end of the scalar before it), so the error points at the
+/// tab itself.
+fn syntax_error(
+    file: u32,
+    text: &str,
+    line_offset: u32,
+    err: &saphyr_parser::ScanError,
+) -> Diagnostic {
+    let m = err.marker();
+    let (mut line, mut col) = (m.line() as u32, m.col() as u32 + 1);
+    let mut message = format!("invalid YAML: {}", err.info());
+    let mut hint = "check the indentation and quoting around this position";
+    if err.info().contains("tab") {
+        let from = text
+            .char_indices()
+            .nth(m.index())
+            .map_or(text.len(), |(i, _)| i);
+        if let Some(tab) = text[from..].find('\t').map(|i| from + i) {
+            let line_start = text[..tab].rfind('\n').map_or(0, |i| i + 1);
+            line = text[..tab].matches('\n').count() as u32 + 1;
+            col = text[line_start..tab].chars().count() as u32 + 1;
+            let indents = text[line_start..tab].chars().all(|c| c == ' ' || c == '\t');
+            if indents {
+                message = "invalid YAML: a tab indents this line".into();
+                hint = "YAML indentation must be spaces: replace the tab with spaces";
+            } else {
+                message = format!("invalid YAML: a tab here is not allowed ({})", err.info());
+                hint = "use spaces instead of the tab";
+            }
+        }
+    }
+    Diagnostic::error(
+        "yaml-syntax",
+        Some(Span {
+            file,
+            line: line + line_offset,
+            col,
+            len: 1,
+        }),
+        message,
+    )
+    .hint(hint)
+}
+
 fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnostics) -> bool {
     let file = b.file;
     // Anchor ids start again with each parser (and anchors never reach across documents).
     b.anchors.clear();
     b.stack.clear();
+    let text = tabs_after_colons(text);
+    let text = text.as_ref();
     let parser = Parser::new_from_str(text);
     for item in parser {
         let (event, yspan) = match item {
             Ok(e) => e,
             Err(err) => {
-                let m = err.marker();
-                let span = Span {
-                    file,
-                    line: m.line() as u32 + line_offset,
-                    col: m.col() as u32 + 1,
-                    len: 1,
-                };
-                diags.push(
-                    Diagnostic::error(
-                        "yaml-syntax",
-                        Some(span),
-                        format!("invalid YAML: {}", err.info()),
-                    )
-                    .hint("check the indentation and quoting around this position"),
-                );
+                diags.push(syntax_error(file, text, line_offset, &err));
                 return false;
             }
         };
@@ -608,6 +681,27 @@ mod tests {
         assert_eq!(resolve_plain("30s"), Value::Str("30s".into()));
         assert_eq!(resolve_plain("1.2.3"), Value::Str("1.2.3".into()));
         assert_eq!(resolve_plain("~"), Value::Null);
+    }
+
+    #[test]
+    fn a_tab_after_a_colon_separates_as_kubectl_reads_it() {
+        let (docs, d) = yaml("spec:\n  mode:\tcontainer\n  port:\t\t8080\n  note: |\n    a:\tb\n");
+        assert!(!d.has_errors(), "{d:?}");
+        let spec = docs[0].get("spec").map(Node::to_json);
+        assert_eq!(
+            spec,
+            Some(serde_json::json!({"mode": "container", "port": 8080, "note": "a:\tb\n"})),
+            "the tab in the block scalar is kept"
+        );
+        // A tab that indents is an error at the tab, not at the line before it.
+        let (_, d) = yaml("spec:\n  mode: container\n\timage: x\n");
+        let e = &d.items[0];
+        assert_eq!(e.span.map(|s| (s.line, s.col)), Some((3, 1)), "{e:?}");
+        assert!(
+            e.message.contains("a tab indents this line"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

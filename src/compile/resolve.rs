@@ -509,8 +509,22 @@ fn resolve_server(
                 origin,
             });
         }
-        // A definition that already had errors may not deserialise; those errors said it.
-        Err(_) if !valid => {}
+        // A definition that already had errors may not deserialise; those errors said it. What
+        // can be read of it is still checked, so its other errors show in the same run.
+        Err(_) if !valid => {
+            let mut user = Json::clone(&user);
+            if let Some(spec) = readable_part(&mut spec_json_again(&user), &mut user) {
+                return Some(ResolvedServer {
+                    settings: ServerSettings::decide(&meta.name, &meta.namespace, &spec),
+                    meta,
+                    spec,
+                    user: User::Json(Arc::new(user)),
+                    layers,
+                    span,
+                    origin,
+                });
+            }
+        }
         Err(e) => diags.push(Diagnostic::error(
             "invalid-spec",
             Some(span),
@@ -519,6 +533,70 @@ fn resolve_server(
     }
 
     None
+}
+
+fn spec_json_again(user: &Json) -> Json {
+    let mut spec_json = defaults::server(user);
+    merge_into(&mut spec_json, user);
+    spec_json
+}
+
+/// The part of a spec that already failed the schema that serde can read: each field it stops
+/// at is taken out (of the spec and of what the user wrote, so no check speaks of it again), a
+/// few times at most. Only for checking: a definition with errors is never rendered.
+fn readable_part(spec_json: &mut Json, user: &mut Json) -> Option<MCPServerSpec> {
+    for _ in 0..16 {
+        // A `mode` taken out (or never written) stands in as container; the user's spec lacks
+        // it, so the checks of a mode are not run for it.
+        if let Json::Object(m) = spec_json {
+            m.entry("mode").or_insert_with(|| json!("container"));
+        }
+        let e = match serde_path_to_error::deserialize::<_, MCPServerSpec>(&*spec_json) {
+            Ok(spec) => return Some(spec),
+            Err(e) => e,
+        };
+        // The path up to its last field name: that field goes.
+        let mut keys: Vec<String> = Vec::new();
+        let mut last_map = 0;
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => {
+                    keys.push(key.clone());
+                    last_map = keys.len();
+                }
+                serde_path_to_error::Segment::Seq { index } => keys.push(index.to_string()),
+                _ => break,
+            }
+        }
+        keys.truncate(last_map);
+        if keys.is_empty() || !(remove_at(spec_json, &keys) | remove_at(user, &keys)) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Removes the value at `path` (object keys and array indexes); whether there was one.
+fn remove_at(v: &mut Json, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut at = v;
+    for k in parents {
+        let next = match at {
+            Json::Object(m) => m.get_mut(k.as_str()),
+            Json::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => return false,
+        }
+    }
+    match at {
+        Json::Object(m) => m.shift_remove(last.as_str()).is_some(),
+        _ => false,
+    }
 }
 
 fn internal(r: &Resource, e: &serde_json::Error) -> Diagnostic {

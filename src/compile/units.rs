@@ -129,10 +129,28 @@ fn split_quantity(s: &str) -> (&str, &str) {
 
 /// Checks an MCP endpoint URL: http(s), a host, no credentials in it.
 pub fn check_endpoint_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))?;
+    let u = url::Url::parse(s).map_err(|e| {
+        let shown = crate::compile::diag::mask_passwords(s);
+        match e {
+            // `mcp.example.com/mcp`: the scheme is missing.
+            url::ParseError::RelativeUrlWithoutBase => match shown.split_once("//") {
+                // `https//host/mcp`: the scheme's `:` is missing.
+                Some((scheme, rest))
+                    if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphabetic()) =>
+                {
+                    format!("`{shown}` is not a valid URL: a scheme ends with `://`; did you mean `{scheme}://{rest}`?")
+                }
+                _ => format!(
+                    "`{shown}` is not a valid URL: it has no scheme; write `https://{shown}` (or `http://` for a plain-HTTP server)"
+                ),
+            },
+            e => format!("`{shown}` is not a valid URL: {e}"),
+        }
+    })?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(
-            "`{s}` uses scheme `{}`; an MCP endpoint must be http:// or https://",
+            "`{}` uses scheme `{}`; an MCP endpoint must be http:// or https://",
+            crate::compile::diag::mask_passwords(s),
             u.scheme()
         ));
     }
@@ -160,7 +178,8 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
     if let Ok(u) = url::Url::parse(s) {
         if !matches!(u.scheme(), "https" | "http" | "ssh" | "git" | "file") {
             return Err(format!(
-                "`{s}` uses scheme `{}`; a Git URL is https://, ssh://, git:// or file://",
+                "`{}` uses scheme `{}`; a Git URL is https://, ssh://, git:// or file://",
+                crate::compile::diag::mask_passwords(s),
                 u.scheme()
             ));
         }

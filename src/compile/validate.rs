@@ -170,6 +170,14 @@ fn check<'a>(node: &'a Node, schema: &Schema, path: &mut Vec<Step<'a>>, diags: &
         },
         Ty::String => match &node.value {
             Value::Str(s) => check_enum(node, s, schema, path, diags),
+            Value::Int(_) | Value::Float(_) if is_duration_field(path) => {
+                // `interval: 30` quoted is still no duration: it needs a unit.
+                let d = type_diag(node, "a duration", path).hint(format!(
+                    "a duration is a string with a unit: \"{}s\" (durations look like 500ms, 30s, 5m, 1h or 1h30m)",
+                    scalar_text(node)
+                ));
+                diags.push(d);
+            }
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
                 let d = type_diag(node, "a string", path).hint(format!(
                     "quote the value to make it a string: \"{}\"",
@@ -209,6 +217,18 @@ fn check<'a>(node: &'a Node, schema: &Schema, path: &mut Vec<Step<'a>>, diags: &
         },
         Ty::Other => {}
     }
+}
+
+/// Whether the field holds a duration (`interval`, `timeout`, `startupTimeout`, `idleTTL`,
+/// `refreshInterval`...), by its name: the string fields hangar parses as durations.
+fn is_duration_field(path: &[Step<'_>]) -> bool {
+    let Some(Step::Key(k)) = path.last() else {
+        return false;
+    };
+    let k = k.to_ascii_lowercase();
+    ["interval", "timeout", "ttl", "duration", "period", "delay"]
+        .iter()
+        .any(|w| k.ends_with(w))
 }
 
 fn scalar_text(node: &Node) -> String {

@@ -7,7 +7,12 @@ pub(super) fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
     let name = &s.meta.name;
     let user = &s.user;
     let at = |path: &str| s.locate(&p(path));
+    // An MCPServer without `mode` is reported by the schema ("missing required field"); its
+    // mode's own checks would only say the same again in other words.
+    let mode_missing =
+        matches!(s.origin, crate::compile::resolve::Origin::Explicit) && !user.has("mode");
     match spec.mode {
+        _ if mode_missing => {}
         Mode::Container => {
             match spec.image.as_deref() {
                 None => diags.push(
