@@ -33,10 +33,18 @@ ROOT="$(cd "$TESTENV_DIR/../.." && pwd)"
 case "$STATE/" in "$ROOT"/*) die "state dir $STATE is inside the work tree $ROOT" ;; esac
 
 pid_of() { [[ -s "$STATE/$1.pid" ]] && cat "$STATE/$1.pid"; }
-# alive NAME: the recorded pid runs and is really our process (its command line names $STATE)
+# alive NAME: the recorded pid runs (not a zombie) and is really our process: its command line
+# names $STATE, or it is this script's own child that has not exec'd its program yet (right after
+# `start`, a loaded machine can take a while to exec a 100 MB binary; its command line is then
+# still this script's). No pipeline: `grep -q` exiting early fails a pipe under pipefail.
 alive() {
-  local pid; pid="$(pid_of "$1")" || return 1
-  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$STATE/"
+  local pid stat rest state ppid cmd
+  pid="$(pid_of "$1")" || return 1
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  rest="${stat##*) }"; state="${rest%% *}"; rest="${rest#* }"; ppid="${rest%% *}"
+  [[ "$state" != Z && "$state" != X ]] || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$STATE/"* || "$ppid" == "$$" ]]
 }
 
 # free_port: a random TCP port on 127.0.0.1 nobody listens on (and not handed out in this run),
