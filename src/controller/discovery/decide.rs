@@ -418,11 +418,12 @@ pub fn sync_status(i: &SyncInput) -> SyncDecision {
         updated.unwrap_or(0),
         deleted.unwrap_or(0)
     );
-    let message = if problems.is_empty() {
-        summary.clone()
-    } else {
-        format!("{summary}; {}", problems.join("; "))
-    };
+    // Errors (in `lastSyncError` too), then notes (the Ready message alone).
+    let message = std::iter::once(summary.clone())
+        .chain(problems.iter().cloned())
+        .chain(notes(i))
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut next = MCPDiscoverySourceStatus {
         discovered_count: Some(discovered),
         managed_count: Some(i.managed as i32),
@@ -547,12 +548,18 @@ fn problems(i: &SyncInput) -> Vec<String> {
             .collect(),
         "; ",
     ));
-    problems.extend(listed(
-        "objects that discovery does not apply were ignored",
-        i.plan.ignored.clone(),
-        ", ",
-    ));
     problems
+}
+
+/// What the sync leaves alone on purpose: said in the Ready message, never as an error.
+fn notes(i: &SyncInput) -> Option<String> {
+    (!i.plan.ignored.is_empty()).then(|| {
+        format!(
+            "{} objects that discovery does not apply were ignored: {}",
+            i.plan.ignored.len(),
+            i.plan.ignored.join(", ")
+        )
+    })
 }
 
 /// `lastHandledRequestedAt` after a sync that ran: the request it answered, else the last one.

@@ -405,3 +405,25 @@ fn a_requested_sync_is_acknowledged_once_and_kept() {
     let s = held_status(&asked.status, &held, Some(1), at(300), Some("t2")).expect("a change");
     assert_eq!(s.last_handled_requested_at.as_deref(), Some("t2"));
 }
+
+#[test]
+fn ignored_objects_are_a_note_not_an_error() {
+    // Issue 13.9: an informational note is not `lastSyncError` while Ready is True.
+    let mut w = World::new(json!({"type": "ConfigMap"}), &[]);
+    w.objects = vec![
+        Object::new(server_body("mine", Some(SRC), "u"), Role::Resource, None),
+        Object::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+            Role::Passthrough,
+            None,
+        ),
+    ];
+    let p = w.plan();
+    assert_eq!(p.ignored.len(), 1);
+    let d = sync(&MCPDiscoverySourceStatus::default(), &p, &Applied::default(), 100);
+    assert_eq!(d.status.last_sync_error, None);
+    let ready = &d.status.conditions.as_deref().unwrap_or_default()[0];
+    assert_eq!(ready.status, "True");
+    assert!(ready.message.contains("were ignored"), "{}", ready.message);
+    assert!(d.events.iter().all(|e| !e.0), "no Warning: {:?}", d.events);
+}
