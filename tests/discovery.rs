@@ -613,3 +613,45 @@ fn requested_at_annotation_syncs_a_git_source_now() {
     let s = e.get("mcpdiscoverysource", &ns, "hourly").expect("source");
     assert_eq!(s["status"]["revision"], head.as_str(), "{}", s["status"]);
 }
+
+#[test]
+fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
+    // Issue 19.1: "", a comment, `null`, `---` or `providers:` with no value is not "0 servers":
+    // the sync is held (EmptyCatalog) and everything stays; only `servers: []` removes them.
+    let Some(e) = env() else { return };
+    e.controller();
+    let ns = e.namespace("emptycm", false);
+    let two = "providers:\n  - name: keep-a\n    image: ghcr.io/example/a:1.0.0\n  - name: keep-b\n    image: ghcr.io/example/b:1.0.0\n";
+    e.apply_yaml(&catalog_cm(&ns, two));
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: auth\n  namespace: {ns}\nspec:\n  type: ConfigMap\n  mode: Authoritative\n  refreshInterval: 2s\n  configMapRef:\n    name: catalog\n"
+    ));
+    wait_reason(e, &ns, "auth", "Synced");
+    assert!(exists(e, &ns, "keep-a") && exists(e, &ns, "keep-b"));
+    for blank in ["", "# nothing here yet\n", "null\n", "---\n", "providers:\n"] {
+        let data = serde_json::json!({"data": {"providers.yaml": blank}}).to_string();
+        e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+        let c = wait_reason(e, &ns, "auth", "EmptyCatalog");
+        assert!(
+            c["message"].as_str().unwrap_or_default().contains("servers: []"),
+            "{c}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            exists(e, &ns, "keep-a") && exists(e, &ns, "keep-b"),
+            "{blank:?} deleted the servers"
+        );
+        // Back to the two servers before the next blank variant.
+        let data = serde_json::json!({"data": {"providers.yaml": two}}).to_string();
+        e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+        wait_reason(e, &ns, "auth", "Synced");
+    }
+    // An explicit empty list is a positive "no servers": an Authoritative source deletes them.
+    let data = serde_json::json!({"data": {"providers.yaml": "servers: []\n"}}).to_string();
+    e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+    wait_for("servers: [] deletes them", T, || {
+        (!exists(e, &ns, "keep-a") && !exists(e, &ns, "keep-b")).then_some(())
+    });
+    let s = e.get("mcpdiscoverysource", &ns, "auth").expect("source");
+    assert_eq!(s["status"]["deletedCount"], 2, "{}", s["status"]);
+}

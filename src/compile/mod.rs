@@ -41,6 +41,27 @@ pub enum FileRole {
     },
 }
 
+/// Whether a catalog's text lists no servers without saying so: empty, only comments, `null`,
+/// `---`, or `servers:`/`providers:` with no value. Such a text is far more often a mistake (a
+/// truncated ConfigMap, a bad template) than a wish to remove everything, so discovery treats it
+/// as unreadable; an explicit empty list (`servers: []`) is not blank. Text that does not parse,
+/// or a mapping with other keys, is not blank either: the compiler reports what is wrong with it.
+pub fn catalog_is_blank(path: &str, text: &str) -> bool {
+    let mut diags = Diagnostics::default();
+    let loaded = load::load_file(0, path, text, &mut diags);
+    if diags.has_errors() {
+        return false;
+    }
+    loaded.docs.iter().all(|d| match &d.value {
+        node::Value::Null => true,
+        node::Value::Map(entries) => entries.iter().all(|(k, v)| {
+            matches!(&k.value, node::Value::Str(k) if k.as_ref() == "servers" || k.as_ref() == "providers")
+                && matches!(v.value, node::Value::Null)
+        }),
+        _ => false,
+    })
+}
+
 /// Where a catalog file's entries say they came from (`mcp-hangar.io/source`): the path as it is
 /// when it already names its kind of origin (`configmap:`, `git+`, `service:`), else `file:PATH`.
 pub fn origin_of(path: &str) -> String {
@@ -420,5 +441,29 @@ pub fn compile_yaml(inputs: &Inputs, reveal_secrets: bool) -> YamlCompilation {
             _model: model,
             _resolved: resolved,
         },
+    }
+}
+
+#[cfg(test)]
+mod blank_tests {
+    use super::catalog_is_blank;
+
+    #[test]
+    fn blank_catalogs_are_told_from_empty_lists() {
+        for blank in ["", "# c\n", "null\n", "---\n", "providers:\n", "servers: ~\n", "---\n---\n"] {
+            assert!(catalog_is_blank("c.yaml", blank), "{blank:?}");
+        }
+        assert!(catalog_is_blank("c.toml", ""));
+        for not_blank in [
+            "servers: []\n",
+            "providers: []\n",
+            "servers:\n  - name: a\n",
+            "server: []\n",
+            "servers: [\n",
+            "42\n",
+        ] {
+            assert!(!catalog_is_blank("c.yaml", not_blank), "{not_blank:?}");
+        }
+        assert!(!catalog_is_blank("c.toml", "servers = []\n"));
     }
 }

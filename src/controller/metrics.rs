@@ -55,6 +55,8 @@ pub struct Metrics {
     pub discovery_last_sync: Family<ServerLabels, Gauge>,
     /// Failed syncs (unreadable source, content that does not compile) per discovery source.
     pub discovery_sync_failures: Family<ServerLabels, Counter>,
+    /// Objects an Authoritative discovery source deleted because it no longer yields them.
+    pub discovery_deleted: Family<ServerLabels, Counter>,
     /// 1 while this process runs the controllers (it holds the leader lease, or leader
     /// election is off), 0 while it waits as a follower.
     pub leader: Gauge,
@@ -80,6 +82,7 @@ impl Metrics {
         let api_writes = Family::<VerbLabels, Counter>::default();
         let discovery_last_sync = Family::<ServerLabels, Gauge>::default();
         let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
+        let discovery_deleted = Family::<ServerLabels, Counter>::default();
         let leader = Gauge::default();
         registry.register(
             "mcp_operator_reconcile",
@@ -122,6 +125,11 @@ impl Metrics {
             discovery_sync_failures.clone(),
         );
         registry.register(
+            "hangar_discovery_deleted",
+            "Objects an Authoritative discovery source deleted because it no longer yields them",
+            discovery_deleted.clone(),
+        );
+        registry.register(
             "hangar_leader",
             "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
             leader.clone(),
@@ -136,9 +144,19 @@ impl Metrics {
             api_writes,
             discovery_last_sync,
             discovery_sync_failures,
+            discovery_deleted,
             leader,
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// Counts what a discovery source deleted.
+    pub fn discovery_deleted(&self, ns: &str, name: &str, n: u64) {
+        let l = ServerLabels {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.discovery_deleted.get_or_create(&l).inc_by(n);
     }
 
     /// Records the outcome of a discovery sync.

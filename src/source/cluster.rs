@@ -34,6 +34,8 @@ pub enum SourceError {
     Kube(#[from] kube::Error),
     #[error("git: {0}")]
     Git(String, &'static str),
+    #[error("{0} lists no servers (it is empty, only comments, `null`, or `servers:` with no value); to remove every server this source made, write `servers: []`")]
+    EmptyCatalog(String),
 }
 
 impl SourceError {
@@ -46,6 +48,7 @@ impl SourceError {
             SourceError::Unsupported(_) => "Unsupported",
             SourceError::Kube(_) => "SourceUnreadable",
             SourceError::Git(_, reason) => reason,
+            SourceError::EmptyCatalog(_) => "EmptyCatalog",
         }
     }
 }
@@ -58,8 +61,18 @@ pub struct SourceRead {
     pub revision: String,
 }
 
-fn catalog_file(path: String, text: String, bind: &str, namespace: Option<&str>) -> InputFile {
-    InputFile {
+/// A catalog read from a ConfigMap key; a blank one ([`crate::compile::catalog_is_blank`]) is an
+/// error, so that an emptied ConfigMap never deletes what the source made.
+fn catalog_file(
+    path: String,
+    text: String,
+    bind: &str,
+    namespace: Option<&str>,
+) -> Result<InputFile, SourceError> {
+    if crate::compile::catalog_is_blank(&path, &text) {
+        return Err(SourceError::EmptyCatalog(path));
+    }
+    Ok(InputFile {
         file: SourceFile::new(path, text),
         role: match namespace {
             Some(ns) => FileRole::CatalogIn {
@@ -70,7 +83,7 @@ fn catalog_file(path: String, text: String, bind: &str, namespace: Option<&str>)
                 bind: Some(bind.to_string()),
             },
         },
-    }
+    })
 }
 
 /// A ConfigMap key's text (from `data`, or UTF-8 `binaryData`).
@@ -116,7 +129,7 @@ pub async fn read_configmap(
             text,
             bind,
             None,
-        )],
+        )?],
         revision: cm.resource_version().unwrap_or_default(),
     })
 }
@@ -210,7 +223,7 @@ pub async fn read_namespaces(
                         text,
                         bind,
                         Some(ns),
-                    ));
+                    )?);
                 }
             }
         }
@@ -273,7 +286,7 @@ pub async fn read_annotated_services(
                 text,
                 bind,
                 Some(sns),
-            ));
+            )?);
         }
     }
     read.revision = revision_of(&versions);

@@ -363,9 +363,17 @@ async fn apply(ctx: &DiscoveryCtx, name: &str, ns: &str, plan: &Plan) -> Applied
     }
     for k in &plan.deletes {
         match ctx.applier.delete(k, false).await {
-            Ok(()) => applied.deleted += 1,
+            Ok(()) => {
+                tracing::info!(object = %k.id(), source = %format!("{ns}/{name}"), "deleted: the Authoritative discovery source no longer yields it");
+                applied.deleted += 1;
+            }
             Err(e) => applied.failed(k.id(), category_of(&e), e.to_string()),
         }
+    }
+    if applied.deleted > 0 {
+        ctx.base
+            .metrics
+            .discovery_deleted(ns, name, applied.deleted as u64);
     }
     applied
 }
