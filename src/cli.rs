@@ -110,6 +110,10 @@ pub enum Command {
         /// carry hangar's inventory label).
         #[arg(long)]
         prune: bool,
+        /// With --prune: let inputs that render no objects at all delete everything the inventory
+        /// holds (refused otherwise: an empty input is far more often a mistake).
+        #[arg(long, requires = "prune")]
+        allow_empty: bool,
         /// Apply hangar's own CRDs first (staged: applied and established before the rest).
         #[arg(long)]
         install_crds: bool,
@@ -207,6 +211,7 @@ pub fn run(cli: Cli) -> ExitCode {
             cluster,
             dry_run,
             prune,
+            allow_empty,
             install_crds,
             wait,
             timeout,
@@ -216,6 +221,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ApplyFlags {
                 dry_run,
                 prune,
+                allow_empty,
                 install_crds,
                 wait: wait.then_some(timeout),
             },
@@ -374,14 +380,80 @@ fn write_stdout(text: &str) -> Result<(), CliError> {
 /// them, and nothing else is ever touched.
 const MARKER: &str = ".hangar-render";
 
-fn object_file(o: &Object, format: Format) -> String {
+/// `NS/KIND-NAME.EXT` (`_cluster/` for objects without a namespace); with `qualified`, the kind
+/// carries its API group (`service.serving.knative.dev-NAME`, `service.core-NAME`), for objects
+/// whose plain names would be one file.
+fn object_file(o: &Object, format: Format, qualified: bool) -> String {
     let ext = if format == Format::Json {
         "json"
     } else {
         "yaml"
     };
     let ns = o.namespace.clone().unwrap_or_else(|| "_cluster".into());
-    format!("{ns}/{}-{}.{ext}", o.kind.to_lowercase(), o.name)
+    let kind = o.kind.to_lowercase();
+    if qualified {
+        let group = o.api_version.rsplit_once('/').map_or("core", |(g, _)| g);
+        format!("{ns}/{kind}.{group}-{}.{ext}", o.name)
+    } else {
+        format!("{ns}/{kind}-{}.{ext}", o.name)
+    }
+}
+
+/// Each object's file under an `--out-dir`: plain names, qualified by API group where two
+/// objects' plain names are the same file. Two objects that are still one file are an error.
+fn object_files(objects: &[Object], format: Format) -> Result<Vec<String>, CliError> {
+    let mut count = std::collections::HashMap::new();
+    for o in objects {
+        *count.entry(object_file(o, format, false)).or_insert(0usize) += 1;
+    }
+    let names: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            let plain = object_file(o, format, false);
+            if count.get(&plain).copied().unwrap_or(0) > 1 {
+                object_file(o, format, true)
+            } else {
+                plain
+            }
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (n, o) in names.iter().zip(objects) {
+        if !seen.insert(n) {
+            return Err(CliError::Usage(format!(
+                "two objects would be written to {n} ({} {}): the inputs define it twice",
+                o.api_version, o.kind
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// Whether `rel` names a file a render writes: `NS/FILE.yaml|json`, two plain components, no
+/// symbolic link on the way under `dir`. Anything else listed in a marker (an absolute path,
+/// `..`, a hand-edited line) is never removed.
+fn own_render_file(dir: &Path, rel: &str) -> bool {
+    let p = Path::new(rel);
+    let parts: Vec<_> = p.components().collect();
+    let plain = parts.len() == 2
+        && parts
+            .iter()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "json")
+        );
+    plain && !symlink_below(dir, p)
+}
+
+/// Whether a component of `rel` under `dir` is a symbolic link (writing or deleting through it
+/// would reach outside `dir`).
+fn symlink_below(dir: &Path, rel: &Path) -> bool {
+    let mut at = dir.to_path_buf();
+    rel.components().any(|c| {
+        at.push(c);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
 }
 
 fn write_out_dir(
@@ -411,9 +483,15 @@ fn write_out_dir(
         }
     };
     std::fs::create_dir_all(dir).map_err(|e| werr(dir, e))?;
+    let names = object_files(objects, format)?;
     let mut written = Vec::new();
-    for o in objects {
-        let rel = object_file(o, format);
+    for (o, rel) in objects.iter().zip(names) {
+        if symlink_below(dir, Path::new(&rel)) {
+            return Err(CliError::Usage(format!(
+                "{}: a symbolic link is on the way; refusing to write through it",
+                dir.join(&rel).display()
+            )));
+        }
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| werr(parent, e))?;
@@ -433,7 +511,7 @@ fn write_out_dir(
     }
     for old in previous
         .iter()
-        .filter(|p| !written.contains(p) && !p.contains(".."))
+        .filter(|p| !written.contains(p) && own_render_file(dir, p))
     {
         let _ = std::fs::remove_file(dir.join(old));
     }
@@ -529,6 +607,7 @@ fn with_cluster(
 struct ApplyFlags {
     dry_run: bool,
     prune: bool,
+    allow_empty: bool,
     install_crds: bool,
     /// `--wait`: the `--timeout` as written.
     wait: Option<String>,
@@ -538,6 +617,7 @@ fn apply(input: &InputArgs, cluster: &ClusterArgs, flags: ApplyFlags) -> Result<
     let ApplyFlags {
         dry_run,
         prune,
+        allow_empty,
         install_crds,
         wait,
     } = flags;
@@ -558,7 +638,21 @@ fn apply(input: &InputArgs, cluster: &ClusterArgs, flags: ApplyFlags) -> Result<
             .map_err(|e| CliError::Usage(format!("--timeout {t:?}: {e}")))?;
         args.wait = Some(d);
     }
-    with_cluster(input, args, install_crds, crate::apply::command::apply)
+    let empty_prune = prune && !allow_empty;
+    with_cluster(input, args, install_crds, async move |bodies, args| {
+        // hangar's own CRDs (--install-crds) are no input of the user's.
+        let nothing = bodies.iter().all(|b| {
+            b["kind"] == "CustomResourceDefinition" && b["spec"]["group"] == "mcp-hangar.io"
+        });
+        if empty_prune && nothing {
+            eprintln!(
+                "error: the inputs render no objects, so --prune would delete everything inventory {:?} holds; if that is what you want, add --allow-empty",
+                args.options.inventory
+            );
+            return Ok(2);
+        }
+        crate::apply::command::apply(bodies, args).await
+    })
 }
 
 fn diff(
@@ -710,6 +804,20 @@ fn write_files(
                 path: dir.display().to_string(),
                 source: e,
             })?;
+            // A same-named file hangar did not write (it names no `mcp-hangar.io`) is kept:
+            // nothing is written until every file is known to be safe to replace.
+            for (name, text) in &files {
+                let p = dir.join(name);
+                if let Ok(old) = std::fs::read(&p)
+                    && old != text.as_bytes()
+                    && !String::from_utf8_lossy(&old).contains("mcp-hangar.io")
+                {
+                    return Err(CliError::Usage(format!(
+                        "{} exists and was not written by hangar; refusing to overwrite it (move it away or choose another directory)",
+                        p.display()
+                    )));
+                }
+            }
             for (name, text) in files {
                 let p = dir.join(name);
                 std::fs::write(&p, text).map_err(|e| CliError::Write {

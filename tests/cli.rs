@@ -488,3 +488,97 @@ fn render_watch_shows_the_diff_of_each_change() {
         "exits 0 at the end of stdin"
     );
 }
+
+#[test]
+fn out_dir_removes_only_its_own_files_and_keeps_same_named_kinds_apart() {
+    // Issue 19.3.
+    let dir = tmp("outdir-hostile");
+    let out = dir.join("out");
+    let o = out.to_string_lossy().to_string();
+    let input = dir.join("in.yaml");
+    // A core Service and a Knative Service of one name, and a server.
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: a\nspec:\n  ports: [{port: 80}]\n---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: web\n  namespace: a\nspec: {}\n",
+    )
+    .expect("input");
+    let i = input.to_string_lossy().to_string();
+    let first = hangar(&["render", &i, "--out-dir", &o]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let core = out.join("a/service.core-web.yaml");
+    let knative = out.join("a/service.serving.knative.dev-web.yaml");
+    assert!(core.exists() && knative.exists(), "one of the two lost");
+    assert!(
+        std::fs::read_to_string(&knative)
+            .unwrap_or_default()
+            .contains("knative")
+    );
+    // A marker edited to list files outside the directory: none of them is ever removed.
+    let victim = dir.join("victim.yaml");
+    std::fs::write(&victim, "precious").expect("victim");
+    std::fs::create_dir_all(out.join("b")).expect("b");
+    let marker = out.join(".hangar-render");
+    let listed = std::fs::read_to_string(&marker).unwrap_or_default();
+    std::fs::write(
+        &marker,
+        format!(
+            "{listed}{}\n../victim.yaml\na/../../victim.yaml\nb/../../victim.yaml\n",
+            victim.display()
+        ),
+    )
+    .expect("marker");
+    // A namespace directory that is a symbolic link out of DIR is never written through.
+    std::os::unix::fs::symlink(&dir, out.join("z")).expect("symlink");
+    let again = hangar(&["render", &i, "--out-dir", &o]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap_or_default(),
+        "precious"
+    );
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: z\ndata: {a: b}\n",
+    )
+    .expect("input");
+    let through = hangar(&["render", &i, "--out-dir", &o]);
+    assert_eq!(through.status.code(), Some(2), "{}", text(&through.stderr));
+    assert!(
+        text(&through.stderr).contains("symbolic link"),
+        "{}",
+        text(&through.stderr)
+    );
+    assert!(!dir.join("configmap-c.yaml").exists());
+}
+
+#[test]
+fn crds_and_schema_out_dir_keep_a_same_named_file_of_the_users() {
+    let dir = tmp("crds-out");
+    let d = dir.to_string_lossy().to_string();
+    let mine = dir.join("mcpservers.yaml");
+    std::fs::write(&mine, "my own notes\n").expect("mine");
+    let o = hangar(&["crds", "--out-dir", &d]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("refusing to overwrite"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap_or_default(),
+        "my own notes\n"
+    );
+    assert!(
+        !dir.join("mcpservergroups.yaml").exists(),
+        "nothing written at all"
+    );
+    // hangar's own files are replaced (that is how crds/ is regenerated).
+    std::fs::remove_file(&mine).expect("rm");
+    assert_eq!(hangar(&["crds", "--out-dir", &d]).status.code(), Some(0));
+    std::fs::write(&mine, "# mcp-hangar.io, an older version\n").expect("older");
+    assert_eq!(hangar(&["crds", "--out-dir", &d]).status.code(), Some(0));
+    let s = dir.join("schema");
+    std::fs::create_dir_all(&s).expect("dir");
+    std::fs::write(s.join("catalog.json"), "{}\n").expect("mine");
+    let o = hangar(&["schema", "--out-dir", &s.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}

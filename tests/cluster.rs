@@ -939,3 +939,46 @@ fn apply_wait_blocks_until_ready_and_names_what_is_not() {
     let o = e.hangar_in(&["apply", &inv, "--timeout=5s", "-"], &cold);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn prune_with_empty_inputs_is_refused_and_a_hand_edited_inventory_is_no_conflict() {
+    // Issue 19.2.
+    let Some(e) = env() else { return };
+    e.crds();
+    let ns = e.namespace("emptyprune", false);
+    let inv = format!("--inventory=ep-{ns}");
+    let o = e.hangar_in(&["apply", &inv, "-"], &server(&ns, "stays", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    // Someone edits the inventory ConfigMap by hand (another field manager owns `data` now).
+    let cm = format!("hangar-inventory-ep-{ns}");
+    e.k(&[
+        "patch",
+        "configmap",
+        &cm,
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        "{\"data\":{\"objects\":\"v1 ConfigMap default not-ours\\n\"}}",
+    ]);
+    // ...a later --prune still works (hangar takes its record back)...
+    let o = e.hangar_in(&["apply", &inv, "--prune", "-"], &server(&ns, "stays", ""));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(e.get("mcpserver", &ns, "stays").is_some());
+    // ...inputs that render nothing do not prune everything unless asked...
+    for empty in ["", "# nothing here\n"] {
+        let o = e.hangar_in(&["apply", &inv, "--prune", "-"], empty);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("--allow-empty"), "{}", text(&o));
+        assert!(
+            e.get("mcpserver", &ns, "stays").is_some(),
+            "{empty:?} pruned"
+        );
+    }
+    // ...and when asked, they do.
+    let o = e.hangar_in(&["apply", &inv, "--prune", "--allow-empty", "-"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for("stays pruned", T, || {
+        e.get("mcpserver", &ns, "stays").is_none().then_some(())
+    });
+}

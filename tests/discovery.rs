@@ -628,12 +628,30 @@ fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
     ));
     wait_reason(e, &ns, "auth", "Synced");
     assert!(exists(e, &ns, "keep-a") && exists(e, &ns, "keep-b"));
-    for blank in ["", "# nothing here yet\n", "null\n", "---\n", "providers:\n"] {
+    for blank in [
+        "",
+        "# nothing here yet\n",
+        "null\n",
+        "---\n",
+        "providers:\n",
+    ] {
         let data = serde_json::json!({"data": {"providers.yaml": blank}}).to_string();
-        e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+        e.k(&[
+            "patch",
+            "configmap",
+            "catalog",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            &data,
+        ]);
         let c = wait_reason(e, &ns, "auth", "EmptyCatalog");
         assert!(
-            c["message"].as_str().unwrap_or_default().contains("servers: []"),
+            c["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("servers: []"),
             "{c}"
         );
         std::thread::sleep(Duration::from_secs(3));
@@ -643,12 +661,30 @@ fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
         );
         // Back to the two servers before the next blank variant.
         let data = serde_json::json!({"data": {"providers.yaml": two}}).to_string();
-        e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+        e.k(&[
+            "patch",
+            "configmap",
+            "catalog",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            &data,
+        ]);
         wait_reason(e, &ns, "auth", "Synced");
     }
     // An explicit empty list is a positive "no servers": an Authoritative source deletes them.
     let data = serde_json::json!({"data": {"providers.yaml": "servers: []\n"}}).to_string();
-    e.k(&["patch", "configmap", "catalog", "-n", &ns, "--type=merge", "-p", &data]);
+    e.k(&[
+        "patch",
+        "configmap",
+        "catalog",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        &data,
+    ]);
     wait_for("servers: [] deletes them", T, || {
         (!exists(e, &ns, "keep-a") && !exists(e, &ns, "keep-b")).then_some(())
     });

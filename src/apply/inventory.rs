@@ -71,7 +71,10 @@ impl Inventory {
             },
             "data": {"objects": format(objects)},
         });
-        applier.apply(&cm, false).await.map(|_| ())
+        // The inventory is hangar's own record: fields someone else set on it (a hand edit with
+        // kubectl) are taken over, never a conflict that would fail every later `--prune`.
+        let owner = Applier::new(applier.client().clone(), applier.manager(), true);
+        owner.apply(&cm, false).await.map(|_| ())
     }
 }
 

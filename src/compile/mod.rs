@@ -450,7 +450,15 @@ mod blank_tests {
 
     #[test]
     fn blank_catalogs_are_told_from_empty_lists() {
-        for blank in ["", "# c\n", "null\n", "---\n", "providers:\n", "servers: ~\n", "---\n---\n"] {
+        for blank in [
+            "",
+            "# c\n",
+            "null\n",
+            "---\n",
+            "providers:\n",
+            "servers: ~\n",
+            "---\n---\n",
+        ] {
             assert!(catalog_is_blank("c.yaml", blank), "{blank:?}");
         }
         assert!(catalog_is_blank("c.toml", ""));

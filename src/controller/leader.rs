@@ -388,6 +388,18 @@ async fn elect(
                 return;
             }
         }
+        // A leader whose controllers have stopped running must not hold the lease: renewing it
+        // from this thread would keep a working follower out.
+        let silent = metrics.liveness.since_beat();
+        if silent >= timings.renew_deadline {
+            lost(
+                &metrics,
+                &format!(
+                    "the controller's runtime has not run for {}s (stuck); giving the lease up",
+                    silent.as_secs()
+                ),
+            );
+        }
         let sent = Instant::now();
         let deadline = last_ok + timings.renew_deadline;
         match tokio::time::timeout_at(deadline, el.try_acquire_or_renew()).await {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,6 +62,7 @@ pub struct Metrics {
     /// election is off), 0 while it waits as a follower.
     pub leader: Gauge,
     pub ready: AtomicBool,
+    pub liveness: Liveness,
 }
 
 impl Default for Metrics {
@@ -147,6 +149,7 @@ impl Metrics {
             discovery_deleted,
             leader,
             ready: AtomicBool::new(false),
+            liveness: Liveness::default(),
         }
     }
 
@@ -214,7 +217,94 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (the watches have synced).
+/// Whether the controller is making progress, for `/healthz` and the leader lease: a heartbeat
+/// the controller's runtime beats every second (it stops when every worker is stuck), and the
+/// start of each reconcile still running (one stuck alone shows too).
+#[derive(Default)]
+pub struct Liveness {
+    started: std::sync::OnceLock<std::time::Instant>,
+    /// Milliseconds after `started` of the last beat.
+    beat_ms: std::sync::atomic::AtomicU64,
+    next_id: std::sync::atomic::AtomicU64,
+    running: std::sync::Mutex<std::collections::BTreeMap<u64, (std::time::Instant, String)>>,
+}
+
+/// A reconcile running longer than this is stuck (probes and Git fetches time out well before).
+pub const STUCK_RECONCILE: Duration = Duration::from_secs(600);
+/// A runtime that has not beaten for this long is stuck.
+pub const STUCK_RUNTIME: Duration = Duration::from_secs(30);
+
+/// Removes its reconcile from [`Liveness`] when dropped (finished, failed or cancelled).
+pub struct Running<'a>(&'a Liveness, u64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0.running.lock() {
+            r.remove(&self.1);
+        }
+    }
+}
+
+impl Liveness {
+    fn origin(&self) -> std::time::Instant {
+        *self.started.get_or_init(std::time::Instant::now)
+    }
+
+    /// Called every second from the controller's runtime.
+    pub fn beat(&self) {
+        let ms = self.origin().elapsed().as_millis() as u64;
+        self.beat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last beat (from process start when there was none).
+    pub fn since_beat(&self) -> Duration {
+        let now = self.origin().elapsed();
+        now.saturating_sub(Duration::from_millis(self.beat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Marks a reconcile of `what` as running until the guard drops.
+    pub fn running(&self, what: String) -> Running<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(id, (std::time::Instant::now(), what));
+        }
+        Running(self, id)
+    }
+
+    /// The longest-running reconcile, and for how long.
+    pub fn oldest(&self) -> Option<(Duration, String)> {
+        let r = self.running.lock().ok()?;
+        r.values()
+            .map(|(t, w)| (t.elapsed(), w.clone()))
+            .max_by_key(|(d, _)| *d)
+    }
+
+    /// None when healthy, else why not.
+    pub fn unhealthy(&self) -> Option<String> {
+        stuck(self.since_beat(), self.oldest())
+    }
+}
+
+/// The liveness rule, pure: a runtime silent for [`STUCK_RUNTIME`] or a reconcile running for
+/// [`STUCK_RECONCILE`] is stuck.
+pub fn stuck(since_beat: Duration, oldest: Option<(Duration, String)>) -> Option<String> {
+    if since_beat >= STUCK_RUNTIME {
+        return Some(format!(
+            "the controller's runtime has not run for {}s",
+            since_beat.as_secs()
+        ));
+    }
+    match oldest {
+        Some((d, what)) if d >= STUCK_RECONCILE => Some(format!(
+            "a reconcile of {what} has run for {}s",
+            d.as_secs()
+        )),
+        _ => None,
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the controller makes progress: see [`Liveness`]) and `/readyz`
+/// (the watches have synced).
 pub async fn serve_listener(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -223,6 +313,7 @@ pub async fn serve_listener(
     use axum::routing::get;
     let m = metrics.clone();
     let r = metrics.clone();
+    let h = metrics.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -239,7 +330,18 @@ pub async fn serve_listener(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let h = h.clone();
+                async move {
+                    match h.liveness.unhealthy() {
+                        None => (StatusCode::OK, "ok\n".to_string()),
+                        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stuck: {why}\n")),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -259,6 +361,25 @@ pub async fn serve_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liveness_fails_on_a_silent_runtime_or_a_stuck_reconcile() {
+        let s = Duration::from_secs;
+        assert_eq!(stuck(s(1), None), None);
+        assert_eq!(stuck(s(1), Some((s(599), "MCPServer".into()))), None);
+        let runtime = stuck(s(31), None).unwrap_or_default();
+        assert!(runtime.contains("has not run for 31s"), "{runtime}");
+        let one = stuck(s(0), Some((s(600), "MCPDiscoverySource".into()))).unwrap_or_default();
+        assert!(one.contains("MCPDiscoverySource has run for 600s"), "{one}");
+        // A reconcile is running while its guard lives, and only then.
+        let l = Liveness::default();
+        l.beat();
+        assert!(l.oldest().is_none() && l.unhealthy().is_none());
+        let g = l.running("MCPServer".into());
+        assert_eq!(l.oldest().map(|(_, w)| w).as_deref(), Some("MCPServer"));
+        drop(g);
+        assert!(l.oldest().is_none());
+    }
 
     #[test]
     fn seed_names_are_exposed() {

@@ -178,7 +178,9 @@ pub async fn measured(
     reconcile: impl std::future::Future<Output = Result<pipeline::Outcome, Error>>,
 ) -> Result<Action, Error> {
     let t0 = std::time::Instant::now();
+    let running = ctx.metrics.liveness.running(kind.to_string());
     let r = reconcile.await;
+    drop(running);
     let category = match &r {
         Ok(o) => o.category,
         Err(e) => e.category(),

@@ -34,6 +34,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     }
     let client = connect(&args).await?;
     let metrics = Arc::new(Metrics::new());
+    spawn_heartbeat(&metrics);
     serve_metrics(&args, &metrics).await?;
     // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
     let connect = Connect {
@@ -92,6 +93,20 @@ async fn connect(args: &ControllerArgs) -> Result<Client, RunError> {
         return Err(RunError::NoCrds(e.to_string()));
     }
     Ok(client)
+}
+
+/// Beats [`crate::controller::metrics::Liveness`] every second from this runtime: when every
+/// worker is stuck it stops, `/healthz` fails and the leader gives its lease up.
+fn spawn_heartbeat(metrics: &Arc<Metrics>) {
+    let m = metrics.clone();
+    m.liveness.beat();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            m.liveness.beat();
+        }
+    });
 }
 
 /// Serves /metrics, /healthz and /readyz in the background.

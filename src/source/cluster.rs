@@ -34,7 +34,9 @@ pub enum SourceError {
     Kube(#[from] kube::Error),
     #[error("git: {0}")]
     Git(String, &'static str),
-    #[error("{0} lists no servers (it is empty, only comments, `null`, or `servers:` with no value); to remove every server this source made, write `servers: []`")]
+    #[error(
+        "{0} lists no servers (it is empty, only comments, `null`, or `servers:` with no value); to remove every server this source made, write `servers: []`"
+    )]
     EmptyCatalog(String),
 }
 

@@ -123,6 +123,14 @@ fn globs() {
     assert!(!glob("team-*", "docs"));
     assert!(glob("a?c", "abc"));
     assert!(!glob("a?c", "ac"));
+    assert!(glob("*-tools", "team-tools") && glob("t*m*s", "team-tools"));
+    assert!(glob("**", "") && glob("", "") && !glob("", "x") && !glob("?", ""));
+    assert!(glob("a*b*c", "axxbyyc") && !glob("a*b*c", "axxbyy"));
+    assert!(glob("*a", "aaa") && !glob("*ab", "aaa") && glob("a*", "a"));
+    // Issue 19.4: this took exponential time (two such sources stalled the controller).
+    let hostile = "a*a*a*a*a*a*a*a*a*a*a*a*b";
+    assert!(!glob(hostile, &"a".repeat(63)));
+    assert!(glob(hostile, &format!("{}b", "a".repeat(62))));
 }
 
 #[test]
@@ -420,7 +428,12 @@ fn ignored_objects_are_a_note_not_an_error() {
     ];
     let p = w.plan();
     assert_eq!(p.ignored.len(), 1);
-    let d = sync(&MCPDiscoverySourceStatus::default(), &p, &Applied::default(), 100);
+    let d = sync(
+        &MCPDiscoverySourceStatus::default(),
+        &p,
+        &Applied::default(),
+        100,
+    );
     assert_eq!(d.status.last_sync_error, None);
     let ready = &d.status.conditions.as_deref().unwrap_or_default()[0];
     assert_eq!(ready.status, "True");
