@@ -420,7 +420,12 @@ fn ignored_objects_are_a_note_not_an_error() {
     ];
     let p = w.plan();
     assert_eq!(p.ignored.len(), 1);
-    let d = sync(&MCPDiscoverySourceStatus::default(), &p, &Applied::default(), 100);
+    let d = sync(
+        &MCPDiscoverySourceStatus::default(),
+        &p,
+        &Applied::default(),
+        100,
+    );
     assert_eq!(d.status.last_sync_error, None);
     let ready = &d.status.conditions.as_deref().unwrap_or_default()[0];
     assert_eq!(ready.status, "True");
