@@ -607,8 +607,14 @@ pub struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
+        // Lines end as the YAML parser and the source frames of diagnostics end them.
+        let b = text.as_bytes();
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        starts.extend(
+            (0..b.len())
+                .filter(|&i| b[i] == b'\n' || b[i] == b'\r' && b.get(i + 1) != Some(&b'\n'))
+                .map(|i| i + 1),
+        );
         LineIndex { text, starts }
     }
 
@@ -628,7 +634,13 @@ impl<'a> LineIndex<'a> {
         let len = self
             .text
             .get(offset..end)
-            .map(|s| s.lines().next().unwrap_or("").chars().count())
+            .map(|s| {
+                super::diag::source_lines(s)
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .count()
+            })
             .unwrap_or(1);
         Span {
             file: file as u32,
