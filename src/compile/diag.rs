@@ -212,7 +212,7 @@ fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
     let Some(file) = files.get(span.file as usize) else {
         return;
     };
-    let Some(text) = file.text.lines().nth(span.line.saturating_sub(1) as usize) else {
+    let Some(text) = source_lines(&file.text).nth(span.line.saturating_sub(1) as usize) else {
         return;
     };
     let shown_line = span.line + file.line_offset;
@@ -234,6 +234,24 @@ fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
         " ".repeat(col),
         "^".repeat(len)
     );
+}
+
+/// The lines of a text (without their ends) as the YAML parser numbers them: a line ends at `\n`,
+/// `\r\n` or a `\r` alone. Like [`str::lines`], no empty line follows the last line break.
+pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match rest.find(['\n', '\r']) {
+            Some(i) if rest[i..].starts_with("\r\n") => (&rest[..i], &rest[i + 2..]),
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        Some(line)
+    })
 }
 
 /// `text` with the password of every `scheme://user:password@` in it replaced by `*`s of the
@@ -320,5 +338,19 @@ mod tests {
         );
         assert_eq!(did_you_mean("imgae", ["idleTTL", "image"]), Some("image"));
         assert_eq!(did_you_mean("zzzzzz", ["idleTTL", "image"]), None);
+    }
+
+    #[test]
+    fn source_lines_end_where_the_yaml_parser_ends_them() {
+        let lines: Vec<&str> = source_lines("a\r\rb\r\nc\nd").collect();
+        assert_eq!(lines, ["a", "", "b", "c", "d"]);
+        assert_eq!(source_lines("a\n\n").collect::<Vec<_>>(), ["a", ""]);
+        assert_eq!(source_lines("").count(), 0);
+        // An error after a lone `\r` shows its own line.
+        let files = [SourceFile::new("f.yaml", "a: 1\r---\nb: c: d\n")];
+        let mut d = Diagnostics::default();
+        let _ = super::super::load::load_yaml(0, &files[0].text, &mut d);
+        let shown = d.render(&files);
+        assert!(shown.contains("3 | b: c: d"), "{shown}");
     }
 }

@@ -685,8 +685,55 @@ mod tests {
         assert_eq!(bad, 0);
     }
 
+    /// Found by the fuzz target: a lone carriage return is a line break to the full parser, so
+    /// the documents after it start on a later line than counting `\n` alone says.
+    #[test]
+    fn agrees_with_saphyr_on_lone_carriage_returns() {
+        let cases = [
+            "\r\r\n--- b",
+            "\r--- b\n---\nc: 1\n",
+            "a: 1\r---\nb: [\n",
+            "a: 1\rb: 2\n---\nc: 1\n",
+            "a: 1\r\n---\r\nb: 2\r\n---\r\nc: [\r\n",
+            "a: 1\r\rb: 2\r\n---\nc: 1\n--- x\n",
+            "a: '\rx'\n---\nb: 1\n---\nc: {\n",
+            "a: |\r  x\r---\nb: 1\n",
+            "\r\n\r\n---\r\nb\r\n",
+            "a: 1\n---\r\nb: 2\r---\nc: 3\n",
+        ];
+        let bad = cases.iter().filter(|c| !agree(c)).count();
+        assert_eq!(bad, 0, "{bad} of {} disagree", cases.len());
+    }
+
+    /// Found by the fuzz target: an empty block scalar (`|` or `>`, any header) right before a
+    /// `---` line.
+    #[test]
+    fn agrees_with_saphyr_on_an_empty_block_scalar_before_a_marker() {
+        let mut cases = Vec::new();
+        for header in ["|", ">", "|-", ">+", "|2", "| # c"] {
+            for before in ["a: ", "- ", "a:\n  b: ", "--- ", ""] {
+                for after in [
+                    "---\nb: 1\n",
+                    "---\n",
+                    "---",
+                    "--- x\n",
+                    "\n---\nb: [\n",
+                    "  \n---\nb: 1\n",
+                    "---\r\nb: 1\r\n",
+                ] {
+                    cases.push(format!("{before}{header}\n{after}"));
+                    cases.push(format!("x: 1\n---\n{before}{header}\n{after}---\nc: 1\n"));
+                }
+            }
+        }
+        let bad = cases.iter().filter(|c| !agree(c)).count();
+        assert_eq!(bad, 0, "{bad} of {} disagree", cases.len());
+    }
+
     /// Every YAML file of the repository, and variants of each with one line removed, indented,
-    /// dedented or repeated: the loader agrees with the full parser on all of them.
+    /// dedented or repeated, or ended by a lone `\r` or by `\r\n`, or with an empty block
+    /// scalar before a `---` put in; and the whole file with lone `\r`s or `\r\n`s: the loader
+    /// agrees with the full parser on all of them.
     #[test]
     fn agrees_with_saphyr_on_the_repository_and_its_mutations() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -720,7 +767,13 @@ mod tests {
         let (mut checked, mut bad) = (0usize, 0usize);
         for text in &texts {
             let lines: Vec<&str> = text.split_inclusive('\n').collect();
-            let mut variants = vec![text.clone()];
+            let mut variants = vec![
+                text.clone(),
+                text.replace('\n', "\r"),
+                text.replace('\n', "\r\n"),
+                text.replace("\n---", "\nx: |\n---"),
+                text.replace("\n---", "\n- >-\n---"),
+            ];
             // At most 40 lines per file are mutated (spread over the file).
             let step = (lines.len() / 40).max(1);
             let mutated = if text.len() < 20_000 { lines.len() } else { 0 };
@@ -742,6 +795,12 @@ mod tests {
                 variants.push(with(&|l| format!("{l}{l}")));
                 variants.push(with(&|l| l.replacen(": ", ":", 1)));
                 variants.push(with(&|l| l.replacen("- ", "", 1)));
+                variants.push(with(&|l| l.replacen('\n', "\r", 1)));
+                variants.push(with(&|l| l.replacen('\n', "\r\n", 1)));
+                variants.push(with(&|l| format!("{l}\r")));
+                variants.push(with(&|l| format!("{l}x: |\n---\n")));
+                variants.push(with(&|l| format!("{l}- >\n---\n")));
+                variants.push(with(&|l| format!("{l}|\n---\n")));
             }
             for v in &variants {
                 checked += 1;

@@ -206,40 +206,39 @@ const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// marker at column 0 ends any scalar in YAML, so the cut never splits a value) and the pieces
 /// are parsed in parallel; positions stay those of the whole text.
 pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
-    let has_directives = text.lines().any(|l| l.starts_with('%'));
+    let has_directives = text.split(['\n', '\r']).any(|l| l.starts_with('%'));
     if has_directives {
         // Directives apply to the documents after them: one pass of the full parser.
         return load_yaml_reference(file, text, diags);
     }
     if text.len() < PARALLEL_THRESHOLD {
-        return load_yaml_chunk(file, text, 0, diags);
+        return load_yaml_chunk(file, text, text.len(), 0, diags);
     }
     // (byte offset, line offset) of each piece, about PARALLEL_THRESHOLD / 4 bytes each.
     let mut cuts = vec![(0usize, 0u32)];
     let (mut offset, mut line) = (0usize, 0u32);
     for l in text.split_inclusive('\n') {
-        let is_marker =
-            l.starts_with("---") && l[3..].starts_with([' ', '\t', '\n', '\r']) || l == "---";
-        if is_marker && offset - cuts.last().map_or(0, |c| c.0) >= PARALLEL_THRESHOLD / 4 {
+        if is_doc_marker(l) && offset - cuts.last().map_or(0, |c| c.0) >= PARALLEL_THRESHOLD / 4 {
             cuts.push((offset, line));
         }
         offset += l.len();
-        line += 1;
+        line += line_breaks(l);
     }
-    let pieces: Vec<(&str, u32)> = cuts
+    // Each piece is the text from its cut on, and the length it parses of it.
+    let pieces: Vec<(&str, usize, u32)> = cuts
         .iter()
         .enumerate()
         .map(|(i, &(start, line))| {
             let end = cuts.get(i + 1).map_or(text.len(), |c| c.0);
-            (&text[start..end], line)
+            (&text[start..], end - start, line)
         })
         .collect();
     use rayon::prelude::*;
     let results: Vec<(Loaded, Diagnostics)> = pieces
         .into_par_iter()
-        .map(|(piece, line)| {
+        .map(|(piece, end, line)| {
             let mut d = Diagnostics::default();
-            let loaded = load_yaml_chunk(file, piece, line, &mut d);
+            let loaded = load_yaml_chunk(file, piece, end, line, &mut d);
             (loaded, d)
         })
         .collect();
@@ -251,46 +250,65 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
     Loaded { docs }
 }
 
+/// The line breaks in a text as the full parser counts them: `\n`, `\r\n`, and a `\r` alone.
+fn line_breaks(text: &str) -> u32 {
+    let b = text.as_bytes();
+    let breaks = b
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'\n' || c == b'\r' && b.get(i + 1) != Some(&b'\n'));
+    breaks.count() as u32
+}
+
 /// Whether a line is a document marker (`---` alone, or followed by a space and more).
 fn is_doc_marker(l: &str) -> bool {
     l.starts_with("---") && (l.len() == 3 || l[3..].starts_with([' ', '\t', '\n', '\r']))
 }
 
-/// Parses the documents of a piece of a stream: each one by the fast path when it can, else by
-/// the full parser. The full parser's first error ends the piece, as it would in one pass.
-fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagnostics) -> Loaded {
+/// Parses the documents of a piece of a stream, `text[..end]` (`text` runs on to the end of the
+/// file): each one by the fast path when it can, else by the full parser. The full parser's
+/// first error ends the piece, as it would in one pass.
+fn load_yaml_chunk(
+    file: usize,
+    text: &str,
+    end: usize,
+    line_offset: u32,
+    diags: &mut Diagnostics,
+) -> Loaded {
     let mut b = Builder::new(file);
     let mut start = 0usize;
     let mut start_line = line_offset;
     let mut offset = 0usize;
+    let mut line = line_offset;
     let mut pieces = Vec::new();
-    for (line, l) in (line_offset..).zip(text.split_inclusive('\n')) {
+    for l in text[..end].split_inclusive('\n') {
         if offset > start && is_doc_marker(l) {
             pieces.push((start, offset, start_line));
             start = offset;
             start_line = line;
         }
         offset += l.len();
+        line += line_breaks(l);
     }
-    pieces.push((start, text.len(), start_line));
+    pieces.push((start, end, start_line));
     for (from, to, first_line) in pieces {
         let doc = &text[from..to];
         match super::fastyaml::parse_doc(file, doc, first_line, MAX_DEPTH, &mut b.nodes) {
             Some(node) => b.docs.extend(node),
             // An anchor may be used in the documents after it: the full parser reads them all.
             None if doc.contains('&') => {
-                full_parse(&mut b, &text[from..], first_line, diags);
+                full_parse_to(&mut b, text, from, end, first_line, diags);
                 break;
             }
             None => {
                 let (docs, found, nodes) = (b.docs.len(), diags.items.len(), b.nodes);
-                if !full_parse(&mut b, doc, first_line, diags) {
+                if !full_parse_to(&mut b, text, from, to, first_line, diags) {
                     // An error may be one that only shows across the `---` (an unclosed flow
                     // collection): the rest is read in one pass, for the same diagnostics.
                     b.docs.truncate(docs);
                     diags.items.truncate(found);
                     b.nodes = nodes;
-                    full_parse(&mut b, &text[from..], first_line, diags);
+                    full_parse_to(&mut b, text, from, end, first_line, diags);
                     break;
                 }
             }
@@ -299,12 +317,35 @@ fn load_yaml_chunk(file: usize, text: &str, line_offset: u32, diags: &mut Diagno
     Loaded { docs: b.docs }
 }
 
+/// Parses `text[from..to]` with the full parser, as one pass over the whole of `text` would.
+/// What follows a node can move its position (an empty block scalar is placed at the `---`
+/// after it, but at its indicator at the end of the text): when the piece ends at a `---`, the
+/// parser reads on into that marker and stops at the document it starts.
+fn full_parse_to(
+    b: &mut Builder,
+    text: &str,
+    from: usize,
+    to: usize,
+    line_offset: u32,
+    diags: &mut Diagnostics,
+) -> bool {
+    if to >= text.len() {
+        return full_parse(b, &text[from..], line_offset, None, diags);
+    }
+    // `to` is the start of a `---` line, whose fourth byte (if any) is ASCII.
+    let ahead = (to + 4).min(text.len());
+    let (Some(doc), Some(piece)) = (text.get(from..to), text.get(from..ahead)) else {
+        return full_parse(b, &text[from..], line_offset, None, diags);
+    };
+    full_parse(b, piece, line_offset, Some(doc.chars().count()), diags)
+}
+
 /// Parses a YAML stream with the full parser alone, in one piece: what [`load_yaml`] must agree
 /// with (its fast path is held to this by tests and a fuzz target).
 #[doc(hidden)]
 pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
     let mut b = Builder::new(file);
-    full_parse(&mut b, text, 0, diags);
+    full_parse(&mut b, text, 0, None, diags);
     Loaded { docs: b.docs }
 }
 
@@ -368,8 +409,8 @@ fn syntax_error(
             .nth(m.index())
             .map_or(text.len(), |(i, _)| i);
         if let Some(tab) = text[from..].find('\t').map(|i| from + i) {
-            let line_start = text[..tab].rfind('\n').map_or(0, |i| i + 1);
-            line = text[..tab].matches('\n').count() as u32 + 1;
+            let line_start = text[..tab].rfind(['\n', '\r']).map_or(0, |i| i + 1);
+            line = line_breaks(&text[..tab]) + 1;
             col = text[line_start..tab].chars().count() as u32 + 1;
             let indents = text[line_start..tab].chars().all(|c| c == ' ' || c == '\t');
             if indents {
@@ -394,7 +435,15 @@ fn syntax_error(
     .hint(hint)
 }
 
-fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnostics) -> bool {
+/// `until`: the parse ends (as a success) at a `---` at or after this character index (an
+/// implicit document start may be placed there too: it does not end the parse).
+fn full_parse(
+    b: &mut Builder,
+    text: &str,
+    line_offset: u32,
+    until: Option<usize>,
+    diags: &mut Diagnostics,
+) -> bool {
     let file = b.file;
     // Anchor ids start again with each parser (and anchors never reach across documents).
     b.anchors.clear();
@@ -410,6 +459,11 @@ fn full_parse(b: &mut Builder, text: &str, line_offset: u32, diags: &mut Diagnos
                 return false;
             }
         };
+        if matches!(event, Event::DocumentStart(true))
+            && until.is_some_and(|at| yspan.start.index() >= at)
+        {
+            return true;
+        }
         let span = span_of(b.file, line_offset, &yspan);
         match event {
             Event::Scalar(value, style, anchor, tag) => {
@@ -553,8 +607,14 @@ pub struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
+        // Lines end as the YAML parser and the source frames of diagnostics end them.
+        let b = text.as_bytes();
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        starts.extend(
+            (0..b.len())
+                .filter(|&i| b[i] == b'\n' || b[i] == b'\r' && b.get(i + 1) != Some(&b'\n'))
+                .map(|i| i + 1),
+        );
         LineIndex { text, starts }
     }
 
@@ -574,7 +634,13 @@ impl<'a> LineIndex<'a> {
         let len = self
             .text
             .get(offset..end)
-            .map(|s| s.lines().next().unwrap_or("").chars().count())
+            .map(|s| {
+                super::diag::source_lines(s)
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .count()
+            })
             .unwrap_or(1);
         Span {
             file: file as u32,
@@ -752,6 +818,29 @@ mod tests {
         assert_eq!(last, Some(4000 * 5 - 3));
         let err = d.items.first().and_then(|x| x.span).map(|s| s.line);
         assert!(err.is_some_and(|l| l >= 20001), "{d:?}");
+    }
+
+    /// Pieces parsed in parallel end at a `---` too: an empty block scalar at the end of one is
+    /// where one pass puts it, and lines ended by a lone `\r` or `\r\n` count as one pass
+    /// counts them.
+    #[test]
+    fn large_streams_agree_with_one_pass_on_line_breaks_and_empty_block_scalars() {
+        let mut text = String::new();
+        for i in 0..12000 {
+            match i % 3 {
+                0 => text.push_str(&format!("---\nname: s{i}\nnote: |\n")),
+                1 => text.push_str(&format!("---\r\nname: s{i}\r\nnote: >-\r\n")),
+                _ => text.push_str(&format!("---\nname: s{i}\rother: x\r\rnote: |\r")),
+            }
+        }
+        text.push_str("---\nlast: 1\n");
+        assert!(text.len() > PARALLEL_THRESHOLD);
+        let (docs, d) = yaml(&text);
+        let mut r = Diagnostics::default();
+        let reference = load_yaml_reference(0, &text, &mut r);
+        assert!(!d.has_errors() && !r.has_errors(), "{d:?} {r:?}");
+        assert_eq!(docs.len(), 12001);
+        assert_eq!(format!("{docs:?}"), format!("{:?}", reference.docs));
     }
 
     #[test]
