@@ -155,11 +155,28 @@ impl Diagnostics {
         self.items.dedup();
     }
 
-    /// Renders every diagnostic with snippets, followed by a summary line when there are errors.
+    /// Renders the diagnostics with snippets: the first [`MAX_RENDERED`], then a count of the
+    /// rest (`-o json` lists them all). Linear in what it prints: each file's lines are split
+    /// once, not once per diagnostic.
     pub fn render(&self, files: &[SourceFile]) -> String {
         let mut out = String::new();
-        for d in &self.items {
-            render_one(&mut out, d, files);
+        let mut lines: std::collections::HashMap<u32, Vec<&str>> = Default::default();
+        for d in self.items.iter().take(MAX_RENDERED) {
+            render_one(&mut out, d, files, &mut lines);
+        }
+        let rest = &self.items[self.items.len().min(MAX_RENDERED)..];
+        if !rest.is_empty() {
+            let errors = rest
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            let _ = writeln!(
+                out,
+                "... and {errors} more error{}, {} more warning{} not shown (`hangar check -o json` lists them all)",
+                if errors == 1 { "" } else { "s" },
+                rest.len() - errors,
+                if rest.len() - errors == 1 { "" } else { "s" }
+            );
         }
         out
     }
@@ -177,42 +194,89 @@ pub fn location(span: &Span, files: &[SourceFile]) -> String {
     }
 }
 
-fn render_one(out: &mut String, d: &Diagnostic, files: &[SourceFile]) {
+/// Diagnostics [`Diagnostics::render`] prints in full; the rest are counted.
+pub const MAX_RENDERED: usize = 200;
+/// Characters of a message (or a hint, a note) printed; a 200 MB value is not.
+const MAX_MESSAGE: usize = 1000;
+/// Characters of a source line shown in a snippet (a window around the column).
+const MAX_LINE: usize = 200;
+
+/// Text as it may reach a terminal: control characters (ESC, BEL, ... which could set a title
+/// or the clipboard) escaped as `\u{1b}`, and cut after `max` characters.
+pub fn terminal_safe(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            let _ = write!(
+                out,
+                "... ({} more bytes)",
+                text.len().saturating_sub(out.len())
+            );
+            break;
+        }
+        if c.is_control() && c != '\n' {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn render_one<'a>(
+    out: &mut String,
+    d: &Diagnostic,
+    files: &'a [SourceFile],
+    lines: &mut std::collections::HashMap<u32, Vec<&'a str>>,
+) {
+    let message = terminal_safe(&d.message, MAX_MESSAGE);
     match &d.span {
         Some(span) => {
             let _ = writeln!(
                 out,
-                "{}: {}: {}",
-                location(span, files),
+                "{}: {}: {message}",
+                terminal_safe(&location(span, files), MAX_MESSAGE),
                 d.severity.as_str(),
-                d.message
             );
-            snippet(out, span, files);
+            snippet(out, span, files, lines);
         }
         None => {
-            let _ = writeln!(out, "{}: {}", d.severity.as_str(), d.message);
+            let _ = writeln!(out, "{}: {message}", d.severity.as_str());
         }
     }
     if let Some(hint) = &d.hint {
-        let _ = writeln!(out, "  = hint: {hint}");
+        let _ = writeln!(out, "  = hint: {}", terminal_safe(hint, MAX_MESSAGE));
     }
     for (span, note) in &d.notes {
         match span {
             Some(span) => {
-                let _ = writeln!(out, "  = note: {}: {note}", location(span, files));
+                let _ = writeln!(
+                    out,
+                    "  = note: {}: {}",
+                    terminal_safe(&location(span, files), MAX_MESSAGE),
+                    terminal_safe(note, MAX_MESSAGE)
+                );
             }
             None => {
-                let _ = writeln!(out, "  = note: {note}");
+                let _ = writeln!(out, "  = note: {}", terminal_safe(note, MAX_MESSAGE));
             }
         }
     }
 }
 
-fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
+fn snippet<'a>(
+    out: &mut String,
+    span: &Span,
+    files: &'a [SourceFile],
+    lines: &mut std::collections::HashMap<u32, Vec<&'a str>>,
+) {
     let Some(file) = files.get(span.file as usize) else {
         return;
     };
-    let Some(text) = source_lines(&file.text).nth(span.line.saturating_sub(1) as usize) else {
+    let table = lines
+        .entry(span.file)
+        .or_insert_with(|| source_lines(&file.text).collect());
+    let Some(&text) = table.get(span.line.saturating_sub(1) as usize) else {
         return;
     };
     let shown_line = span.line + file.line_offset;
@@ -221,12 +285,31 @@ fn snippet(out: &mut String, span: &Span, files: &[SourceFile]) {
     let indent = " ".repeat(file.col_offset as usize);
     let text: String = mask_passwords(text)
         .chars()
-        .map(|c| if c == '\t' { ' ' } else { c })
+        // One column for one: the caret stays under its character.
+        .map(|c| match c {
+            '\t' => ' ',
+            c if c.is_control() => '?',
+            c => c,
+        })
         .collect();
+    let mut col = span.col.saturating_sub(1) as usize;
+    // A long line (a 200 MB value) is shown as a window around the column.
+    let text: String = if text.chars().count() > MAX_LINE {
+        let start = col.saturating_sub(MAX_LINE / 2);
+        let window: String = text.chars().skip(start).take(MAX_LINE).collect();
+        if start > 0 {
+            col = col - start + 3;
+            format!("...{window}...")
+        } else {
+            format!("{window}...")
+        }
+    } else {
+        text
+    };
     let _ = writeln!(out, "{pad} |");
     let _ = writeln!(out, "{shown_line} | {indent}{}", text.trim_end());
-    let col = span.col.saturating_sub(1) as usize;
     let line_len = text.chars().count();
+    let col = col.min(line_len);
     let len = (span.len as usize).clamp(1, line_len.saturating_sub(col).max(1));
     let _ = writeln!(
         out,
@@ -338,6 +421,41 @@ mod tests {
         );
         assert_eq!(did_you_mean("imgae", ["idleTTL", "image"]), Some("image"));
         assert_eq!(did_you_mean("zzzzzz", ["idleTTL", "image"]), None);
+    }
+
+    #[test]
+    fn rendering_caps_counts_cuts_and_escapes() {
+        // Issue 19.5 and 19.8: a bounded report, no raw control characters.
+        let text = format!("name: \u{1b}]0;title\u{7}\nvalue: {}\n", "A".repeat(5000));
+        let files = [SourceFile::new("f\u{1b}[31m.yaml", text)];
+        let mut d = Diagnostics::default();
+        for i in 0..(MAX_RENDERED + 5) {
+            let line = if i % 2 == 0 { 1 } else { 2 };
+            let span = Span {
+                file: 0,
+                line,
+                col: 4000_u32.min(line * 3000),
+                len: 1,
+            };
+            d.push(Diagnostic::error(
+                "x",
+                Some(span),
+                format!("bad \u{7} {}", "v".repeat(3000)),
+            ));
+        }
+        let shown = d.render(&files);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "raw control characters"
+        );
+        assert!(shown.contains("\\u{1b}"), "escaped");
+        assert!(shown.ends_with("... and 5 more errors, 0 more warnings not shown (`hangar check -o json` lists them all)\n"));
+        assert!(
+            shown.len() < MAX_RENDERED * 2 * (MAX_MESSAGE + MAX_LINE + 100),
+            "{}",
+            shown.len()
+        );
+        assert!(shown.lines().all(|l| l.chars().count() < MAX_MESSAGE + 100));
     }
 
     #[test]
