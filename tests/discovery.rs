@@ -628,14 +628,8 @@ fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
     ));
     wait_reason(e, &ns, "auth", "Synced");
     assert!(exists(e, &ns, "keep-a") && exists(e, &ns, "keep-b"));
-    for blank in [
-        "",
-        "# nothing here yet\n",
-        "null\n",
-        "---\n",
-        "providers:\n",
-    ] {
-        let data = serde_json::json!({"data": {"providers.yaml": blank}}).to_string();
+    let set_catalog = |text: &str| {
+        let data = serde_json::json!({"data": {"providers.yaml": text}}).to_string();
         e.k(&[
             "patch",
             "configmap",
@@ -646,6 +640,15 @@ fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
             "-p",
             &data,
         ]);
+    };
+    for blank in [
+        "",
+        "# nothing here yet\n",
+        "null\n",
+        "---\n",
+        "providers:\n",
+    ] {
+        set_catalog(blank);
         let c = wait_reason(e, &ns, "auth", "EmptyCatalog");
         assert!(
             c["message"]
@@ -660,31 +663,11 @@ fn an_emptied_configmap_never_deletes_what_an_authoritative_source_made() {
             "{blank:?} deleted the servers"
         );
         // Back to the two servers before the next blank variant.
-        let data = serde_json::json!({"data": {"providers.yaml": two}}).to_string();
-        e.k(&[
-            "patch",
-            "configmap",
-            "catalog",
-            "-n",
-            &ns,
-            "--type=merge",
-            "-p",
-            &data,
-        ]);
+        set_catalog(two);
         wait_reason(e, &ns, "auth", "Synced");
     }
     // An explicit empty list is a positive "no servers": an Authoritative source deletes them.
-    let data = serde_json::json!({"data": {"providers.yaml": "servers: []\n"}}).to_string();
-    e.k(&[
-        "patch",
-        "configmap",
-        "catalog",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        &data,
-    ]);
+    set_catalog("servers: []\n");
     wait_for("servers: [] deletes them", T, || {
         (!exists(e, &ns, "keep-a") && !exists(e, &ns, "keep-b")).then_some(())
     });

@@ -205,13 +205,9 @@ const MAX_LINE: usize = 200;
 /// or the clipboard) escaped as `\u{1b}`, and cut after `max` characters.
 pub fn terminal_safe(text: &str, max: usize) -> String {
     let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
+    for (n, (at, c)) in text.char_indices().enumerate() {
         if n == max {
-            let _ = write!(
-                out,
-                "... ({} more bytes)",
-                text.len().saturating_sub(out.len())
-            );
+            let _ = write!(out, "... ({} more bytes)", text.len() - at);
             break;
         }
         if c.is_control() && c != '\n' {

@@ -484,8 +484,7 @@ fn resolve_server(
         .map(|r| r.node.span)
         .or(discovered.first().map(|(e, _, _)| e.node.span))
         .unwrap_or_default();
-    let mut spec_json = defaults::server(&user);
-    merge_into(&mut spec_json, &user);
+    let spec_json = spec_json_of(&user);
     if user.get("mode").is_none() && user.get("image").is_some() && user.get("endpoint").is_some() {
         diags.push(
             Diagnostic::error(
@@ -513,7 +512,7 @@ fn resolve_server(
         // can be read of it is still checked, so its other errors show in the same run.
         Err(_) if !valid => {
             let mut user = Json::clone(&user);
-            if let Some(spec) = readable_part(&mut spec_json_again(&user), &mut user) {
+            if let Some(spec) = readable_part(&mut spec_json_of(&user), &mut user) {
                 return Some(ResolvedServer {
                     settings: ServerSettings::decide(&meta.name, &meta.namespace, &spec),
                     meta,
@@ -535,7 +534,8 @@ fn resolve_server(
     None
 }
 
-fn spec_json_again(user: &Json) -> Json {
+/// The spec the server runs with: resolve's defaults under what the user wrote.
+fn spec_json_of(user: &Json) -> Json {
     let mut spec_json = defaults::server(user);
     merge_into(&mut spec_json, user);
     spec_json
