@@ -237,7 +237,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::compile::diag::printable(&e.to_string()));
             ExitCode::from(2)
         }
     }
@@ -521,8 +521,13 @@ fn write_out_dir(
 
 /// Reads a previous render (file or directory) as objects.
 fn read_rendered(path: &Path) -> Result<Result<Vec<Object>, String>, CliError> {
-    let (files_read, mut errs) = files::read_all(&[path.to_path_buf()]);
-    if let Some(e) = errs.pop() {
+    let files::ReadAll {
+        files: files_read,
+        mut errors,
+        notes,
+    } = files::read_all(&[path.to_path_buf()]);
+    inputs::print_notes(&notes);
+    if let Some(e) = errors.pop() {
         return Err(e.into());
     }
     let mut diags = compile::Diagnostics::default();

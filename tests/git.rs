@@ -674,6 +674,37 @@ fn http_basic_and_token_auth() {
         "{}",
         support::text(&ok)
     );
+    // Credentials in a `--catalog` URL are used, and neither its note nor an error shows them.
+    for (spec, code) in [
+        (
+            format!(
+                "git+http://x-access-token:s3cret-token@127.0.0.1:{}/origin.git#main:teams",
+                server.port
+            ),
+            0,
+        ),
+        (
+            format!(
+                "git+http://x-access-token:s3cret-token@127.0.0.1:{}/origin.git#nope",
+                server.port
+            ),
+            2,
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
+            .args(["check", "--catalog", &spec])
+            .env("HANGAR_CACHE_DIR", &cli_cache)
+            .env_remove("HANGAR_GIT_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hangar");
+        let all = support::text(&out);
+        assert_eq!(out.status.code(), Some(code), "{all}");
+        assert!(!all.contains("s3cret-token"), "{all}");
+        if code == 0 {
+            assert!(all.contains(&format!("commit {c2}")), "{all}");
+        }
+    }
     let bad = run("wrong-token");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{stderr}");

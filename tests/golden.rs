@@ -21,7 +21,7 @@ fn bless() -> bool {
 fn fixture_inputs(path: &Path) -> Inputs {
     let mut files = Vec::new();
     let list = hangar::source::files::expand(path).expect("fixture readable");
-    for f in list {
+    for f in list.files {
         let rel = f.strip_prefix(root()).unwrap_or(&f).display().to_string();
         let text = std::fs::read_to_string(&f).expect("fixture is UTF-8");
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();

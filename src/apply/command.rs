@@ -3,6 +3,7 @@
 use serde_json::Value as Json;
 
 use super::{Action, Applier, FIELD_MANAGER, Options, apply_bundle};
+use crate::compile::diag::printable;
 use crate::compile::{Object, Role};
 use crate::connect::{Connect, ConnectError, client};
 
@@ -44,10 +45,10 @@ pub async fn apply(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError
     let report = apply_bundle(&applier, bodies, &args.options).await;
     let dry = args.options.dry_run;
     for c in &report.changes {
-        println!("{} {}", c.id, c.action.past(dry));
+        println!("{} {}", printable(&c.id), c.action.past(dry));
     }
     for e in &report.errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", printable(&e.to_string()));
     }
     eprintln!(
         "{}{} created, {} configured, {} unchanged, {} left to the controller, {} pruned, {} failed",
@@ -93,7 +94,7 @@ async fn wait(applier: &Applier, bodies: &[Json], timeout: std::time::Duration) 
         return 0;
     }
     for (key, why) in &pending {
-        eprintln!("not ready: {}: {why}", key.id());
+        eprintln!("not ready: {}: {}", printable(&key.id()), printable(why));
     }
     eprintln!(
         "error: {} of {n} not Ready within {}",
@@ -124,7 +125,7 @@ pub async fn diff(bodies: &[Json], args: &ApplyArgs) -> Result<u8, ConnectError>
     print!("{text}");
     eprintln!("{summary}");
     for e in &report.errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", printable(&e.to_string()));
     }
     Ok(if !report.errors.is_empty() {
         2

@@ -94,7 +94,8 @@ pub fn fetch_git_catalogs(args: &InputArgs) -> Result<Vec<Option<Vec<SourceFile>
             cache.get_or_insert_with(|| git::GitCache::new(git::default_cache_dir(), 2 << 30));
         let checkout = cache.fetch(&req)?;
         eprintln!(
-            "note: {spec}: commit {} ({} file{})",
+            "note: {}: commit {} ({} file{})",
+            crate::compile::diag::printable(&spec),
             checkout.commit,
             checkout.files.len(),
             plural(checkout.files.len())
@@ -145,7 +146,7 @@ fn fetch_git_sources(inputs: &mut Inputs) -> Result<(), CliError> {
         let bind = format!("{}/{}", o.namespace.clone().unwrap_or_default(), o.name);
         eprintln!(
             "note: discovery source {bind}: {} at commit {} ({} file{})",
-            g.url,
+            crate::compile::diag::printable(&g.url),
             checkout.commit,
             checkout.files.len(),
             plural(checkout.files.len())
@@ -154,6 +155,13 @@ fn fetch_git_sources(inputs: &mut Inputs) -> Result<(), CliError> {
     }
     inputs.files.extend(added);
     Ok(())
+}
+
+/// What directory walks left out, on stderr (never silently).
+pub fn print_notes(notes: &[String]) {
+    for n in notes {
+        eprintln!("note: {}", crate::compile::diag::printable(n));
+    }
 }
 
 /// Builds compiler inputs, with the files of `git+` catalogs already fetched.
@@ -173,9 +181,10 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
             });
         }
     } else {
-        let (read, errs) = files::read_all(&args.paths);
-        errors.extend(errs);
-        input_files.extend(read.into_iter().map(|file| InputFile {
+        let read = files::read_all(&args.paths);
+        errors.extend(read.errors);
+        print_notes(&read.notes);
+        input_files.extend(read.files.into_iter().map(|file| InputFile {
             file,
             role: FileRole::Inputs,
         }));
@@ -183,9 +192,10 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
     for (i, c) in args.catalogs.iter().enumerate() {
         let (bind, read) = match catalog_arg(c) {
             CatalogArg::Local { bind, path } => {
-                let (read, errs) = files::read_all(&[path]);
-                errors.extend(errs);
-                (bind, read)
+                let read = files::read_all(&[path]);
+                errors.extend(read.errors);
+                print_notes(&read.notes);
+                (bind, read.files)
             }
             CatalogArg::Git { bind, .. } => {
                 (bind, git.get(i).cloned().flatten().unwrap_or_default())
@@ -201,7 +211,7 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
     }
     if let Some(last) = errors.pop() {
         for e in errors {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::compile::diag::printable(&e.to_string()));
         }
         return Err(last.into());
     }

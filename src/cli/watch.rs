@@ -114,7 +114,7 @@ pub fn run(args: &InputArgs, reveal: bool) -> Result<u8, CliError> {
             .map(|p| p.strip_prefix(&cwd).unwrap_or(p).display().to_string())
             .collect();
         let when = jiff::Zoned::now().strftime("%H:%M:%S").to_string();
-        let what = names.join(", ");
+        let what = crate::compile::diag::printable(&names.join(", "));
         match compile_now(args, &git) {
             Ok(objects) => {
                 let out = match &base {
@@ -193,7 +193,10 @@ fn next_change(rx: &mpsc::Receiver<Msg>, targets: &[Target]) -> Option<BTreeSet<
         };
         match msg {
             Msg::Stop => return None,
-            Msg::Fs(Err(e)) => eprintln!("warning: file watch: {e}"),
+            Msg::Fs(Err(e)) => eprintln!(
+                "warning: file watch: {}",
+                crate::compile::diag::printable(&e.to_string())
+            ),
             Msg::Fs(Ok(ev)) => {
                 if matches!(ev.kind, EventKind::Access(_)) {
                     continue;

@@ -7,31 +7,45 @@ use super::diag::{Diagnostic, Diagnostics, Span};
 /// What a masked Secret value shows instead.
 pub const MASK: &str = "<masked>";
 
+/// The annotation `kubectl apply` leaves on an object: a copy of the whole Secret, values and all.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Replaces Secret values; where `other` is given, a value that differs from the other side is
-/// marked `<masked: old>` / `<masked: new>` (by `side`) without showing either value.
+/// marked `<masked: old>` / `<masked: new>` (by `side`) without showing either value. A `data` or
+/// `stringData` that is not a map (a malformed Secret) is masked whole, and so is the
+/// `last-applied-configuration` annotation, which holds the values once more.
 pub fn mask_secret(body: &Json, other: Option<(&Json, &str)>) -> Json {
     let mut b = body.clone();
     if b.get("kind").and_then(Json::as_str) != Some("Secret") {
         return b;
     }
+    let masked = |here: &Json, there: Option<&Json>| match (other, there) {
+        (Some((_, side)), Some(o)) if o != here => json!(format!("<masked: {side}>")),
+        _ => json!(MASK),
+    };
     for field in ["data", "stringData"] {
-        let Some(map) = b.get_mut(field).and_then(Json::as_object_mut) else {
+        let theirs = other.and_then(|(o, _)| o.get(field));
+        let Some(value) = b.get_mut(field) else {
             continue;
         };
-        for (k, v) in map.iter_mut() {
-            let changed = match other {
-                Some((o, side)) => o
-                    .get(field)
-                    .and_then(|m| m.get(k))
-                    .filter(|ov| *ov != &*v)
-                    .map(|_| side),
-                None => None,
-            };
-            *v = match changed {
-                Some(side) => json!(format!("<masked: {side}>")),
-                None => json!(MASK),
-            };
+        if let Some(map) = value.as_object_mut() {
+            for (k, v) in map.iter_mut() {
+                *v = masked(v, theirs.and_then(|m| m.get(k)));
+            }
+        } else if !value.is_null() {
+            *value = masked(value, theirs);
         }
+    }
+    let theirs = other.and_then(|(o, _)| {
+        o.pointer("/metadata/annotations")
+            .map(|a| a.get(LAST_APPLIED))
+    });
+    if let Some(v) = b
+        .pointer_mut("/metadata/annotations")
+        .and_then(Json::as_object_mut)
+        .and_then(|a| a.get_mut(LAST_APPLIED))
+    {
+        *v = masked(v, theirs.flatten());
     }
     b
 }

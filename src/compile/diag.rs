@@ -1,6 +1,7 @@
 //! Compiler diagnostics: `path:line:col: error: message`, a source snippet, a hint, and notes that
 //! point at other locations (for example the first of two conflicting definitions).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// One input text. Nested texts (a catalog inside a ConfigMap's data) carry the offsets that map
@@ -160,7 +161,7 @@ impl Diagnostics {
     /// once, not once per diagnostic.
     pub fn render(&self, files: &[SourceFile]) -> String {
         let mut out = String::new();
-        let mut lines: std::collections::HashMap<u32, Vec<&str>> = Default::default();
+        let mut lines: std::collections::HashMap<u32, Vec<Cow<'_, str>>> = Default::default();
         for d in self.items.iter().take(MAX_RENDERED) {
             render_one(&mut out, d, files, &mut lines);
         }
@@ -219,11 +220,17 @@ pub fn terminal_safe(text: &str, max: usize) -> String {
     out
 }
 
+/// A line hangar prints outside diagnostics (an error, a note, a header): credentials in URLs
+/// masked, control characters escaped, cut after 4000 characters.
+pub fn printable(text: &str) -> String {
+    terminal_safe(&mask_passwords(text), 4000)
+}
+
 fn render_one<'a>(
     out: &mut String,
     d: &Diagnostic,
     files: &'a [SourceFile],
-    lines: &mut std::collections::HashMap<u32, Vec<&'a str>>,
+    lines: &mut std::collections::HashMap<u32, Vec<Cow<'a, str>>>,
 ) {
     let message = terminal_safe(&d.message, MAX_MESSAGE);
     match &d.span {
@@ -264,15 +271,15 @@ fn snippet<'a>(
     out: &mut String,
     span: &Span,
     files: &'a [SourceFile],
-    lines: &mut std::collections::HashMap<u32, Vec<&'a str>>,
+    lines: &mut std::collections::HashMap<u32, Vec<Cow<'a, str>>>,
 ) {
     let Some(file) = files.get(span.file as usize) else {
         return;
     };
     let table = lines
         .entry(span.file)
-        .or_insert_with(|| source_lines(&file.text).collect());
-    let Some(&text) = table.get(span.line.saturating_sub(1) as usize) else {
+        .or_insert_with(|| shown_lines(&file.text));
+    let Some(text) = table.get(span.line.saturating_sub(1) as usize) else {
         return;
     };
     let shown_line = span.line + file.line_offset;
@@ -315,6 +322,76 @@ fn snippet<'a>(
     );
 }
 
+/// The lines of a file as snippets show them: the lines of a document that declares
+/// `kind: Secret` with every value masked (a syntax error in a Secret must not print its
+/// values; the file did not parse, so which lines are values is read off the text).
+fn shown_lines(text: &str) -> Vec<Cow<'_, str>> {
+    let lines: Vec<&str> = source_lines(text).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut start = 0;
+    while start < lines.len() {
+        let end = lines[start + 1..]
+            .iter()
+            .position(|l| is_document_start(l))
+            .map_or(lines.len(), |p| start + 1 + p);
+        let doc = &lines[start..end];
+        if doc.iter().any(|l| declares_secret(l)) {
+            out.extend(doc.iter().map(|l| Cow::Owned(mask_values(l))));
+        } else {
+            out.extend(doc.iter().map(|l| Cow::Borrowed(*l)));
+        }
+        start = end;
+    }
+    out
+}
+
+fn is_document_start(line: &str) -> bool {
+    line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
+}
+
+/// `kind: Secret` as YAML or JSON writes it (`"kind": "Secret"`, in a flow map too).
+fn declares_secret(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(i) = rest.find("kind") {
+        let after = rest[i + 4..].trim_start_matches(['"', '\'']).trim_start();
+        if let Some(v) = after.strip_prefix(':') {
+            let v = v.trim_start().trim_start_matches(['"', '\'']);
+            if v.starts_with("Secret")
+                && !v[6..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            {
+                return true;
+            }
+        }
+        rest = &rest[i + 4..];
+    }
+    false
+}
+
+/// A line of a Secret with what could be a value replaced by `*`s, column for column: a
+/// `key:` (and `apiVersion:` and `kind:` lines whole) stays.
+fn mask_values(line: &str) -> String {
+    let trimmed = line.trim_start();
+    if trimmed.starts_with("apiVersion:")
+        || trimmed.starts_with("kind:")
+        || trimmed.starts_with('#')
+    {
+        return line.to_string();
+    }
+    let keep = match line.find(": ") {
+        Some(i) => i + 1,
+        None if line.trim_end().ends_with(':') => line.len(),
+        None => line.len() - trimmed.len(),
+    };
+    let mut out = String::with_capacity(line.len());
+    out.push_str(&line[..keep]);
+    out.extend(
+        line[keep..]
+            .chars()
+            .map(|c| if c.is_whitespace() { c } else { '*' }),
+    );
+    out
+}
+
 /// The lines of a text (without their ends) as the YAML parser numbers them: a line ends at `\n`,
 /// `\r\n` or a `\r` alone. Like [`str::lines`], no empty line follows the last line break.
 pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
@@ -333,15 +410,21 @@ pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `text` with the password of every `scheme://user:password@` in it replaced by `*`s of the
-/// same length (so columns stay where they were): source lines and messages quoting a URL never
-/// show a password.
+/// `text` with every credential a URL can carry replaced by `*`s of the same length (so columns
+/// stay where they were): the password of `scheme://user:password@`, the whole user of an
+/// `http(s)://TOKEN@` (where a lone user is a token: `https://ghp_x@github.com`), and the password
+/// of an scp-like `user:password@host:path`. Source lines and messages quoting a URL never show
+/// a credential.
 pub fn mask_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
+        let scheme_start = head[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |p| p + 1);
+        let scheme = head[scheme_start..i].to_ascii_lowercase();
+        out.push_str(&mask_scp_like(head));
         // The authority: up to the first `/`, whitespace, quote, `?` or `#`.
         let end = tail
             .find(|c: char| {
@@ -358,6 +441,9 @@ pub fn mask_passwords(text: &str) -> String {
                         out.push(':');
                         out.extend(std::iter::repeat_n('*', password.chars().count()));
                     }
+                    None if scheme.ends_with("http") || scheme.ends_with("https") => {
+                        out.extend(std::iter::repeat_n('*', userinfo.chars().count()));
+                    }
                     None => out.push_str(userinfo),
                 }
                 out.push_str(&authority[at..]);
@@ -366,8 +452,53 @@ pub fn mask_passwords(text: &str) -> String {
         }
         rest = &tail[end..];
     }
-    out.push_str(rest);
+    out.push_str(&mask_scp_like(rest));
     out
+}
+
+/// The password of every scp-like Git address `user:password@host:path` in `text` (no scheme)
+/// masked; `git@github.com:org/repo` has none and is left as it is.
+fn mask_scp_like(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = 0;
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        let ends = c.is_whitespace() || c == '"' || c == '\'' || c == '`' || c == ',';
+        if !ends {
+            continue;
+        }
+        out.push_str(&mask_scp_word(&text[word_start..i]));
+        if i < text.len() {
+            out.push(c);
+        }
+        word_start = i + c.len_utf8();
+    }
+    out.into()
+}
+
+fn mask_scp_word(word: &str) -> std::borrow::Cow<'_, str> {
+    let Some(at) = word.rfind('@') else {
+        return word.into();
+    };
+    let (userinfo, host_path) = (&word[..at], &word[at + 1..]);
+    // `user:password` before the `@`, `host:path` after it.
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return word.into();
+    };
+    let Some((host, _)) = host_path.split_once(':') else {
+        return word.into();
+    };
+    if user.is_empty() || password.is_empty() || host.is_empty() || host.contains('/') {
+        return word.into();
+    }
+    let mut out = String::with_capacity(word.len());
+    out.push_str(user);
+    out.push(':');
+    out.extend(std::iter::repeat_n('*', password.chars().count()));
+    out.push_str(&word[at..]);
+    out.into()
 }
 
 /// The closest candidate to `word` (edit distance, ignoring case), if it is close enough to be a
@@ -408,6 +539,33 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_credential_a_url_carries_is_masked_in_place() {
+        for (text, want) in [
+            (
+                "url: https://bob:hunter2@git.example/r.git",
+                "url: https://bob:*******@git.example/r.git",
+            ),
+            (
+                "--catalog git+https://ghp_TOKEN@github.com/o/r.git#main",
+                "--catalog git+https://*********@github.com/o/r.git#main",
+            ),
+            ("ssh://git@host/r.git", "ssh://git@host/r.git"),
+            ("git@github.com:org/r.git", "git@github.com:org/r.git"),
+            (
+                "url: bob:s3cret@host.example:org/r.git then",
+                "url: bob:******@host.example:org/r.git then",
+            ),
+            ("`bob:s3cret@h:p`", "`bob:******@h:p`"),
+            ("key: value@x", "key: value@x"),
+            ("mail bob@example.com: hi", "mail bob@example.com: hi"),
+        ] {
+            let got = mask_passwords(text);
+            assert_eq!(got, want);
+            assert_eq!(got.len(), text.len(), "columns stay");
+        }
+    }
 
     #[test]
     fn suggests_close_names() {

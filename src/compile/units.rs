@@ -186,9 +186,19 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
         if u.password().is_some() {
             return Err("the Git URL carries a password; put credentials in the Secret named by git.secretRef".into());
         }
+        // Over http(s) a user alone is a token (`https://ghp_x@github.com/...`); ssh's `git@`
+        // is a user name.
+        if matches!(u.scheme(), "https" | "http") && !u.username().is_empty() {
+            return Err("the Git URL carries a user name or token before `@`; put credentials in the Secret named by git.secretRef".into());
+        }
         return Ok(());
     }
-    // scp-like: git@github.com:org/repo.git
+    // scp-like: git@github.com:org/repo.git (a `user:password@` carries a password).
+    if s.split_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':') && !userinfo.contains('/'))
+    {
+        return Err("the Git URL carries a password (`user:password@host:path`); put credentials in the Secret named by git.secretRef".into());
+    }
     if let Some((host, path)) = s.split_once(':') {
         if !host.is_empty()
             && !path.is_empty()
@@ -441,5 +451,17 @@ mod tests {
         assert!(check_git_url("git@github.com:org/repo.git").is_ok());
         assert!(check_git_url("file:///tmp/repo").is_ok());
         assert!(check_git_url("ftp://x").is_err());
+        // Credentials never ride in the URL, whichever way they are written.
+        for bad in [
+            "https://bob:pw@host/r.git",
+            "https://ghp_TOKEN@github.com/o/r.git",
+            "http://TOKEN@host/r.git",
+            "bob:TOKEN@host.example:org/r.git",
+        ] {
+            let e = check_git_url(bad).expect_err(bad);
+            assert!(!e.contains("TOKEN") && !e.contains("pw@"), "{e}");
+        }
+        assert!(check_git_url("ssh://git@host/r.git").is_ok());
+        assert!(check_git_url("git@host.example:org/r@v1.git").is_ok());
     }
 }

@@ -44,13 +44,19 @@ pub fn run(args: ProbeArgs) -> u8 {
                 opts.headers.append(n, v);
             }
             Err(e) => {
-                eprintln!("error: --header: {e}");
+                eprintln!(
+                    "error: --header: {}",
+                    crate::compile::diag::printable(&e.to_string())
+                );
                 return 2;
             }
         }
     }
     if let Err(e) = url::Url::parse(&args.url) {
-        eprintln!("error: `{}` is not a URL: {e}", args.url);
+        eprintln!(
+            "error: `{}` is not a URL: {e}",
+            crate::compile::diag::printable(&args.url)
+        );
         return 2;
     }
     let rt = match crate::connect::runtime() {
@@ -62,7 +68,10 @@ pub fn run(args: ProbeArgs) -> u8 {
     };
     let report = rt.block_on(super::probe(&opts));
     if report.error_kind == Some("invalid-url") {
-        eprintln!("error: {}", report.errors.join("; "));
+        eprintln!(
+            "error: {}",
+            crate::compile::diag::printable(&report.errors.join("; "))
+        );
         return 2;
     }
     let mut out = std::io::stdout().lock();
@@ -70,7 +79,14 @@ pub fn run(args: ProbeArgs) -> u8 {
         Output::Json => serde_json::to_string_pretty(&report)
             .map_err(std::io::Error::other)
             .and_then(|s| writeln!(out, "{s}")),
-        Output::Text => write!(out, "{}", text(&report)),
+        Output::Text => write!(
+            out,
+            "{}",
+            crate::compile::diag::terminal_safe(
+                &crate::compile::diag::mask_passwords(&text(&report)),
+                usize::MAX
+            )
+        ),
     };
     if let Err(e) = written {
         eprintln!("error: writing the report: {e}");

@@ -18,6 +18,10 @@ pub enum ReadError {
     EmptyDir { path: String },
     #[error("{path}: {message}")]
     Ignore { path: String, message: String },
+    #[error(
+        "{path}: larger than {max_mib} MiB, the most hangar reads from one file (is it a device or a generator? split a real catalog into files)"
+    )]
+    TooLarge { path: String, max_mib: u64 },
 }
 
 /// The file of a directory PATH (or a Git source's path) naming what hangar does not read, with
@@ -90,82 +94,170 @@ fn hidden(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.') && n != "." && n != "..")
 }
 
-/// Lists the files a PATH stands for, sorted.
-pub fn expand(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
-    let meta = std::fs::metadata(path).map_err(|e| ReadError::Io {
-        path: path.display().to_string(),
+/// The most hangar reads from one file (or stdin): far above any manifest (the API server stores
+/// an object of at most 1.5 MiB), and a stop for `/dev/zero` or a runaway generator.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+fn mib(n: u64) -> u64 {
+    n >> 20
+}
+
+/// What a PATH stands for: its files, sorted, and a note for each entry the walk left out
+/// (not a regular file, a broken link, a directory or file already reached through a link).
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub files: Vec<PathBuf>,
+    pub notes: Vec<String>,
+}
+
+/// Lists the files a PATH stands for. A directory is walked recursively, following links to
+/// directories and files, each real directory and file once (two links to `.` end at once):
+/// real paths are walked first and links after, so what is reached both ways is read under its
+/// own name. FIFOs, sockets and devices found in a directory are skipped with a note (reading a
+/// FIFO nobody writes would never end). A PATH that names a non-regular file itself (`<(cmd)`,
+/// `/dev/stdin`) is read, up to [`MAX_FILE_BYTES`].
+pub fn expand(path: &Path) -> Result<Expanded, ReadError> {
+    let io = |p: &Path, e| ReadError::Io {
+        path: p.display().to_string(),
         source: e,
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
     if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(Expanded {
+            files: vec![path.to_path_buf()],
+            notes: Vec::new(),
+        });
     }
     let ignore = Ignore::of(path)?;
-    let mut out = Vec::new();
+    let mut out = Expanded::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut claim = |p: &Path, is_dir: bool, out: &mut Expanded| -> Result<bool, ReadError> {
+        let real = std::fs::canonicalize(p).map_err(|e| io(p, e))?;
+        if seen.insert(real.clone()) {
+            return Ok(true);
+        }
+        out.notes.push(format!(
+            "{}: skipped: the same {} as {} (reached again through a symlink)",
+            p.display(),
+            if is_dir { "directory" } else { "file" },
+            real.display()
+        ));
+        Ok(false)
+    };
+    claim(path, true, &mut out)?;
     let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| ReadError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|e| ReadError::Io {
-                path: dir.display().to_string(),
-                source: e,
-            })?;
-            let p = entry.path();
+    let mut linked_dirs: std::collections::VecDeque<PathBuf> = Default::default();
+    let mut linked_files: Vec<PathBuf> = Vec::new();
+    loop {
+        let dir = match stack.pop() {
+            Some(d) => d,
+            // Real directories done: the next linked one not reached already.
+            None => match linked_dirs.pop_front() {
+                Some(d) => {
+                    if !claim(&d, true, &mut out)? {
+                        continue;
+                    }
+                    d
+                }
+                None => break,
+            },
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let link = entry.file_type().map_err(|e| io(&entry.path(), e))?.is_symlink();
+            entries.push((entry.path(), link));
+        }
+        // Popped last first: the walk's order (and so which of two links wins) is the names'.
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        for (p, link) in entries {
             if hidden(&p) {
                 continue;
             }
-            let ft = entry.file_type().map_err(|e| ReadError::Io {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            let is_dir = ft.is_dir() || (ft.is_symlink() && p.is_dir());
-            if ignore.ignores(&p, is_dir) {
+            // Through links: what the entry really is.
+            let Ok(target) = std::fs::metadata(&p) else {
+                if wanted(&p) {
+                    out.notes.push(format!(
+                        "{}: skipped: a link to nothing (broken symlink)",
+                        p.display()
+                    ));
+                }
+                continue;
+            };
+            let is_dir = target.is_dir();
+            if ignore.ignores(&p, is_dir) || !(is_dir || wanted(&p)) {
                 continue;
             }
-            if is_dir {
-                stack.push(p);
-            } else if wanted(&p) {
-                out.push(p);
+            if !(is_dir || target.is_file()) {
+                out.notes.push(format!(
+                    "{}: skipped: not a regular file (a FIFO, socket or device)",
+                    p.display()
+                ));
+                continue;
+            }
+            match (is_dir, link) {
+                (true, true) => linked_dirs.push_back(p),
+                (true, false) => {
+                    if claim(&p, true, &mut out)? {
+                        stack.push(p);
+                    }
+                }
+                (false, true) => linked_files.push(p),
+                (false, false) => {
+                    if claim(&p, false, &mut out)? {
+                        out.files.push(p);
+                    }
+                }
             }
         }
     }
-    if out.is_empty() {
+    linked_files.sort();
+    for p in linked_files {
+        if claim(&p, false, &mut out)? {
+            out.files.push(p);
+        }
+    }
+    if out.files.is_empty() {
         return Err(ReadError::EmptyDir {
             path: path.display().to_string(),
         });
     }
-    out.sort();
+    out.files.sort();
+    out.notes.sort();
     Ok(out)
 }
 
-/// Reads one file (or stdin for `-`).
+/// Reads one file (or stdin for `-`), at most [`MAX_FILE_BYTES`] of it.
 pub fn read(path: &Path) -> Result<SourceFile, ReadError> {
     let shown = path.display().to_string();
-    let bytes = if shown == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| ReadError::Io {
-                path: "<stdin>".into(),
-                source: e,
-            })?;
-        buf
-    } else {
-        std::fs::read(path).map_err(|e| ReadError::Io {
-            path: shown.clone(),
-            source: e,
-        })?
-    };
-    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
-        path: shown.clone(),
-    })?;
     let name = if shown == "-" {
         "<stdin>".to_string()
     } else {
         shown
     };
+    let io = |e| ReadError::Io {
+        path: name.clone(),
+        source: e,
+    };
+    let mut bytes = Vec::new();
+    let limit = MAX_FILE_BYTES + 1;
+    if name == "<stdin>" {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+            .map_err(io)?;
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            path: name,
+            max_mib: mib(MAX_FILE_BYTES),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 { path: name.clone() })?;
     Ok(SourceFile::new(name, text))
 }
 
@@ -186,32 +278,44 @@ fn origin_under(arg: &Path, file: &Path) -> String {
         .join("/")
 }
 
-/// Reads every file of every PATH; all read errors are returned, not just the first.
-pub fn read_all(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<ReadError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
+/// What [`read_all`] read: the files, every read error (not just the first), and notes on what
+/// directory walks left out.
+#[derive(Debug, Default)]
+pub struct ReadAll {
+    pub files: Vec<SourceFile>,
+    pub errors: Vec<ReadError>,
+    pub notes: Vec<String>,
+}
+
+/// Reads every file of every PATH.
+pub fn read_all(paths: &[PathBuf]) -> ReadAll {
+    let mut all = ReadAll::default();
     for p in paths {
         let list = if p.as_os_str() == "-" {
-            Ok(vec![p.clone()])
+            Ok(Expanded {
+                files: vec![p.clone()],
+                notes: Vec::new(),
+            })
         } else {
             expand(p)
         };
         match list {
             Ok(list) => {
-                for f in list {
+                all.notes.extend(list.notes);
+                for f in list.files {
                     match read(&f) {
                         Ok(mut sf) => {
                             sf.origin = Some(origin_under(p, &f));
-                            files.push(sf);
+                            all.files.push(sf);
                         }
-                        Err(e) => errors.push(e),
+                        Err(e) => all.errors.push(e),
                     }
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => all.errors.push(e),
         }
     }
-    (files, errors)
+    all
 }
 
 #[cfg(test)]
@@ -240,6 +344,7 @@ mod tests {
         .expect("ignore file");
         let found: Vec<String> = expand(&dir)
             .expect("expand")
+            .files
             .iter()
             .filter_map(|p| p.strip_prefix(&dir).ok().map(|p| p.display().to_string()))
             .collect();
