@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use support::{contained, env, text, wait_for, wait_state};
+use support::{contained, env, state_of, text, wait_for, wait_state};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -470,6 +470,87 @@ fn prune_deletes_only_what_hangar_applied() {
         e.get("service", &ns, "drop-extra").is_some(),
         "hand-made Service deleted"
     );
+}
+
+#[test]
+fn foreign_fields_that_change_what_runs_are_reported() {
+    let Some(e) = env() else { return };
+    let _ctl = e.controller();
+    let ns = e.namespace("foreign", false);
+    e.apply_yaml(&server(&ns, "echo", ""));
+    wait_state(e, &ns, "echo", "Ready", T);
+    // Fields hangar does not set: applied by another manager without any conflict.
+    let intruder = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  template:\n    spec:\n      securityContext:\n        runAsUser: 0\n      containers:\n      - name: miner\n        image: evil/miner:1\n"
+    );
+    let o = e.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=intruder",
+            "-f",
+            "-",
+        ],
+        &intruder,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let nsr = ns.as_str();
+    let condition = |status: &'static str| {
+        move || {
+            let s = e.get("mcpserver", nsr, "echo")?;
+            s.pointer("/status/conditions")?
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "ForeignChanges" && c["status"] == status)
+                .cloned()
+        }
+    };
+    let cond = wait_for("ForeignChanges=True", T, condition("True"));
+    let msg = cond["message"].as_str().unwrap_or_default();
+    for want in [
+        "container `miner` (image evil/miner:1) added",
+        "securityContext.runAsUser: 0",
+        "by intruder",
+    ] {
+        assert!(msg.contains(want), "{want:?} not in {msg}");
+    }
+    let events = wait_for("a ForeignChanges Warning", T, || {
+        let ev = e.k(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "involvedObject.name=echo,type=Warning,reason=ForeignChanges",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{end}",
+        ]);
+        (!ev.is_empty()).then_some(ev)
+    });
+    assert!(events.contains("miner"), "{events}");
+    // Reported, not fought: the other manager's fields stay until it (or a user) removes them.
+    let d = e.get("deployment", &ns, "echo").expect("deployment");
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(containers, Some(2));
+    // The intruder's fields gone (its apply now sets nothing): the condition turns False.
+    let gone = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\n  namespace: {ns}\n"
+    );
+    let o = e.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=intruder",
+            "-f",
+            "-",
+        ],
+        &gone,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for("ForeignChanges=False", T, condition("False"));
+    assert_eq!(state_of(e, &ns, "echo").as_deref(), Some("Ready"));
 }
 
 #[test]

@@ -227,7 +227,12 @@ fn a_planted_token_never_reaches_any_output() {
         run(vec!["render".into(), p.clone()]);
         run(vec!["check".into(), p.clone()]);
         run(vec!["check".into(), "-o".into(), "json".into(), p.clone()]);
-        run(vec!["diff".into(), p.clone(), "--against".into(), p.clone()]);
+        run(vec![
+            "diff".into(),
+            p.clone(),
+            "--against".into(),
+            p.clone(),
+        ]);
     }
     for b in std::fs::read_dir(&broken).expect("dir") {
         let p = s(&b.expect("entry").path());

@@ -108,6 +108,8 @@ pub struct ServerObservation {
     pub check: Option<Check>,
     /// Why applying the children failed (reason, message).
     pub apply_error: Option<(String, String)>,
+    /// Foreign changes to what runs ([`super::drift::message`]).
+    pub foreign: Option<String>,
 }
 
 /// What the server reconcile does next.
@@ -138,6 +140,7 @@ pub fn server(
         check,
         apply_error: o.apply_error,
         endpoint: Some(set.url.clone()).filter(|u| !u.is_empty()),
+        foreign: o.foreign,
         startup_timeout: set.startup_timeout,
         failure_threshold: set.health.failure_threshold,
         interval: set.health.interval,

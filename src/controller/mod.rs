@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod discovery;
+pub mod drift;
 /// The health-check seam lives with the probe; the controller uses it from there.
 pub use crate::probe::health;
 pub mod group;

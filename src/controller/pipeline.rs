@@ -339,6 +339,13 @@ impl Children<Applied> {
             .and_then(|(_, a)| a.as_ref().ok()?.as_ref())
     }
 
+    /// The child of `kind` as rendered and sent (the intent the answer is compared with).
+    pub fn intent(&self, kind: &str) -> Option<&Json> {
+        self.bodies
+            .iter()
+            .find(|b| b.get("kind").and_then(Json::as_str) == Some(kind))
+    }
+
     /// Why applying failed (category, message), when anything did.
     pub fn failure(&self) -> Option<(Category, String)> {
         let errors: Vec<&ApplyError> = self

@@ -133,7 +133,23 @@ async fn observe(
         probed,
         check,
         apply_error: children.failure().map(|(c, m)| (c.reason().to_string(), m)),
+        foreign: foreign(children),
     }
+}
+
+/// What another manager added to the Deployment that changes what runs, as a message.
+fn foreign(children: &Children<Applied>) -> Option<String> {
+    let (intent, live) = (
+        children.intent("Deployment")?,
+        children.applied("Deployment")?,
+    );
+    let changes = super::drift::foreign_changes(intent, live);
+    if changes.is_empty() {
+        return None;
+    }
+    let managers =
+        super::drift::template_managers(live, &[super::FIELD_MANAGER, crate::apply::FIELD_MANAGER]);
+    Some(super::drift::message(&changes, &managers))
 }
 
 /// One health check of the server (bounded: at most --probe-concurrency run at once).
@@ -203,6 +219,25 @@ async fn report(
         tracing::info!(namespace = %ns, server = %name, reason, "applying children failed: {m}");
         ctx.event(obj, &ctx.server_ar, event(true, reason, &m))
             .await;
+    }
+    let foreign = |s: &MCPServerStatus| {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == state::FOREIGN_CHANGES)
+            .map(|c| (c.status == "True", c.message.clone()))
+    };
+    match (foreign(prev), foreign(next)) {
+        (was, Some((true, m))) if was.as_ref() != Some(&(true, m.clone())) => {
+            tracing::warn!(namespace = %ns, server = %name, "{m}");
+            ctx.event(obj, &ctx.server_ar, event(true, "ForeignChanges", &m))
+                .await;
+        }
+        (Some((true, _)), Some((false, m))) => {
+            ctx.event(obj, &ctx.server_ar, event(false, "ForeignChangesGone", &m))
+                .await;
+        }
+        _ => {}
     }
     let state_now = next.state.unwrap_or(ServerState::Initializing);
     ctx.metrics.set_state(&ns, &name, state_now);

@@ -43,6 +43,9 @@ pub struct Observed {
     /// scaled to zero) until its spec changes.
     pub hold: Option<String>,
     pub endpoint: Option<String>,
+    /// What another manager changed in the Deployment that changes what runs
+    /// ([`super::drift`]), as the ForeignChanges condition's message.
+    pub foreign: Option<String>,
     pub startup_timeout: Duration,
     pub failure_threshold: i32,
     pub interval: Duration,
@@ -59,6 +62,8 @@ pub struct Transition {
 
 pub const READY: &str = "Ready";
 pub const RECONCILED: &str = "Reconciled";
+/// True while the Deployment runs what hangar did not render (set by another manager).
+pub const FOREIGN_CHANGES: &str = "ForeignChanges";
 /// Reason of the Ready condition while strict mode holds a non-compliant server.
 pub const NON_COMPLIANT: &str = "NonCompliant";
 
@@ -279,6 +284,23 @@ fn conditions(
         o.generation,
         now,
     ));
+    // Only once there is something to say: a clean server keeps its two conditions.
+    let had = prev_conds.iter().any(|c| c.type_ == FOREIGN_CHANGES);
+    if o.foreign.is_some() || had {
+        let (r, m) = match &o.foreign {
+            Some(m) => ("ForeignFields", m.as_str()),
+            None => ("None", "the Deployment runs only what hangar rendered"),
+        };
+        conds.push(condition(
+            prev_conds,
+            FOREIGN_CHANGES,
+            o.foreign.is_some(),
+            r,
+            m,
+            o.generation,
+            now,
+        ));
+    }
     conds
 }
 
@@ -341,6 +363,7 @@ mod tests {
             apply_error: None,
             hold: None,
             endpoint: None,
+            foreign: None,
             startup_timeout: Duration::from_secs(30),
             failure_threshold: 3,
             interval: Duration::from_secs(10),
@@ -349,6 +372,32 @@ mod tests {
 
     fn state(s: &MCPServerStatus) -> ServerState {
         s.state.unwrap()
+    }
+
+    #[test]
+    fn foreign_changes_show_as_a_condition_until_they_are_gone() {
+        let types = |s: &MCPServerStatus| -> Vec<(String, String)> {
+            s.conditions
+                .iter()
+                .flatten()
+                .map(|c| (c.type_.clone(), c.status.clone()))
+                .collect()
+        };
+        let (clean, _) = next(&MCPServerStatus::default(), &obs(1, 1), t(0));
+        assert_eq!(
+            types(&clean).len(),
+            2,
+            "a clean server has Ready and Reconciled"
+        );
+        let mut drifted = obs(1, 1);
+        drifted.foreign = Some("container `x` added".into());
+        let (s, _) = next(&clean, &drifted, t(1));
+        assert_eq!(state(&s), ServerState::Ready, "what runs still answers");
+        assert_eq!(types(&s)[2], (FOREIGN_CHANGES.into(), "True".into()));
+        let (s, _) = next(&s, &obs(1, 1), t(2));
+        assert_eq!(types(&s)[2], (FOREIGN_CHANGES.into(), "False".into()));
+        let c = &s.conditions.as_ref().unwrap()[2];
+        assert_eq!(c.last_transition_time, Time(t(2)));
     }
 
     #[test]

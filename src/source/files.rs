@@ -165,7 +165,10 @@ pub fn expand(path: &Path) -> Result<Expanded, ReadError> {
         let mut entries = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
             let entry = entry.map_err(|e| io(&dir, e))?;
-            let link = entry.file_type().map_err(|e| io(&entry.path(), e))?.is_symlink();
+            let link = entry
+                .file_type()
+                .map_err(|e| io(&entry.path(), e))?
+                .is_symlink();
             entries.push((entry.path(), link));
         }
         // Popped last first: the walk's order (and so which of two links wins) is the names'.
