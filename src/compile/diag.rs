@@ -232,13 +232,14 @@ fn render_one<'a>(
     files: &'a [SourceFile],
     lines: &mut std::collections::HashMap<u32, Vec<Cow<'a, str>>>,
 ) {
-    let message = terminal_safe(&d.message, MAX_MESSAGE);
+    let shown = |t: &str| terminal_safe(&mask_passwords(t), MAX_MESSAGE);
+    let message = shown(&d.message);
     match &d.span {
         Some(span) => {
             let _ = writeln!(
                 out,
                 "{}: {}: {message}",
-                terminal_safe(&location(span, files), MAX_MESSAGE),
+                shown(&location(span, files)),
                 d.severity.as_str(),
             );
             snippet(out, span, files, lines);
@@ -248,7 +249,7 @@ fn render_one<'a>(
         }
     }
     if let Some(hint) = &d.hint {
-        let _ = writeln!(out, "  = hint: {}", terminal_safe(hint, MAX_MESSAGE));
+        let _ = writeln!(out, "  = hint: {}", shown(hint));
     }
     for (span, note) in &d.notes {
         match span {
@@ -256,12 +257,12 @@ fn render_one<'a>(
                 let _ = writeln!(
                     out,
                     "  = note: {}: {}",
-                    terminal_safe(&location(span, files), MAX_MESSAGE),
-                    terminal_safe(note, MAX_MESSAGE)
+                    shown(&location(span, files)),
+                    shown(note)
                 );
             }
             None => {
-                let _ = writeln!(out, "  = note: {}", terminal_safe(note, MAX_MESSAGE));
+                let _ = writeln!(out, "  = note: {}", shown(note));
             }
         }
     }
