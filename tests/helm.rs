@@ -325,6 +325,10 @@ fn rbac_is_narrowed_in_both_modes() {
         "two namespaces and the lease: {k:?}"
     );
     assert_eq!(k.get("RoleBinding"), Some(&3), "{k:?}");
+    // A namespace YAML would read as a boolean stays a name.
+    let (_, objs) = template(e, &["--set", "watchNamespaces={y,on}"]);
+    named(&objs, "Role", Some("y"), "hangar");
+    named(&objs, "RoleBinding", Some("on"), "hangar");
     // No wildcard in either mode.
     for r in objs
         .iter()
@@ -899,6 +903,18 @@ fn helm_install_gives_a_working_least_privilege_operator() {
             && forbidden.contains(&format!("add {fresh} to rbac.secretNamespaces")),
         "{forbidden}"
     );
+    // The same for a Git source's credentials (read before any fetch).
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: from-git\n  namespace: {fresh}\nspec:\n  type: Git\n  refreshInterval: 5s\n  git:\n    url: https://127.0.0.1:9/team/catalog.git\n    secretRef:\n      name: git-creds\n"
+    ));
+    let (reason, msg) = wait_for("a forbidden git.secretRef", T, || {
+        ready_condition(e, "mcpdiscoverysource", &fresh, "from-git")
+    });
+    assert_eq!(reason, "SecretForbidden", "{msg}");
+    assert!(
+        msg.contains(&format!("Secret {fresh}/git-creds")) && msg.contains("rbac.secretNamespaces"),
+        "{msg}"
+    );
 
     // Upgrade with other values: the release's ServiceAccount, RBAC and the servers stay (same
     // objects, still Ready), and the running controller's token still works; the Secrets of
@@ -935,11 +951,15 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     ] {
         assert!(!can(no), "{who} may {no:?} after the upgrade");
     }
-    // Now the Secret is read: it is missing, and status says so.
+    // Now the Secrets are read: they are missing, and status says so.
     wait_for("the Secret read after the upgrade", T, || {
         let (_, m) = ready_condition(e, "mcpserver", &fresh, "guarded")?;
         m.contains(&format!("Secret {fresh}/guard-token not found"))
             .then_some(())
+    });
+    wait_for("the Git Secret read after the upgrade", T, || {
+        let (r, _) = ready_condition(e, "mcpdiscoverysource", &fresh, "from-git")?;
+        (r == "SecretMissing").then_some(())
     });
     let deploy = e.get("deployment", &ns, &release).expect("deployment");
     assert_eq!(deploy["spec"]["replicas"], 3);
