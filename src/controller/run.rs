@@ -87,12 +87,12 @@ async fn connect(args: &ControllerArgs, scope: &Scope) -> Result<Client, RunErro
         context: args.context.clone(),
     })
     .await?;
-    tracing::info!(namespaces = ?scope, "managing");
+    tracing::info!(namespaces = %scope, "managing");
     let apis = scope.dynamic(&client, &resource(crate::api::Kind::Server));
-    for api in apis.iter().take(1) {
-        if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
-            return Err(RunError::NoCrds(e.to_string()));
-        }
+    if let Some(api) = apis.first()
+        && let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await
+    {
+        return Err(RunError::NoCrds(e.to_string()));
     }
     Ok(client)
 }

@@ -107,6 +107,15 @@ impl Scope {
     }
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Cluster => write!(f, "all but {}", SYSTEM_NAMESPACES.join(", ")),
+            Scope::Namespaces(l) => write!(f, "{}", l.join(", ")),
+        }
+    }
+}
+
 /// Whether an API answer is RBAC's 403.
 pub fn is_forbidden(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403)
