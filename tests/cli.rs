@@ -582,3 +582,15 @@ fn crds_and_schema_out_dir_keep_a_same_named_file_of_the_users() {
     let o = hangar(&["schema", "--out-dir", &s.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
+
+#[test]
+fn controller_refuses_a_namespace_that_is_not_a_name() {
+    // Before connecting anywhere: the list is checked as it is parsed.
+    let out = hangar(&["controller", "--namespace", "team-a,Team_B"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Team_B") && err.contains("not a namespace name"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use support::{contained, env, state_of, text, wait_for, wait_state};
+use support::{Controller, ControllerOpts, contained, env, state_of, text, wait_for, wait_state};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -683,6 +683,59 @@ fn remote_server_follows_its_real_mcp_endpoint() {
             "no `{from_to}` in the Events:\n{notes}"
         );
     }
+}
+
+/// `--namespace A --namespace B`: one controller, a watch per namespace merged into one cache,
+/// reconciles servers and groups in both and nothing in a third. Its own metrics say what it
+/// reconciled (the shared cluster-wide controller of the other tests may be running too).
+#[test]
+fn a_controller_of_several_namespaces_reconciles_in_each_and_nowhere_else() {
+    let Some(e) = env() else { return };
+    e.crds();
+    let (a, b, c) = (
+        e.namespace("multi-a", false),
+        e.namespace("multi-b", false),
+        e.namespace("multi-c", false),
+    );
+    let ctl = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: None,
+            args: &["--namespace", &a, "--namespace", &b],
+            name: "multi-ns",
+        },
+    );
+    ctl.wait_ready(T);
+    for n in [&a, &b, &c] {
+        e.apply_yaml(&server(n, "one", ""));
+    }
+    e.apply_yaml(&format!(
+        "{}---\napiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServerGroup\nmetadata:\n  name: pool\n  namespace: {b}\nspec:\n  selector:\n    matchLabels:\n      team: t\n",
+        server(&b, "two", "  replicas: 0\n"),
+    ));
+    support::wait_state_of(e, &ctl, &a, "one", "Ready", T);
+    support::wait_state_of(e, &ctl, &b, "one", "Ready", T);
+    support::wait_state_of(e, &ctl, &b, "two", "Cold", T);
+    let reconciled = |ns: &str| {
+        ctl.metrics_text().lines().any(|l| {
+            l.starts_with("mcp_operator_provider_state{")
+                && l.contains(&format!("namespace=\"{ns}\""))
+        })
+    };
+    wait_for("its metrics of both namespaces", T, || {
+        (reconciled(&a) && reconciled(&b)).then_some(())
+    });
+    wait_for("the group in b counts its members", T, || {
+        let g = e.get("mcpservergroup", &b, "pool")?;
+        (g.pointer("/status/readyCount") == Some(&Json::from(1))
+            && g.pointer("/status/coldCount") == Some(&Json::from(1)))
+        .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!reconciled(&c), "{}", ctl.metrics_text());
+    assert!(ctl.alive(), "{}", ctl.log_tail());
+    drop(ctl);
+    e.k(&["delete", "namespace", &a, &b, &c, "--wait=false"]);
 }
 
 #[test]

@@ -184,7 +184,7 @@ fn lint_template_and_package_with_default_and_all_options() {
             "--metrics-addr=0.0.0.0:9090",
             "--leader-election-lease-duration=20s",
             "--health-check=tcp",
-            "--namespace=mcp-servers",
+            "--namespace=mcp-servers,mcp-config",
             "--log-level=debug",
         ],
     );
@@ -240,6 +240,141 @@ fn lint_template_and_package_with_default_and_all_options() {
     );
     assert_crds_are_the_generated_ones(e, &packaged);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether any rule of `role` grants `verb` on `resource` (its API group aside).
+fn grants(role: &Json, resource: &str, verb: &str) -> bool {
+    role["rules"].as_array().into_iter().flatten().any(|r| {
+        let has = |k: &str, v: &str| {
+            r[k].as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(v)))
+        };
+        has("resources", resource) && has("verbs", verb)
+    })
+}
+
+fn named<'a>(objs: &'a [Json], kind: &str, ns: Option<&str>, name: &str) -> &'a Json {
+    objs.iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"] == name
+                && o["metadata"]["namespace"].as_str() == ns
+        })
+        .unwrap_or_else(|| panic!("no {kind} {ns:?}/{name}"))
+}
+
+/// The RBAC of both modes, as rendered: cluster-wide grants no Secret unless asked (by
+/// namespace, or everywhere); with watchNamespaces everything namespaced is a Role per listed
+/// namespace and the ClusterRole reads namespaces only.
+#[test]
+fn rbac_is_narrowed_in_both_modes() {
+    let Some(e) = env() else { return };
+    // Cluster-wide (the default): no Secret readable anywhere, no --namespace.
+    let (_, objs) = template(e, &[]);
+    let cr = one(&objs, "ClusterRole");
+    assert!(!grants(cr, "secrets", "get"), "{cr}");
+    assert!(grants(cr, "deployments", "create") && grants(cr, "namespaces", "watch"));
+    let args =
+        one(&objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(!args.contains("--namespace"), "{args}");
+    // rbac.secretNamespaces: a Role reading Secrets in each listed namespace, nothing else.
+    let (_, objs) = template(e, &["--set", "rbac.secretNamespaces={team-a,team-b}"]);
+    assert!(!grants(one(&objs, "ClusterRole"), "secrets", "get"));
+    for ns in ["team-a", "team-b"] {
+        let r = named(&objs, "Role", Some(ns), "hangar-secrets");
+        assert_eq!(
+            r["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+        );
+        let b = named(&objs, "RoleBinding", Some(ns), "hangar-secrets");
+        assert_eq!(b["subjects"][0]["namespace"], "mcp-system", "{b}");
+    }
+    // rbac.clusterWideSecrets: get (never list) in every namespace, by explicit choice.
+    let (_, objs) = template(e, &["--set", "rbac.clusterWideSecrets=true"]);
+    let cr = one(&objs, "ClusterRole");
+    assert!(grants(cr, "secrets", "get") && !grants(cr, "secrets", "list"));
+
+    // watchNamespaces: the controller's --namespace, a Role and RoleBinding per namespace with
+    // all of the namespaced rules, and a ClusterRole that only reads namespaces.
+    let (_, objs) = template(e, &["--set", "watchNamespaces={team-a,team-b}"]);
+    let cr = one(&objs, "ClusterRole");
+    assert_eq!(
+        cr["rules"],
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_args(one(&objs, "Deployment"), &["--namespace=team-a,team-b"]);
+    for ns in ["team-a", "team-b"] {
+        let r = named(&objs, "Role", Some(ns), "hangar");
+        for (res, verb) in [
+            ("deployments", "create"),
+            ("serviceaccounts", "patch"),
+            ("secrets", "get"),
+            ("configmaps", "watch"),
+            ("mcpservers/status", "patch"),
+            ("events", "create"),
+        ] {
+            assert!(grants(r, res, verb), "{ns}: no {verb} {res} in {r}");
+        }
+        assert!(!grants(r, "secrets", "list") && !grants(r, "secrets", "watch"));
+        named(&objs, "RoleBinding", Some(ns), "hangar");
+    }
+    let k = kinds(&objs);
+    assert_eq!(
+        k.get("Role"),
+        Some(&3),
+        "two namespaces and the lease: {k:?}"
+    );
+    assert_eq!(k.get("RoleBinding"), Some(&3), "{k:?}");
+    // A namespace YAML would read as a boolean stays a name.
+    let (_, objs) = template(e, &["--set", "watchNamespaces={y,on}"]);
+    named(&objs, "Role", Some("y"), "hangar");
+    named(&objs, "RoleBinding", Some("on"), "hangar");
+    // No wildcard in either mode.
+    for r in objs
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        assert!(!r["rules"].to_string().contains('*'), "{r}");
+    }
+
+    // Mixed modes are refused, saying what to do.
+    for (args, want) in [
+        (
+            &[
+                "--set",
+                "watchNamespaces={a}",
+                "--set",
+                "rbac.secretNamespaces={b}",
+            ][..],
+            "rbac.secretNamespaces and rbac.clusterWideSecrets are for cluster-wide mode",
+        ),
+        (
+            &[
+                "--set",
+                "watchNamespaces={a}",
+                "--set",
+                "operator.extraArgs={--namespace=b}",
+            ],
+            "list the namespaces in watchNamespaces alone",
+        ),
+        (
+            &[
+                "--set",
+                "rbac.clusterWideSecrets=true",
+                "--set",
+                "rbac.secretNamespaces={b}",
+            ],
+            "redundant",
+        ),
+        (&["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+    ] {
+        let mut a = vec!["template", "hangar", CHART];
+        a.extend_from_slice(args);
+        let o = e.helm(&a);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: `{want}` not in:\n{err}");
+    }
 }
 
 #[test]
@@ -306,6 +441,13 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
     }
 }
 
+/// `kubectl auth can-i --as WHO ARGS...`: whether the API server says yes.
+fn can_i(e: &Env, who: &str, args: &[&str]) -> bool {
+    let mut a = vec!["auth", "can-i", "--as", who];
+    a.extend_from_slice(args);
+    String::from_utf8_lossy(&e.kubectl(&a).stdout).trim() == "yes"
+}
+
 /// A kubeconfig with the test cluster and a token of `ns/sa` (nothing else).
 fn service_account_kubeconfig(e: &Env, ns: &str, sa: &str) -> PathBuf {
     let token = e.k(&["create", "token", sa, "-n", ns, "--duration=2h"]);
@@ -369,6 +511,28 @@ fn server_yaml(ns: &str, name: &str) -> String {
     )
 }
 
+/// A remote server whose checks send a token from the Secret `guard-token` of `ns` (its
+/// endpoint is closed: the Secret read is what the test looks at).
+fn guarded_yaml(ns: &str) -> String {
+    format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: guarded\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:9/mcp\n  healthCheck:\n    interval: 2s\n    timeout: 1s\n  validation:\n    auth:\n      secretRef:\n        name: guard-token\n"
+    )
+}
+
+/// The Ready condition of a resource: (reason, message), once it has one that is False.
+fn ready_condition(e: &Env, kind: &str, ns: &str, name: &str) -> Option<(String, String)> {
+    let o = e.get(kind, ns, name)?;
+    let c = o["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "False")?
+        .clone();
+    Some((
+        c["reason"].as_str()?.to_string(),
+        c["message"].as_str()?.to_string(),
+    ))
+}
+
 fn uid(e: &Env, kind: &str, ns: &str, name: &str) -> String {
     e.get(kind, ns, name)
         .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string))
@@ -405,12 +569,151 @@ fn wait_log(ctl: &Controller, needle: &str, timeout: Duration) {
     }
 }
 
+/// The cluster tests one at a time: the install test starts by deleting the CRDs.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The chart with `watchNamespaces`: each denial proved by the API server (`kubectl auth can-i`
+/// as the chart's ServiceAccount), then the controller as that ServiceAccount, with the
+/// `--namespace` the chart gives it, reconciles servers in both listed namespaces, discovers
+/// into the listed ones only, and leaves an unlisted namespace alone.
+#[test]
+fn namespaced_install_manages_only_the_listed_namespaces() {
+    let Some(e) = env() else { return };
+    let _one = one_at_a_time();
+    let pid = std::process::id() % 100_000;
+    let release = format!("hangar-ns-{pid}");
+    let ns = e.namespace("hangar-ns-system", true);
+    let (a, b, c) = (
+        e.namespace("watched-a", false),
+        e.namespace("watched-b", false),
+        e.namespace("unwatched", false),
+    );
+    let list = format!("watchNamespaces={{{a},{b}}}");
+    helm_ok(
+        e,
+        &[
+            "install",
+            &release,
+            CHART,
+            "-n",
+            &ns,
+            "--set",
+            &list,
+            "--set",
+            "replicaCount=1",
+            "--set",
+            "operator.leaderElection.enabled=false",
+        ],
+    );
+    e.wait_crds_established();
+
+    let who = format!("system:serviceaccount:{ns}:{release}");
+    let can = |args: &[&str]| can_i(e, &who, args);
+    for yes in [
+        &["create", "deployments.apps", "-n", &a][..],
+        &["patch", "serviceaccounts", "-n", &b],
+        &["get", "secrets", "-n", &a],
+        &["get", "secrets", "-n", &b],
+        &["watch", "mcpservers.mcp-hangar.io", "-n", &b],
+        &["patch", "mcpservers.mcp-hangar.io/status", "-n", &a],
+        &["create", "events.events.k8s.io", "-n", &b],
+        &["watch", "configmaps", "-n", &a],
+        &["list", "namespaces"],
+    ] {
+        assert!(can(yes), "{who} cannot {yes:?}");
+    }
+    for no in [
+        &["get", "secrets", "-n", "kube-system"][..],
+        &["get", "secrets", "-n", &c],
+        &["get", "secrets", "-n", &ns],
+        &["list", "secrets", "-n", &a],
+        &["watch", "secrets", "-n", &b],
+        &["list", "secrets", "-A"],
+        &["create", "deployments.apps", "-n", "kube-system"],
+        &["create", "serviceaccounts", "-n", "kube-system"],
+        &["create", "deployments.apps", "-n", &c],
+        &["patch", "mcpservers.mcp-hangar.io/status", "-n", &c],
+        &["list", "mcpservers.mcp-hangar.io", "-A"],
+        &["list", "configmaps", "-n", &c],
+        &["create", "events.events.k8s.io", "-n", &c],
+        &["update", "namespaces"],
+        &["create", "pods", "-n", &a],
+    ] {
+        assert!(!can(no), "{who} may {no:?}");
+    }
+
+    // The controller as the chart runs it: its ServiceAccount, its --namespace.
+    let deploy = e.get("deployment", &ns, &release).expect("deployment");
+    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let flag = args
+        .iter()
+        .filter_map(Json::as_str)
+        .find(|a| a.starts_with("--namespace="))
+        .expect("--namespace in the chart's args")
+        .to_string();
+    assert_eq!(flag, format!("--namespace={a},{b}"));
+    let kubeconfig = service_account_kubeconfig(e, &ns, &release);
+    let ctl = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: Some(&kubeconfig),
+            args: &[&flag],
+            name: "helm-namespaced",
+        },
+    );
+    ctl.wait_ready(T);
+    for n in [&a, &b, &c] {
+        e.apply_yaml(&server_yaml(n, "alpha"));
+    }
+    // A Secret of a listed namespace is readable: the check says it is missing, not forbidden.
+    e.apply_yaml(&guarded_yaml(&a));
+    // Discovery from a into every namespace labelled for this test: b gets its server, c (not
+    // listed) is not even matched.
+    let mark = format!("ns-{pid}");
+    for n in [&b, &c] {
+        e.k(&["label", "namespace", n, &format!("hangar-test-rbac={mark}")]);
+        e.apply_yaml(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: catalog\n  namespace: {n}\n  labels:\n    mcp-hangar.io/catalog: \"true\"\ndata:\n  servers.yaml: |\n    servers:\n      - name: found\n        image: ghcr.io/example/found:1.0.0\n"
+        ));
+    }
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: teams\n  namespace: {a}\nspec:\n  type: Namespace\n  mode: Authoritative\n  refreshInterval: 1h\n  namespaceSelector:\n    matchLabels:\n      hangar-test-rbac: {mark}\n"
+    ));
+    wait_state_of(e, &ctl, &a, "alpha", "Ready", T);
+    wait_state_of(e, &ctl, &b, "alpha", "Ready", T);
+    wait_state_of(e, &ctl, &b, "found", "Ready", T);
+    wait_for("the missing Secret of a listed namespace", T, || {
+        let (_, m) = ready_condition(e, "mcpserver", &a, "guarded")?;
+        m.contains(&format!("Secret {a}/guard-token not found"))
+            .then_some(())
+    });
+    // c: nothing read, nothing written, no status (a few more seconds to be sure).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(support::state_of(e, &c, "alpha"), None);
+    assert!(e.get("mcpserver", &c, "found").is_none());
+    assert!(e.get("deployment", &c, "alpha").is_none());
+    assert!(ctl.alive(), "{}", ctl.log_tail());
+    assert!(!log_has(&ctl, "forbidden"), "a 403:\n{}", ctl.log_tail());
+
+    drop(ctl);
+    helm_ok(e, &["uninstall", &release, "-n", &ns, "--wait"]);
+    e.k(&["delete", "namespace", &a, &b, &c, &ns, "--wait=false"]);
+    let _ = std::fs::remove_file(&kubeconfig);
+}
+
 /// The one cluster test, in order (its steps share the release): install; the ClusterRole as
 /// shipped reconciles the examples; leader election and failover; upgrade; the ClusterRole
 /// minus one verb fails.
 #[test]
 fn helm_install_gives_a_working_least_privilege_operator() {
     let Some(e) = env() else { return };
+    let _one = one_at_a_time();
     let t0 = Instant::now();
     let pid = std::process::id() % 100_000;
     let release = format!("hangar-{pid}");
@@ -449,20 +752,16 @@ fn helm_install_gives_a_working_least_privilege_operator() {
         (e.names("pods", &ns, &selector).len() == 2).then_some(())
     });
 
-    // What the ServiceAccount may do: what hangar calls, nothing more.
+    // What the ServiceAccount may do: what hangar calls, nothing more; no Secret anywhere
+    // (cluster-wide mode without rbac.secretNamespaces).
     let who = format!("system:serviceaccount:{ns}:{release}");
-    let can = |args: &[&str]| -> bool {
-        let mut a = vec!["auth", "can-i", "--as", &who];
-        a.extend_from_slice(args);
-        String::from_utf8_lossy(&e.kubectl(&a).stdout).trim() == "yes"
-    };
+    let can = |args: &[&str]| can_i(e, &who, args);
     for yes in [
         &["patch", "deployments.apps", "-A"][..],
         &["create", "networkpolicies.networking.k8s.io", "-n", "x"],
         &["watch", "mcpservers.mcp-hangar.io", "-A"],
         &["patch", "mcpservers.mcp-hangar.io/status", "-A"],
         &["create", "events.events.k8s.io", "-n", "x"],
-        &["get", "secrets", "-n", "x"],
         &["create", "leases.coordination.k8s.io", "-n", &ns],
         &[
             "update",
@@ -475,7 +774,11 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     }
     for no in [
         &["create", "pods", "-n", "x"][..],
+        &["get", "secrets", "-n", "x"],
+        &["get", "secrets", "-n", "kube-system"],
+        &["get", "secrets", "-A"],
         &["list", "secrets", "-n", "x"],
+        &["watch", "secrets", "-A"],
         &["update", "deployments.apps", "-n", "x"],
         &["create", "clusterroles.rbac.authorization.k8s.io"],
         &["delete", "customresourcedefinitions.apiextensions.k8s.io"],
@@ -541,6 +844,18 @@ fn helm_install_gives_a_working_least_privilege_operator() {
             }
         }
     }
+    // kube-system: RBAC cannot fence a cluster-wide controller off it, so the controller itself
+    // refuses (a status naming the value to set, a Warning Event) and creates nothing there.
+    e.apply_yaml(&server_yaml("kube-system", "intruder"));
+    let (reason, msg) = wait_for("a refusal in kube-system", T, || {
+        ready_condition(e, "mcpserver", "kube-system", "intruder")
+    });
+    assert_eq!(reason, "NamespaceNotManaged", "{msg}");
+    assert!(msg.contains("watchNamespaces"), "{msg}");
+    assert!(e.get("deployment", "kube-system", "intruder").is_none());
+    assert!(e.get("serviceaccount", "kube-system", "intruder").is_none());
+    e.k(&["delete", "mcpserver", "intruder", "-n", "kube-system"]);
+
     // Only the leader writes; the follower has reconciled nothing.
     assert!(leader.metric("hangar_api_writes_total") > 0.0);
     assert_eq!(follower.metric("hangar_api_writes_total"), 0.0);
@@ -576,14 +891,41 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     e.apply_yaml(&server_yaml(&fresh, "beta"));
     wait_state_of(e, follower, &fresh, "beta", "Ready", T);
 
+    // A Secret in a namespace rbac.secretNamespaces does not list: the check fails with a
+    // message naming the Secret and the value to set (not a bare 403).
+    e.apply_yaml(&guarded_yaml(&fresh));
+    let forbidden = wait_for("a forbidden Secret in status", T, || {
+        let (_, m) = ready_condition(e, "mcpserver", &fresh, "guarded")?;
+        m.contains("may not read Secret").then_some(m)
+    });
+    assert!(
+        forbidden.contains(&format!("Secret {fresh}/guard-token"))
+            && forbidden.contains(&format!("add {fresh} to rbac.secretNamespaces")),
+        "{forbidden}"
+    );
+    // The same for a Git source's credentials (read before any fetch).
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPDiscoverySource\nmetadata:\n  name: from-git\n  namespace: {fresh}\nspec:\n  type: Git\n  refreshInterval: 5s\n  git:\n    url: https://127.0.0.1:9/team/catalog.git\n    secretRef:\n      name: git-creds\n"
+    ));
+    let (reason, msg) = wait_for("a forbidden git.secretRef", T, || {
+        ready_condition(e, "mcpdiscoverysource", &fresh, "from-git")
+    });
+    assert_eq!(reason, "SecretForbidden", "{msg}");
+    assert!(
+        msg.contains(&format!("Secret {fresh}/git-creds")) && msg.contains("rbac.secretNamespaces"),
+        "{msg}"
+    );
+
     // Upgrade with other values: the release's ServiceAccount, RBAC and the servers stay (same
-    // objects, still Ready), and the running controller's token still works.
+    // objects, still Ready), and the running controller's token still works; the Secrets of
+    // `fresh` become readable (by name), no others.
     let before = (
         uid(e, "serviceaccount", &ns, &release),
         uid(e, "deployment", &ready_ns, &ready_name),
         uid(e, "deployment", &fresh, "beta"),
     );
     let only = format!("networkPolicy.namespaces={{{fresh}}}");
+    let secrets = format!("rbac.secretNamespaces={{{fresh}}}");
     release_cmd(
         "upgrade",
         &[
@@ -597,8 +939,28 @@ fn helm_install_gives_a_working_least_privilege_operator() {
             &only,
             "--set",
             "dashboard.enabled=false",
+            "--set",
+            &secrets,
         ],
     );
+    assert!(can(&["get", "secrets", "-n", &fresh]));
+    for no in [
+        &["list", "secrets", "-n", &fresh][..],
+        &["get", "secrets", "-n", "kube-system"],
+        &["get", "secrets", "-n", "x"],
+    ] {
+        assert!(!can(no), "{who} may {no:?} after the upgrade");
+    }
+    // Now the Secrets are read: they are missing, and status says so.
+    wait_for("the Secret read after the upgrade", T, || {
+        let (_, m) = ready_condition(e, "mcpserver", &fresh, "guarded")?;
+        m.contains(&format!("Secret {fresh}/guard-token not found"))
+            .then_some(())
+    });
+    wait_for("the Git Secret read after the upgrade", T, || {
+        let (r, _) = ready_condition(e, "mcpdiscoverysource", &fresh, "from-git")?;
+        (r == "SecretMissing").then_some(())
+    });
     let deploy = e.get("deployment", &ns, &release).expect("deployment");
     assert_eq!(deploy["spec"]["replicas"], 3);
     assert!(deploy.to_string().contains("--log-level=debug"));

@@ -8,7 +8,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::controller::Action;
 
 use super::decide;
-use super::pipeline::{self, Category, Children, ObserveError, Outcome};
+use super::pipeline::{self, Category, Children, InvalidSpec, ObserveError, Outcome};
 use super::state;
 use super::{Ctx, Error, event};
 use crate::api::Kind;
@@ -25,6 +25,10 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action,
 async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Error> {
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Outcome::ok(Action::await_change()));
+    }
+    if let Some(why) = ctx.scope.refusal(&obj.namespace().unwrap_or_default()) {
+        let refused = InvalidSpec::not_managed(why);
+        return Ok(refused.report(ctx, obj, &ctx.group_ar, |_| {}).await?);
     }
     let prev: MCPServerGroupStatus = state::prev_status(obj);
     // 1. compiled

@@ -12,9 +12,12 @@ pub mod drift;
 pub use crate::probe::health;
 pub mod group;
 pub mod leader;
+pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 mod run;
+/// The namespaces managed: discovery's sources read within it too, so it lives with them.
+pub use crate::source::scope;
 pub mod server;
 pub mod state;
 
@@ -47,9 +50,11 @@ pub struct ControllerArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
-    /// Watch one namespace only (default: all).
-    #[arg(long)]
-    pub namespace: Option<String>,
+    /// Manage these namespaces only: a watch each, and nothing read or written elsewhere
+    /// (repeat the flag or separate with commas). Default: every namespace but kube-system,
+    /// kube-public and kube-node-lease, which are managed only when listed here.
+    #[arg(long, value_delimiter = ',', value_parser = parse_namespace, value_name = "NS")]
+    pub namespace: Vec<String>,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -92,6 +97,12 @@ pub struct ControllerArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::compile::units::parse_duration(s)
+}
+
+fn parse_namespace(s: &str) -> Result<String, String> {
+    crate::compile::units::check_dns1123_label(s)
+        .map(|()| s.to_string())
+        .map_err(|e| format!("not a namespace name: {e}"))
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
@@ -140,6 +151,8 @@ pub struct Ctx {
     pub probe_services: bool,
     pub probe_slots: tokio::sync::Semaphore,
     pub resync: Duration,
+    /// The namespaces managed (`--namespace`).
+    pub scope: scope::Scope,
     /// Servers reconciled since start (by uid): their orphaned children were looked for.
     pub swept: Mutex<HashSet<String>>,
     /// Servers that have metric series (namespace, name).

@@ -138,8 +138,11 @@ pub struct Compiled {
     pub key: (String, String),
 }
 
-/// The spec did not compile: the diagnostics, as status shows them.
+/// The spec did not compile (the diagnostics, as status shows them), or the resource is in a
+/// namespace this controller does not manage (see [`super::scope`]).
 pub struct InvalidSpec {
+    /// The conditions' and the Event's reason: `InvalidSpec` or `NamespaceNotManaged`.
+    pub reason: &'static str,
     pub message: String,
 }
 
@@ -153,6 +156,7 @@ pub fn compiled(obj: &DynamicObject, kind: crate::api::Kind) -> Result<Compiled,
     } = compile(&compile_input(obj, kind.name()));
     let Some(bundle) = bundle else {
         return Err(InvalidSpec {
+            reason: "InvalidSpec",
             message: state::truncate(diagnostics.render(&files).trim(), 2000),
         });
     };
@@ -164,6 +168,15 @@ pub fn compiled(obj: &DynamicObject, kind: crate::api::Kind) -> Result<Compiled,
 }
 
 impl InvalidSpec {
+    /// A resource the scope refuses: reported like a spec that does not compile (nothing is
+    /// applied), under a reason of its own.
+    pub fn not_managed(message: String) -> InvalidSpec {
+        InvalidSpec {
+            reason: "NamespaceNotManaged",
+            message,
+        }
+    }
+
     /// The one writer of an InvalidSpec status, for every kind: Ready and Reconciled false with
     /// the diagnostics, `observedGeneration` current, and what else `extra` sets (a kind's own
     /// fields); written, with a Warning Event, only when it changes anything. What runs is kept.
@@ -177,19 +190,21 @@ impl InvalidSpec {
         let prev = obj.data.get("status").cloned().unwrap_or_else(|| json!({}));
         let next = invalid_status(
             &prev,
+            self.reason,
             &self.message,
             obj.metadata.generation,
             (ctx.clock)(),
             extra,
         );
         if next != prev {
-            ctx.event(obj, ar, event(true, "InvalidSpec", &self.message))
+            ctx.event(obj, ar, event(true, self.reason, &self.message))
                 .await;
             tracing::info!(
                 kind = %ar.kind,
                 namespace = %obj.namespace().unwrap_or_default(),
                 name = %obj.name_any(),
-                "spec does not compile: {}",
+                reason = self.reason,
+                "not reconciled: {}",
                 self.message.lines().next().unwrap_or_default()
             );
             match write_status_json(ctx, obj, ar, next).await {
@@ -211,6 +226,7 @@ impl InvalidSpec {
 /// The status an InvalidSpec makes of `prev` (pure).
 pub fn invalid_status(
     prev: &Json,
+    reason: &str,
     message: &str,
     generation: Option<i64>,
     now: k8s_openapi::jiff::Timestamp,
@@ -226,15 +242,7 @@ pub fn invalid_status(
     let mut conds: Vec<Json> = [state::READY, state::RECONCILED]
         .iter()
         .map(|t| {
-            let c = state::condition(
-                &prev_conds,
-                t,
-                false,
-                "InvalidSpec",
-                message,
-                generation,
-                now,
-            );
+            let c = state::condition(&prev_conds, t, false, reason, message, generation, now);
             serde_json::to_value(c).unwrap_or(Json::Null)
         })
         .collect();
@@ -493,7 +501,7 @@ mod tests {
              "lastTransitionTime": "1970-01-01T00:00:10Z"},
             {"type": "Synced", "status": "True", "reason": "Synced", "message": "",
              "lastTransitionTime": "1970-01-01T00:00:10Z"}]});
-        let s = invalid_status(&prev, "bad", Some(3), at(100), |m| {
+        let s = invalid_status(&prev, "InvalidSpec", "bad", Some(3), at(100), |m| {
             m.insert("extra".into(), json!(1));
         });
         assert_eq!(s["state"], "Ready", "what runs is kept");
@@ -512,7 +520,7 @@ mod tests {
         assert!(find("Synced").is_some());
         // Unchanged input, unchanged output: nothing is written twice.
         assert_eq!(
-            invalid_status(&s, "bad", Some(3), at(200), |m| {
+            invalid_status(&s, "InvalidSpec", "bad", Some(3), at(200), |m| {
                 m.insert("extra".into(), json!(1));
             }),
             s

@@ -16,14 +16,15 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::Value as Json;
 
 use super::metrics::{self, Metrics};
+use super::scope::Scope;
 use super::{
     ControllerArgs, Ctx, FIELD_MANAGER, HealthCheckKind, NoBackoff, RunError, discovery,
-    error_policy, group, health, leader, pipeline, refs_where, resource, server, source_type,
-    write_counter,
+    error_policy, group, health, leader, merge, pipeline, refs_where, resource, server,
+    source_type, write_counter,
 };
 use crate::apply::Applier;
 use crate::connect::Connect;
@@ -32,7 +33,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     if args.exit_on_stdin_eof {
         exit_on_stdin_eof();
     }
-    let client = connect(&args).await?;
+    let scope = Scope::new(&args.namespace);
+    let client = connect(&args, &scope).await?;
     let metrics = Arc::new(Metrics::new());
     spawn_heartbeat(&metrics);
     serve_metrics(&args, &metrics).await?;
@@ -43,7 +45,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics).await else {
         return Ok(());
     };
-    let ctx = context(&args, &client, &metrics)?;
+    let ctx = context(&args, scope, &client, &metrics)?;
     let (servers_done, server_store) = servers(&args, &client, &ctx);
     let (groups_done, group_store) = groups(&args, &client, &ctx);
     spawn_readiness(&args, &server_store, &group_store, &metrics);
@@ -78,17 +80,17 @@ fn exit_on_stdin_eof() {
     });
 }
 
-/// A client for the cluster, which must serve hangar's CRDs.
-async fn connect(args: &ControllerArgs) -> Result<Client, RunError> {
+/// A client for the cluster, which must serve hangar's CRDs (asked where the controller may
+/// list: a namespaced one may not list cluster-wide).
+async fn connect(args: &ControllerArgs, scope: &Scope) -> Result<Client, RunError> {
     let client = crate::connect::client(&Connect {
         context: args.context.clone(),
     })
     .await?;
-    let probe_api: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource(crate::api::Kind::Server));
-    if let Err(e) = probe_api
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
+    tracing::info!(namespaces = %scope, "managing");
+    let apis = scope.dynamic(&client, &resource(crate::api::Kind::Server));
+    if let Some(api) = apis.first()
+        && let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await
     {
         return Err(RunError::NoCrds(e.to_string()));
     }
@@ -134,6 +136,7 @@ async fn serve_metrics(args: &ControllerArgs, metrics: &Arc<Metrics>) -> Result<
 /// What every reconcile shares.
 fn context(
     args: &ControllerArgs,
+    scope: Scope,
     client: &Client,
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<Ctx>, RunError> {
@@ -164,29 +167,11 @@ fn context(
         probe_services: args.probe_services,
         probe_slots: tokio::sync::Semaphore::new(args.probe_concurrency.max(1)),
         resync: args.resync,
+        scope,
         swept: Mutex::new(HashSet::new()),
         tracked: Mutex::new(HashSet::new()),
         clock: k8s_openapi::jiff::Timestamp::now,
     }))
-}
-
-/// An API of a namespaced kind: one namespace or all.
-fn typed<K>(c: &Client, ns: &Option<String>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(c.clone(), ns),
-        None => Api::all(c.clone()),
-    }
-}
-
-/// An API of a kind known at run time: one namespace or all.
-fn dynamic(c: &Client, ns: &Option<String>, ar: &ApiResource) -> Api<DynamicObject> {
-    match ns {
-        Some(ns) => Api::namespaced_with(c.clone(), ns, ar),
-        None => Api::all_with(c.clone(), ar),
-    }
 }
 
 /// Lists are consistent reads (not "any" version from the watch cache): after an API server
@@ -196,33 +181,16 @@ fn wc() -> watcher::Config {
     watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
 }
 
-/// Every watch has a backoff of its own. kube-runtime's default puts one backoff on all of a
-/// controller's watches together, so after an API server restart the errors of one (a 410
-/// while it relists) paused every other for up to a minute and new objects went unnoticed.
+/// Every watch has a backoff of its own (one per namespace too, see [`merge`]). kube-runtime's
+/// default puts one backoff on all of a controller's watches together, so after an API server
+/// restart the errors of one (a 410 while it relists) paused every other for up to a minute and
+/// new objects went unnoticed.
 fn owned(
-    api: Api<DynamicObject>,
-    wc: watcher::Config,
+    scope: &Scope,
+    client: &Client,
+    kind: &ApiResource,
 ) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
-    watcher::watcher(api, wc)
-        .default_backoff()
-        .touched_objects()
-}
-
-/// A watched and cached kind: its store and the stream of its changes.
-fn reflected(
-    api: Api<DynamicObject>,
-    ar: &ApiResource,
-) -> (
-    Store<DynamicObject>,
-    impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
-) {
-    let writer = kube::runtime::reflector::store::Writer::new(ar.clone());
-    let store = writer.as_reader();
-    let stream = watcher::watcher(api, wc())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    (store, stream)
+    merge::touched(scope.dynamic(client, kind), children_watch())
 }
 
 fn children_watch() -> watcher::Config {
@@ -235,14 +203,15 @@ fn servers(
     client: &Client,
     ctx: &Arc<Ctx>,
 ) -> (BoxFuture<'static, ()>, Store<DynamicObject>) {
-    let ns = args.namespace.clone();
+    let scope = &ctx.scope;
     let ar = ctx.server_ar.clone();
-    let (store, stream) = reflected(dynamic(client, &ns, &ar), &ar);
+    let (store, stream) = merge::reflected(scope, client, wc(), &ar);
+    let stream = stream.applied_objects();
     let mut ctl = Controller::for_stream_with(stream, store.clone(), ar)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff);
     for kind in pipeline::child_kinds() {
-        ctl = ctl.owns_stream_with(owned(dynamic(client, &ns, &kind), children_watch()), kind);
+        ctl = ctl.owns_stream_with(owned(scope, client, &kind), kind);
     }
     let done = ctl
         .shutdown_on_signal()
@@ -262,18 +231,17 @@ fn groups(
     client: &Client,
     ctx: &Arc<Ctx>,
 ) -> (BoxFuture<'static, ()>, Store<DynamicObject>) {
-    let ns = args.namespace.clone();
+    let scope = &ctx.scope;
     let (gar, sar) = (ctx.group_ar.clone(), ctx.server_ar.clone());
-    let (store, stream) = reflected(dynamic(client, &ns, &gar), &gar);
+    let (store, stream) = merge::reflected(scope, client, wc(), &gar);
+    let stream = stream.applied_objects();
     let svc = ApiResource::erase::<Service>(&());
-    let members = watcher::watcher(dynamic(client, &ns, &sar), wc())
-        .default_backoff()
-        .touched_objects();
+    let members = merge::touched(scope.dynamic(client, &sar), wc());
     let (gs, garc) = (store.clone(), gar.clone());
     let done = Controller::for_stream_with(stream, store.clone(), gar)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff)
-        .owns_stream_with(owned(dynamic(client, &ns, &svc), children_watch()), svc)
+        .owns_stream_with(owned(scope, client, &svc), svc)
         .watches_stream_with(
             members,
             move |srv: DynamicObject| {
@@ -361,32 +329,18 @@ fn discovery(
     ctx: &Arc<Ctx>,
     metrics: &Arc<Metrics>,
 ) -> BoxFuture<'static, ()> {
-    let ns = args.namespace.clone();
+    let scope = &ctx.scope;
     let server_ar = ctx.server_ar.clone();
     let source_ar = resource(crate::api::Kind::DiscoverySource);
-    let sources_api: Api<DynamicObject> = match &ns {
-        Some(n) => Api::namespaced_with(client.clone(), n, &source_ar),
-        None => Api::all_with(client.clone(), &source_ar),
-    };
-    let made_api: Api<DynamicObject> = match &ns {
-        Some(n) => Api::namespaced_with(client.clone(), n, &server_ar),
-        None => Api::all_with(client.clone(), &server_ar),
-    };
-    let source_writer = kube::runtime::reflector::store::Writer::new(source_ar.clone());
-    let source_store = source_writer.as_reader();
-    let source_stream = watcher::watcher(sources_api, wc())
-        .default_backoff()
-        .reflect(source_writer)
-        .applied_objects();
-    let made_writer = kube::runtime::reflector::store::Writer::new(server_ar.clone());
-    let made_store = made_writer.as_reader();
-    let made_stream = watcher::watcher(
-        made_api,
+    let (source_store, source_stream) = merge::reflected(scope, client, wc(), &source_ar);
+    let source_stream = source_stream.applied_objects();
+    let (made_store, made_stream) = merge::reflected(
+        scope,
+        client,
         wc().labels(crate::compile::resolve::DISCOVERED_BY_LABEL),
-    )
-    .default_backoff()
-    .reflect(made_writer)
-    .touched_objects();
+        &server_ar,
+    );
+    let made_stream = made_stream.touched_objects();
     let git_dir = args
         .git_cache_dir
         .clone()
@@ -405,7 +359,7 @@ fn discovery(
     let ctl = discovery_watches(
         args,
         client,
-        &ns,
+        scope,
         &source_ar,
         source_store.clone(),
         source_stream,
@@ -435,15 +389,13 @@ fn discovery(
 fn discovery_watches(
     args: &ControllerArgs,
     client: &Client,
-    ns: &Option<String>,
+    scope: &Scope,
     source_ar: &ApiResource,
     source_store: Store<DynamicObject>,
     source_stream: impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
     made_stream: impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
     server_ar: &ApiResource,
 ) -> Controller<DynamicObject> {
-    let client = client.clone();
-    let ns = ns.clone();
     let cm_store = source_store.clone();
     let cm_ar = source_ar.clone();
     let ns_store = source_store.clone();
@@ -453,21 +405,17 @@ fn discovery_watches(
     let made_ar = source_ar.clone();
     // Metadata only: what changed, not the contents (which the reconcile reads itself).
     use kube::core::PartialObjectMeta;
-    let configmaps = watcher::watcher(
-        typed::<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(&client, &ns),
+    let configmaps = merge::touched(
+        scope.typed::<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(client),
         wc(),
-    )
-    .default_backoff()
-    .touched_objects();
+    );
     let namespaces = watcher::watcher(
         Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
         wc(),
     )
     .default_backoff()
     .touched_objects();
-    let services = watcher::watcher(typed::<PartialObjectMeta<Service>>(&client, &ns), wc())
-        .default_backoff()
-        .touched_objects();
+    let services = merge::touched(scope.typed::<PartialObjectMeta<Service>>(client), wc());
     Controller::for_stream_with(source_stream, source_store.clone(), source_ar.clone())
         .with_config(ControllerConfig::default().concurrency(args.concurrency.clamp(1, 4)))
         .trigger_backoff(NoBackoff)

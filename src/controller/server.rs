@@ -13,7 +13,9 @@ use serde_json::{Value as Json, json};
 use super::decide;
 use super::health::Target;
 use super::metrics::ServerLabels;
-use super::pipeline::{self, Applied, Category, Children, Outcome, PruneError, StatusError};
+use super::pipeline::{
+    self, Applied, Category, Children, InvalidSpec, Outcome, PruneError, StatusError,
+};
 use super::state::{self, Workload};
 use super::{Ctx, Error, event, event_of};
 use crate::api::Kind;
@@ -31,6 +33,10 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
         return Ok(Outcome::ok(Action::await_change()));
     }
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Some(why) = ctx.scope.refusal(&ns) {
+        let refused = InvalidSpec::not_managed(why);
+        return Ok(refused.report(ctx, obj, &ctx.server_ar, |_| {}).await?);
+    }
     if let Ok(mut t) = ctx.tracked.lock() {
         t.insert((ns.clone(), name.clone()));
     }
@@ -280,6 +286,12 @@ async fn probe_headers(
     let found = match api.get_opt(secret).await {
         Ok(Some(s)) => s,
         Ok(None) => return Err(format!("validation.auth: Secret {ns}/{secret} not found")),
+        Err(e) if super::scope::is_forbidden(&e) => {
+            return Err(format!(
+                "validation.auth: {}",
+                ctx.scope.secret_forbidden(ns, secret)
+            ));
+        }
         Err(e) => {
             return Err(format!(
                 "validation.auth: cannot read Secret {ns}/{secret}: {e}"

@@ -14,6 +14,7 @@ use serde_json::{Value as Json, json};
 
 use crate::api::discovery::{AnnotationsSource, MCPDiscoverySourceSpec, NamespaceSelector};
 use crate::compile::{FileRole, InputFile, SourceFile};
+use crate::source::scope::{SYSTEM_NAMESPACES, Scope};
 
 /// Label that marks a ConfigMap as a catalog for `Namespace` discovery.
 pub const CATALOG_LABEL: &str = "mcp-hangar.io/catalog";
@@ -22,6 +23,8 @@ pub const CATALOG_KEY_SUFFIXES: [&str; 4] = [".yaml", ".yml", ".json", ".toml"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("{0}")]
+    NotManaged(String),
     #[error("ConfigMap {0} not found")]
     ConfigMapMissing(String),
     #[error("ConfigMap {configmap} has no key `{key}`")]
@@ -44,6 +47,7 @@ impl SourceError {
     /// The condition reason for status.
     pub fn reason(&self) -> &'static str {
         match self {
+            SourceError::NotManaged(_) => "NamespaceNotManaged",
             SourceError::ConfigMapMissing(_) => "ConfigMapMissing",
             SourceError::KeyMissing { .. } => "KeyMissing",
             SourceError::Invalid(_) => "InvalidSpec",
@@ -105,6 +109,7 @@ fn key_text(cm: &ConfigMap, key: &str) -> Option<String> {
 /// or key is an error (unreadable), never an empty catalog.
 pub async fn read_configmap(
     client: &Client,
+    scope: &Scope,
     ns: &str,
     bind: &str,
     spec: &MCPDiscoverySourceSpec,
@@ -115,6 +120,12 @@ pub async fn read_configmap(
         .ok_or_else(|| SourceError::Invalid("type ConfigMap needs configMapRef".into()))?;
     let cm_ns = r.namespace.clone().unwrap_or_else(|| ns.to_string());
     let key = r.key.clone().unwrap_or_else(|| "providers.yaml".into());
+    if let Some(why) = scope.refusal(&cm_ns) {
+        let id = format!("{cm_ns}/{}", r.name);
+        return Err(SourceError::NotManaged(format!(
+            "configMapRef: ConfigMap {id}: {why}"
+        )));
+    }
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm_ns);
     let id = format!("{cm_ns}/{}", r.name);
     let cm = api
@@ -159,11 +170,11 @@ pub fn selector_string(
     parts.join(",")
 }
 
-const DEFAULT_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
-
-/// The namespaces a selector picks, sorted, minus the excluded ones.
+/// The namespaces a selector picks, sorted, minus the excluded ones and those `scope` does not
+/// manage (a namespaced controller's selectors match only its namespaces).
 pub async fn matching_namespaces(
     client: &Client,
+    scope: &Scope,
     sel: &NamespaceSelector,
 ) -> Result<Vec<String>, SourceError> {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -172,13 +183,13 @@ pub async fn matching_namespaces(
     let excluded: Vec<String> = sel
         .exclude_namespaces
         .clone()
-        .unwrap_or_else(|| DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect());
+        .unwrap_or_else(|| SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect());
     let mut out: Vec<String> = list
         .items
         .iter()
         .filter(|n| n.metadata.deletion_timestamp.is_none())
         .map(|n| n.name_any())
-        .filter(|n| !excluded.contains(n))
+        .filter(|n| !excluded.contains(n) && scope.manages(n))
         .collect();
     out.sort();
     Ok(out)
@@ -188,11 +199,12 @@ pub async fn matching_namespaces(
 /// `mcp-hangar.io/catalog: "true"` contributes its catalog keys; the servers land in that namespace.
 pub async fn read_namespaces(
     client: &Client,
+    scope: &Scope,
     bind: &str,
     spec: &MCPDiscoverySourceSpec,
 ) -> Result<SourceRead, SourceError> {
     let sel = spec.namespace_selector.clone().unwrap_or_default();
-    let namespaces = matching_namespaces(client, &sel).await?;
+    let namespaces = matching_namespaces(client, scope, &sel).await?;
     let mut read = SourceRead::default();
     let mut versions = Vec::new();
     for ns in &namespaces {
@@ -251,12 +263,13 @@ pub fn revision_of(parts: &[String]) -> String {
 /// own), become remote servers at `http://SERVICE.NAMESPACE.svc:PORT/PATH`.
 pub async fn read_annotated_services(
     client: &Client,
+    scope: &Scope,
     ns: &str,
     bind: &str,
     spec: &MCPDiscoverySourceSpec,
 ) -> Result<SourceRead, SourceError> {
     let namespaces = match &spec.namespace_selector {
-        Some(sel) => matching_namespaces(client, sel).await?,
+        Some(sel) => matching_namespaces(client, scope, sel).await?,
         None => vec![ns.to_string()],
     };
     let ann = spec.annotations.clone().unwrap_or_default();

@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod embedded;
 pub mod files;
 pub mod git;
+pub mod scope;

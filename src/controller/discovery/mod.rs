@@ -89,6 +89,9 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Out
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Outcome::ok(Action::await_change()));
     }
+    if let Some(why) = ctx.base.scope.refusal(&obj.namespace().unwrap_or_default()) {
+        return Ok(report_invalid(ctx, obj, &InvalidSpec::not_managed(why)).await?);
+    }
     let prev: MCPDiscoverySourceStatus = state::prev_status(obj);
     // 1. compiled
     let compiled = match pipeline::compiled(obj, Kind::DiscoverySource) {
@@ -394,6 +397,11 @@ async fn apply_one(
     name: &str,
     ns: &str,
 ) -> Result<crate::apply::Action, (Category, String)> {
+    // What lands outside the scope is refused here, not by RBAC's 403.
+    let target = w.body.pointer("/metadata/namespace").and_then(Json::as_str);
+    if let Some(why) = target.and_then(|t| ctx.base.scope.refusal(t)) {
+        return Err((Category::ApplyFailed, why));
+    }
     if !w.checked {
         let Some(key) = ObjectKey::of(&w.body) else {
             let why = "object without apiVersion/kind/name";
@@ -460,11 +468,13 @@ async fn read_source(
     bind: &str,
     spec: &MCPDiscoverySourceSpec,
 ) -> Result<SourceRead, SourceError> {
-    let client = &ctx.base.client;
+    let (client, scope) = (&ctx.base.client, &ctx.base.scope);
     match spec.type_ {
-        SourceType::ConfigMap => cluster::read_configmap(client, ns, bind, spec).await,
-        SourceType::Namespace => cluster::read_namespaces(client, bind, spec).await,
-        SourceType::Annotations => cluster::read_annotated_services(client, ns, bind, spec).await,
+        SourceType::ConfigMap => cluster::read_configmap(client, scope, ns, bind, spec).await,
+        SourceType::Namespace => cluster::read_namespaces(client, scope, bind, spec).await,
+        SourceType::Annotations => {
+            cluster::read_annotated_services(client, scope, ns, bind, spec).await
+        }
         SourceType::Git => read_git(ctx, ns, bind, spec).await,
         SourceType::ServiceDiscovery => Err(SourceError::Unsupported("ServiceDiscovery")),
     }
@@ -489,7 +499,15 @@ async fn read_git(
         Some(r) => {
             let api: Api<k8s_openapi::api::core::v1::Secret> =
                 Api::namespaced(ctx.base.client.clone(), ns);
-            let secret = api.get_opt(&r.name).await?.ok_or_else(|| {
+            let found = api.get_opt(&r.name).await.map_err(|e| {
+                if super::scope::is_forbidden(&e) {
+                    let why = ctx.base.scope.secret_forbidden(ns, &r.name);
+                    SourceError::Git(format!("git.secretRef: {why}"), "SecretForbidden")
+                } else {
+                    SourceError::Kube(e)
+                }
+            })?;
+            let secret = found.ok_or_else(|| {
                 SourceError::Git(
                     format!("Secret {ns}/{} (git.secretRef) not found", r.name),
                     "SecretMissing",
@@ -536,9 +554,10 @@ async fn owned_objects(
     if gitops {
         let lp = ListParams::default().labels(&labels_of_source(name, ns));
         for ar in [&ctx.base.group_ar, &ctx.source_ar] {
-            let api: Api<DynamicObject> = Api::all_with(ctx.base.client.clone(), ar);
-            for o in api.list(&lp).await?.items {
-                out.push((ar.kind.clone(), Arc::new(o)));
+            for api in ctx.base.scope.dynamic(&ctx.base.client, ar) {
+                for o in api.list(&lp).await?.items {
+                    out.push((ar.kind.clone(), Arc::new(o)));
+                }
             }
         }
     }
@@ -557,8 +576,13 @@ pub async fn sweep_orphans(
     let lp = ListParams::default().labels(DISCOVERED_BY_LABEL);
     let mut deleted = 0;
     let mut gone: BTreeMap<(String, String), bool> = BTreeMap::new();
-    for ar in [&ctx.base.server_ar, &ctx.base.group_ar, &ctx.source_ar] {
-        let api: Api<DynamicObject> = Api::all_with(ctx.base.client.clone(), ar);
+    let lists = [&ctx.base.server_ar, &ctx.base.group_ar, &ctx.source_ar]
+        .into_iter()
+        .flat_map(|ar| {
+            let apis = ctx.base.scope.dynamic(&ctx.base.client, ar);
+            apis.into_iter().map(move |api| (ar, api))
+        });
+    for (ar, api) in lists {
         for o in api.list(&lp).await?.items {
             let l = o.labels();
             let (Some(name), Some(ns)) = (
@@ -567,6 +591,10 @@ pub async fn sweep_orphans(
             ) else {
                 continue;
             };
+            // A source in a namespace not watched here is another controller's to judge.
+            if !ctx.base.scope.watches(&ns) {
+                continue;
+            }
             let key = (ns.clone(), name.clone());
             let is_gone = match gone.get(&key) {
                 Some(g) => *g,

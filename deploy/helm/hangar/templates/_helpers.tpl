@@ -50,3 +50,46 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "hangar.leaseName" -}}
 {{- include "hangar.fullname" . }}
 {{- end }}
+
+{{/* The rules of what the controller does inside a namespace it manages: the ClusterRole's
+     (cluster-wide mode) or each watchNamespaces Role's. Secrets are not among them. */}}
+{{- define "hangar.namespacedRules" -}}
+# The resources hangar reconciles (the discovery controller creates and deletes MCPServers).
+- apiGroups: [mcp-hangar.io]
+  resources: [mcpservers, mcpservergroups, mcpdiscoverysources]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Their status.
+- apiGroups: [mcp-hangar.io]
+  resources: [mcpservers/status, mcpservergroups/status, mcpdiscoverysources/status]
+  verbs: [get, patch, update]
+# Owner references with blockOwnerDeletion on the children (checked where the
+# OwnerReferencesPermissionEnforcement admission plugin is on).
+- apiGroups: [mcp-hangar.io]
+  resources: [mcpservers/finalizers, mcpservergroups/finalizers]
+  verbs: [update]
+# The children a server or group renders: server-side applied (patch; create when new),
+# watched (drift, deletion), listed and deleted when no longer rendered.
+- apiGroups: [""]
+  resources: [services, serviceaccounts]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+# Discovery: ConfigMap catalogs (read, and watched for changes).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
+# Events on the resources.
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
