@@ -141,7 +141,7 @@ async fn python_sdk_sse() {
         let r = run(&url, |o| o.transport = choice).await;
         assert_echo_server(&r);
         assert_eq!(r.transport, Some(Transport::Sse));
-        assert_eq!(r.protocol_version.as_deref(), Some("2024-11-05"));
+        assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
         if choice == TransportChoice::Auto {
             // POST server/discover and POST initialize were refused before the GET
             assert_eq!(r.detection.len(), 2, "{:?}", r.detection);
@@ -193,7 +193,8 @@ async fn everything_sse() {
     let r = run(&format!("http://127.0.0.1:{port}/sse"), |_| {}).await;
     assert_everything(&r);
     assert_eq!(r.transport, Some(Transport::Sse));
-    assert_eq!(r.protocol_version.as_deref(), Some("2024-11-05"));
+    // Asked for the newest, the server says what it speaks (not the transport's first version).
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,6 +344,7 @@ enum Reply {
 
 struct Req {
     method: String,
+    path: String,
     body: String,
 }
 
@@ -392,6 +394,7 @@ async fn hostile(f: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> String {
                 }
                 let req = Req {
                     method: head.split(' ').next().unwrap_or_default().to_string(),
+                    path: head.split(' ').nth(1).unwrap_or_default().to_string(),
                     body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
                 };
                 match f(&req) {
@@ -475,8 +478,35 @@ async fn hostile_requires_auth() {
             .unwrap()
             .starts_with("Bearer resource_metadata=")
     );
-    let url = hostile(|_| Reply::Write(http(403, "text/plain", "forbidden", ""))).await;
+    // 403 with a challenge: auth.
+    let url = hostile(|_| {
+        Reply::Write(http(
+            403,
+            "text/plain",
+            "forbidden",
+            "WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n",
+        ))
+    })
+    .await;
     assert_eq!(quick(&url).await.verdict, Verdict::RequiresAuth);
+    // 403 without a challenge to a request without credentials: a DNS-rebinding guard, not auth.
+    let url = hostile(|_| Reply::Write(http(403, "text/plain", "Invalid Host header", ""))).await;
+    let r = quick(&url).await;
+    assert_eq!(r.verdict, Verdict::NotCompliant, "{r:?}");
+    assert!(!r.requires_auth);
+    assert_eq!(r.error_kind, Some("http-status"));
+    assert!(
+        r.errors[0].contains("not asking for authentication"),
+        "{:?}",
+        r.errors
+    );
+    // ... but with credentials sent, the credentials were refused.
+    let mut o = ProbeOptions::new(&url, Duration::from_secs(2));
+    let mut v = http::HeaderValue::from_static("Bearer wrong");
+    v.set_sensitive(true);
+    o.headers.insert(http::header::AUTHORIZATION, v);
+    let r = Probe::new().unwrap().run(&o).await;
+    assert_eq!(r.verdict, Verdict::RequiresAuth, "{r:?}");
 }
 
 #[tokio::test]
@@ -593,12 +623,193 @@ async fn hostile_redirects_to_another_host() {
 
 #[tokio::test]
 async fn hostile_oversized_response() {
-    let url = hostile(|_| Reply::Flood(5 * 1024 * 1024)).await;
+    let url = hostile(|_| Reply::Flood(17 * 1024 * 1024)).await;
     let mut o = ProbeOptions::new(&url, Duration::from_secs(10));
     o.transport = TransportChoice::StreamableHttp;
     let r = Probe::new().unwrap().run(&o).await;
     assert_eq!(r.error_kind, Some("too-large"), "{r:?}");
-    assert!(r.errors[0].contains("4194304"), "{:?}", r.errors);
+    assert!(r.errors[0].contains("16777216"), "{:?}", r.errors);
+    // Headers of 1 MiB: too large headers, not "does not speak HTTP".
+    let huge = format!("X-Big: {}\r\n", "a".repeat(1 << 20));
+    let url = hostile(move |_| Reply::Write(http(200, "application/json", "{}", &huge))).await;
+    let r = quick(&url).await;
+    assert_eq!(r.error_kind, Some("headers-too-large"), "{r:?}");
+}
+
+/// A scripted legacy server (streamable HTTP, `initialize`): `discover` answers what `f` says,
+/// `tools/list` pages through `pages(cursor)` -> (names, next cursor).
+async fn scripted(
+    discover: serde_json::Value,
+    accept: &'static [&'static str],
+    pages: impl Fn(Option<&str>) -> (Vec<String>, Option<String>) + Send + Sync + 'static,
+) -> String {
+    hostile(move |req| {
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        let id = v["id"].clone();
+        let body = match (req.method.as_str(), v["method"].as_str()) {
+            ("POST", Some("server/discover")) => {
+                let mut d = discover.clone();
+                d["id"] = id;
+                d
+            }
+            ("POST", Some("initialize")) => {
+                let asked = v["params"]["protocolVersion"].as_str().unwrap_or_default();
+                if !accept.contains(&asked) {
+                    let e = serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":accept,"requested":asked}}});
+                    return Reply::Write(http(400, "application/json", &e.to_string(), ""));
+                }
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":asked,"capabilities":{"tools":{}},"serverInfo":{"name":"scripted","version":"1"}}})
+            }
+            ("POST", Some("notifications/initialized")) => {
+                return Reply::Write(http(202, "text/plain", "", ""));
+            }
+            ("POST", Some("tools/list")) => {
+                let (names, next) = pages(v["params"]["cursor"].as_str());
+                let tools: Vec<_> = names.iter().map(|n| serde_json::json!({"name": n, "inputSchema": {"type": "object"}})).collect();
+                let mut r = serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":tools}});
+                if let Some(n) = next {
+                    r["result"]["nextCursor"] = n.into();
+                }
+                r
+            }
+            _ => return Reply::Write(http(405, "text/plain", "", "")),
+        };
+        Reply::Write(http(200, "application/json", &body.to_string(), ""))
+    })
+    .await
+}
+
+/// A legacy server answering `server/discover` with `{}` (as some answer any method) is legacy:
+/// the probe falls back to `initialize`. Its one `tools/list` page of 100,000 tools (~6 MB) is
+/// valid and read whole.
+#[tokio::test]
+async fn empty_discover_result_falls_back_and_a_huge_page_is_read() {
+    let url = scripted(
+        serde_json::json!({"jsonrpc":"2.0","result":{}}),
+        &["2025-11-25"],
+        |_| ((0..100_000).map(|i| format!("tool_{i:06}")).collect(), None),
+    )
+    .await;
+    let r = Probe::new()
+        .unwrap()
+        .run(&ProbeOptions::new(&url, Duration::from_secs(20)))
+        .await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{:?}", r.errors);
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
+    assert_eq!(r.tools.len(), 100_000);
+    assert!(r.truncated.is_empty(), "{:?}", r.truncated);
+    assert!(
+        r.detection[0].contains("not a server/discover result"),
+        "{:?}",
+        r.detection
+    );
+}
+
+/// `initialize` refused with -32022 listing the versions the server speaks: retried with one of
+/// them, not taken for another transport.
+#[tokio::test]
+async fn initialize_retries_with_a_version_the_server_lists() {
+    let not_modern =
+        serde_json::json!({"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"}});
+    let url = scripted(not_modern, &["2025-03-26"], |_| (vec!["a".into()], None)).await;
+    let r = Probe::new()
+        .unwrap()
+        .run(&ProbeOptions::new(&url, Duration::from_secs(5)))
+        .await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(r.transport, Some(Transport::StreamableHttp));
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-03-26"));
+    assert!(
+        r.detection
+            .iter()
+            .any(|d| d.contains("retrying with 2025-03-26")),
+        "{:?}",
+        r.detection
+    );
+}
+
+/// A cursor that repeats stops the listing without counting a name twice; a list longer than
+/// `max_pages` is reported as truncated.
+#[tokio::test]
+async fn repeating_cursors_and_page_caps_are_truncation_not_wrong_counts() {
+    let not_modern =
+        serde_json::json!({"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"}});
+    // Ignores the cursor: the same page and cursor every time.
+    let url = scripted(not_modern.clone(), &["2025-11-25"], |_| {
+        (vec!["a".into(), "b".into()], Some("again".into()))
+    })
+    .await;
+    let r = Probe::new()
+        .unwrap()
+        .run(&ProbeOptions::new(&url, Duration::from_secs(5)))
+        .await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(r.tools, ["a", "b"]);
+    assert_eq!(r.truncated.len(), 1, "{:?}", r.truncated);
+    assert!(r.summary().contains("truncated"), "{}", r.summary());
+    // Ten pages, a cap of three.
+    let url = scripted(not_modern, &["2025-11-25"], |c| {
+        let page: u32 = c.and_then(|c| c.parse().ok()).unwrap_or(0);
+        (
+            vec![format!("t{page}")],
+            (page < 9).then(|| (page + 1).to_string()),
+        )
+    })
+    .await;
+    let mut o = ProbeOptions::new(&url, Duration::from_secs(5));
+    o.max_pages = 3;
+    let r = Probe::new().unwrap().run(&o).await;
+    assert_eq!(r.tools, ["t0", "t1", "t2"]);
+    assert!(
+        r.truncated[0].contains("stopped after 3 pages"),
+        "{:?}",
+        r.truncated
+    );
+    let c = hangar::probe::prober::check_of(&r);
+    assert_eq!(
+        c.validation.and_then(|v| v.truncated).map(|t| t.len()),
+        Some(1)
+    );
+}
+
+/// A same-origin redirect (the Python SDK's `/mcp/` -> `/mcp` 307) is followed, and the moved
+/// URL is used for the rest of the session; another origin still is not (see above).
+#[tokio::test]
+async fn same_origin_redirects_are_followed() {
+    let url = hostile(|req| {
+        if req.path == "/mcp/" {
+            return Reply::Write(http(307, "text/plain", "", "Location: /mcp\r\n"));
+        }
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        let id = v["id"].clone();
+        let body = match v["method"].as_str() {
+            Some("server/discover") => serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"moved","version":"1"}}}}),
+            Some("tools/list") => serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":[{"name":"x","inputSchema":{"type":"object"}}]}}),
+            _ => return Reply::Write(http(405, "text/plain", "", "")),
+        };
+        Reply::Write(http(200, "application/json", &body.to_string(), ""))
+    })
+    .await;
+    let r = Probe::new()
+        .unwrap()
+        .run(&ProbeOptions::new(
+            format!("{url}/"),
+            Duration::from_secs(5),
+        ))
+        .await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(r.tools, ["x"]);
+    let followed: Vec<_> = r
+        .detection
+        .iter()
+        .filter(|d| d.contains("followed HTTP 307"))
+        .collect();
+    assert_eq!(
+        followed.len(),
+        1,
+        "the moved URL is reused: {:?}",
+        r.detection
+    );
 }
 
 #[tokio::test]

@@ -524,6 +524,10 @@ pub struct ValidationStatus {
     pub server_info: Option<ServerInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
+    /// Lists the check did not read to their end (a page cap, a repeating cursor): their counts
+    /// are lower bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

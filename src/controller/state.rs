@@ -62,6 +62,8 @@ pub struct Transition {
 
 pub const READY: &str = "Ready";
 pub const RECONCILED: &str = "Reconciled";
+/// Tool names kept in status (`toolsCount` counts them all).
+pub const MAX_STATUS_TOOLS: usize = 1000;
 /// True while the Deployment runs what hangar did not render (set by another manager).
 pub const FOREIGN_CHANGES: &str = "ForeignChanges";
 /// Reason of the Ready condition while strict mode holds a non-compliant server.
@@ -129,9 +131,10 @@ fn copy_observed(s: &mut MCPServerStatus, o: &Observed) {
         s.available_replicas = None;
     }
     if let Some(c) = &o.check {
-        if c.tools.is_some() {
-            s.tools_count = c.tools.as_ref().map(|t| t.len() as i32);
-            s.tools = c.tools.clone();
+        if let Some(tools) = &c.tools {
+            s.tools_count = Some(i32::try_from(tools.len()).unwrap_or(i32::MAX));
+            // The names, up to a bound: 100,000 of them would not fit in an object.
+            s.tools = Some(tools.iter().take(MAX_STATUS_TOOLS).cloned().collect());
         }
         if c.validation.is_some() {
             s.validation = c.validation.clone();

@@ -31,6 +31,41 @@ pub struct ProbeArgs {
     /// Output format on stdout.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Cap on one response body or SSE event (bytes, or with KiB/MiB); an SSE stream may carry
+    /// 4x as much.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Pages read per list (`tools/list`, ...) before the list is reported as truncated.
+    #[arg(long, value_name = "N", default_value_t = super::MAX_PAGES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_pages: u32,
+}
+
+/// `1048576`, `512KiB`, `16MiB`: at least 1 KiB, at most 1 GiB.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use a number of bytes, or KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 16MiB"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|b| (1 << 10..=1 << 30).contains(b))
+        .ok_or_else(|| format!("`{s}`: a size from 1KiB to 1GiB"))?;
+    Ok(bytes)
 }
 
 /// Runs the subcommand; returns the exit code.
@@ -38,6 +73,8 @@ pub fn run(args: ProbeArgs) -> u8 {
     let mut opts = ProbeOptions::new(args.url.clone(), args.timeout);
     opts.transport = args.transport;
     opts.protocol_version = args.protocol_version.clone();
+    opts.max_body = args.max_body;
+    opts.max_pages = args.max_pages as usize;
     for h in &args.headers {
         match super::parse_header(h) {
             Ok((n, v)) => {

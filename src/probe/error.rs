@@ -44,6 +44,10 @@ pub enum Fault {
     Redirect { status: u16, location: String },
     #[error("response larger than {0} bytes (cut off)")]
     TooLarge(usize),
+    #[error(
+        "the response headers are too large (over the ~400 KiB an HTTP/1.1 client reads; a proxy or the server sends oversized headers)"
+    )]
+    HeadersTooLarge,
     #[error("connection closed before the response was complete")]
     Closed,
     #[error("unexpected content type `{got}` (expected {expected})")]
@@ -85,6 +89,7 @@ impl Fault {
             Fault::Auth { .. } => "auth-required",
             Fault::Redirect { .. } => "redirect",
             Fault::TooLarge(_) => "too-large",
+            Fault::HeadersTooLarge => "headers-too-large",
             Fault::Closed => "closed",
             Fault::ContentType { .. } => "content-type",
             Fault::NotMcp(_) => "not-mcp",
@@ -122,6 +127,13 @@ pub fn classify(e: &(dyn std::error::Error + 'static)) -> Fault {
     // Bytes that are not an HTTP response: a parse error, or (when the peer speaks first, like
     // SSH or SMTP) data on an idle connection, which hyper reports as an unexpected message
     // wrapped in a cancellation.
+    for l in &links {
+        if let Some(h) = l.downcast_ref::<hyper::Error>()
+            && h.is_parse_too_large()
+        {
+            return Fault::HeadersTooLarge;
+        }
+    }
     for l in &links {
         if let Some(h) = l.downcast_ref::<hyper::Error>()
             && (h.is_parse()

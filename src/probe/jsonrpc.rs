@@ -5,6 +5,7 @@ use serde_json::{Value as Json, json};
 /// The JSON-RPC error codes the probe recognises.
 pub mod code {
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
     /// 2026-07-28: HTTP headers do not match the body, or are missing.
     pub const HEADER_MISMATCH: i64 = -32020;
     /// 2026-07-28: the server requires a client capability that was not declared.
@@ -35,6 +36,16 @@ impl RpcError {
                 | code::MISSING_REQUIRED_CLIENT_CAPABILITY
                 | code::UNSUPPORTED_PROTOCOL_VERSION
         )
+    }
+
+    /// The versions an error to `initialize` lists as supported: `data.supported` of an
+    /// UnsupportedProtocolVersionError (-32022), or of an invalid-params error (-32602) that
+    /// carries the same list, as some SDKs send.
+    pub fn initialize_supported_versions(&self) -> Option<Vec<String>> {
+        if self.code != code::UNSUPPORTED_PROTOCOL_VERSION && self.code != code::INVALID_PARAMS {
+            return None;
+        }
+        strings(self.data.as_ref()?.get("supported")?)
     }
 
     /// `data.supported` of an UnsupportedProtocolVersionError.

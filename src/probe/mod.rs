@@ -46,10 +46,12 @@ use serde::Serialize;
 pub use error::{Fault, ProbeError};
 pub use prober::McpProber;
 
-/// Default cap on one response body (and on one SSE event).
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Default bound on the pages fetched per list (`tools/list`, ...).
-pub const MAX_PAGES: usize = 50;
+/// Default cap on one response body (and on one SSE event): a valid server may list 100,000 tools
+/// in one ~6 MB page. An SSE stream may carry [`session::SSE_STREAM_FACTOR`] times as much.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default bound on the pages fetched per list (`tools/list`, ...); a list cut there is reported
+/// in `truncated`.
+pub const MAX_PAGES: usize = 1000;
 
 /// Which transport to try.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -137,6 +139,9 @@ pub struct ProbeReport {
     pub warnings: Vec<String>,
     /// How the transport was found: one line per attempt that led to a fallback.
     pub detection: Vec<String>,
+    /// Lists the probe did not read to their end (a page cap, a repeating cursor): their counts
+    /// are lower bounds.
+    pub truncated: Vec<String>,
     /// Whether any HTTP response arrived: a timeout after one is a misbehaving server, not an
     /// unreachable one.
     #[serde(skip)]
@@ -165,6 +170,7 @@ impl ProbeReport {
             errors: Vec::new(),
             warnings: Vec::new(),
             detection: Vec::new(),
+            truncated: Vec::new(),
             answered: false,
         }
     }
@@ -179,10 +185,15 @@ impl ProbeReport {
                     .and_then(|s| s.name.clone())
                     .unwrap_or_else(|| "unnamed server".into());
                 format!(
-                    "MCP {} over {}: {name}, {} tools",
+                    "MCP {} over {}: {name}, {} tools{}",
                     self.protocol_version.as_deref().unwrap_or("?"),
                     self.transport.map(Transport::as_str).unwrap_or("?"),
-                    self.tools.len()
+                    self.tools.len(),
+                    if self.truncated.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (at least; truncated: {})", self.truncated.join("; "))
+                    }
                 )
             }
             _ => format!(

@@ -55,6 +55,7 @@ pub fn check_of(r: &ProbeReport) -> Check {
                 version: i.version.clone(),
             }),
             capabilities: Some(r.capabilities.clone()),
+            truncated: Some(r.truncated.clone()).filter(|t| !t.is_empty()),
             message: Some(message),
         }),
     }

@@ -39,13 +39,71 @@ impl Session<'_> {
         let req = self
             .request(method, uri, extra, body)
             .map_err(|f| ProbeError::new(step, f))?;
-        tracing::debug!(step, "sending");
-        let resp = self.bounded(step, self.http.send(req)).await?;
-        self.answered
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(step, status = resp.status().as_u16(), "answered");
-        self.refuse_auth_and_redirects(step, &resp)?;
-        Ok(resp)
+        // The session's URL, moved or not, is followed for every request that goes to it.
+        let to_base = *uri == self.uri;
+        let mut uri = match self.moved.lock() {
+            Ok(m) if to_base => m.clone().unwrap_or_else(|| uri.clone()),
+            _ => uri.clone(),
+        };
+        let mut req = req;
+        *req.uri_mut() = uri.clone();
+        for hop in 0..=MAX_REDIRECTS {
+            tracing::debug!(step, "sending");
+            let retry = req.clone();
+            let resp = self.bounded(step, self.http.send(req)).await?;
+            self.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(step, status = resp.status().as_u16(), "answered");
+            match self.same_origin_redirect(&retry, &resp) {
+                Some(next) if hop < MAX_REDIRECTS => {
+                    let line = format!(
+                        "{step}: followed HTTP {} to {} (same origin)",
+                        resp.status().as_u16(),
+                        describe_location(&self.url, &next.to_string())
+                    );
+                    if let Ok(mut r) = self.redirects.lock() {
+                        r.push(line);
+                    }
+                    if to_base && let Ok(mut m) = self.moved.lock() {
+                        *m = Some(next.clone());
+                    }
+                    uri = next;
+                    req = retry;
+                    *req.uri_mut() = uri.clone();
+                }
+                _ => {
+                    self.refuse_auth_and_redirects(step, &resp)?;
+                    return Ok(resp);
+                }
+            }
+        }
+        Err(ProbeError::new(
+            step,
+            Fault::Protocol(format!("more than {MAX_REDIRECTS} redirects")),
+        ))
+    }
+
+    /// Where a redirect that keeps the method and the origin points (307/308 for any method,
+    /// 301/302/303 for a GET): the Python SDK's `/mcp/` -> `/mcp`. Another origin is never
+    /// followed (credentials would go with it).
+    fn same_origin_redirect(
+        &self,
+        req: &crate::probe::http::Request,
+        resp: &Response,
+    ) -> Option<Uri> {
+        let s = resp.status();
+        let keeps_method =
+            s == StatusCode::TEMPORARY_REDIRECT || s == StatusCode::PERMANENT_REDIRECT;
+        if !(keeps_method || (s.is_redirection() && req.method() == Method::GET)) {
+            return None;
+        }
+        let location = resp.headers().get(LOCATION)?.to_str().ok()?;
+        let here = Url::parse(&req.uri().to_string()).ok()?;
+        let next = here.join(location).ok()?;
+        if next.origin() != self.url.origin() {
+            return None;
+        }
+        next.as_str().parse().ok()
     }
 
     /// 401/403 and 3xx end the probe whatever the step.
@@ -60,6 +118,17 @@ impl Session<'_> {
                 .headers()
                 .get(WWW_AUTHENTICATE)
                 .map(|v| clip(&String::from_utf8_lossy(v.as_bytes()), 300));
+            // A 403 without a challenge to a request without credentials is no auth verdict:
+            // a DNS-rebinding guard (`invalid Host header`), an IP allow list, a WAF.
+            if status == StatusCode::FORBIDDEN && www.is_none() && self.opts.headers.is_empty() {
+                return Err(ProbeError::new(
+                    step,
+                    Fault::Status {
+                        status: status.as_u16(),
+                        detail: " (no WWW-Authenticate challenge and no credentials sent: refused by the server, not asking for authentication; a Host/Origin guard or an allow list?)".into(),
+                    },
+                ));
+            }
             return Err(ProbeError::new(
                 step,
                 Fault::Auth {

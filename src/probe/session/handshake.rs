@@ -93,24 +93,16 @@ impl Session<'_> {
                     outcome: Ok(result),
                     ..
                 } => {
-                    let supported = jsonrpc::string_list(result.get("supportedVersions"))
-                        .ok_or_else(|| {
-                            ProbeError::new(
-                                &step,
-                                Fault::Protocol(
-                                    "the server/discover result has no supportedVersions list"
-                                        .into(),
-                                ),
-                            )
-                        })?;
-                    if !result.get("capabilities").is_some_and(Json::is_object) {
-                        return Err(ProbeError::new(
-                            &step,
-                            Fault::Protocol(
-                                "the server/discover result has no capabilities object".into(),
-                            ),
+                    // Not a discover result (`{}`, or a legacy server answering any method):
+                    // a legacy server, as the spec's backwards-compatibility rules read it.
+                    let supported = jsonrpc::string_list(result.get("supportedVersions"));
+                    let caps = result.get("capabilities").is_some_and(Json::is_object);
+                    let Some(supported) = supported.filter(|_| caps) else {
+                        report.detection.push(format!(
+                            "{step}: the result is not a server/discover result (no supportedVersions list and capabilities object), so a legacy server"
                         ));
-                    }
+                        return Ok(ModernOutcome::Legacy(None));
+                    };
                     if supported.contains(&version) {
                         report.protocol_version = Some(version.clone());
                         return Ok(ModernOutcome::Established(Mode::Modern { version }, result));
@@ -190,12 +182,52 @@ impl Session<'_> {
         report: &mut ProbeReport,
         first: Option<&str>,
     ) -> Result<Option<(Mode, Json)>, ProbeError> {
-        let version = first.unwrap_or(LEGACY_VERSIONS[0]).to_string();
-        let step = format!("POST initialize ({version})");
-        let id = self.id();
-        let body = initialize_body(id, &version);
-        let uri = self.uri.clone();
-        match self.post_request(&step, &uri, &[], &body, id).await? {
+        let mut version = first.unwrap_or(LEGACY_VERSIONS[0]).to_string();
+        // At most one retry, after an unsupported-version error that lists what the server
+        // speaks.
+        for attempt in 0..2 {
+            let step = format!("POST initialize ({version})");
+            let id = self.id();
+            let body = initialize_body(id, &version);
+            let uri = self.uri.clone();
+            let reply = self.post_request(&step, &uri, &[], &body, id).await?;
+            let rpc = match &reply {
+                Reply::Answer {
+                    outcome: Err(r), ..
+                }
+                | Reply::Rejected { rpc: Some(r), .. } => Some(r),
+                _ => None,
+            };
+            if let Some(supported) = rpc.and_then(RpcError::initialize_supported_versions) {
+                let ours = LEGACY_VERSIONS
+                    .iter()
+                    .find(|v| supported.iter().any(|s| s == **v));
+                match ours {
+                    Some(v) if attempt == 0 && **v != version => {
+                        report.detection.push(format!(
+                            "{step}: unsupported version; server supports {supported:?}, retrying with {v}"
+                        ));
+                        version = (*v).to_string();
+                        continue;
+                    }
+                    _ => return Err(no_common_version(&step, &supported)),
+                }
+            }
+            return self.initialize_reply(report, step, reply).await;
+        }
+        Err(ProbeError::new(
+            "initialize",
+            Fault::Protocol("version negotiation did not settle".into()),
+        ))
+    }
+
+    async fn initialize_reply(
+        &mut self,
+        report: &mut ProbeReport,
+        step: String,
+        reply: Reply,
+    ) -> Result<Option<(Mode, Json)>, ProbeError> {
+        match reply {
             Reply::Answer {
                 headers,
                 outcome: Ok(result),
@@ -379,7 +411,8 @@ impl Session<'_> {
             .protocol_version
             .as_deref()
             .filter(|v| jsonrpc::legacy_supported(v))
-            .unwrap_or(LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1]);
+            // The newest: a server that speaks only 2024-11-05 answers with that.
+            .unwrap_or(LEGACY_VERSIONS[0]);
         let step = format!("initialize over HTTP+SSE ({version})");
         let id = self.id();
         let result = self

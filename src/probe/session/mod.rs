@@ -33,8 +33,11 @@ const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, tex
 const JSON_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 /// Cap on an error response's body: only read to look for a JSON-RPC error.
 const ERROR_BODY_CAP: usize = 64 * 1024;
-/// Total cap on a legacy SSE stream over one probe (events are capped one by one as well).
-const SSE_STREAM_FACTOR: usize = 4;
+/// Total cap on an SSE stream, as a multiple of the body cap (events are capped one by one as
+/// well).
+pub const SSE_STREAM_FACTOR: usize = 4;
+/// Same-origin redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
 
 /// The client identity sent in every handshake.
 fn client_info() -> Json {
@@ -96,6 +99,10 @@ struct Session<'a> {
     next_id: u64,
     /// Whether any HTTP response arrived (a later timeout is then not "unreachable").
     answered: std::sync::atomic::AtomicBool,
+    /// Where the URL moved to (a same-origin redirect), used by the requests that follow.
+    moved: std::sync::Mutex<Option<Uri>>,
+    /// The redirects followed, for the report's `detection`.
+    redirects: std::sync::Mutex<Vec<String>>,
 }
 
 pub(super) async fn run(
@@ -117,9 +124,14 @@ pub(super) async fn run(
         deadline,
         next_id: 0,
         answered: std::sync::atomic::AtomicBool::new(false),
+        moved: std::sync::Mutex::new(None),
+        redirects: std::sync::Mutex::new(Vec::new()),
     };
     let outcome = s.drive(report).await;
     report.answered = s.answered.load(std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut r) = s.redirects.lock() {
+        report.detection.append(&mut r);
+    }
     outcome
 }
 
@@ -342,6 +354,8 @@ impl Session<'_> {
         let mut names = Vec::new();
         let mut cursor: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
+        let mut unique = std::collections::HashSet::new();
+        let mut duplicates = 0usize;
         for _ in 0..self.opts.max_pages.max(1) {
             let params = match &cursor {
                 Some(c) => json!({"cursor": c}),
@@ -356,6 +370,8 @@ impl Session<'_> {
             };
             for item in items {
                 match item.get("name").and_then(Json::as_str) {
+                    // A name listed twice (a server that ignores the cursor) counts once.
+                    Some(n) if !unique.insert(n.to_string()) => duplicates += 1,
                     Some(n) => names.push(clip(n, 200)),
                     None => {
                         return Err(ProbeError::new(
@@ -368,20 +384,29 @@ impl Session<'_> {
             match result.get("nextCursor").and_then(Json::as_str) {
                 Some(next) if !next.is_empty() => {
                     if !seen.insert(next.to_string()) {
-                        report
-                            .warnings
-                            .push(format!("{method}: the server repeated cursor; stopped"));
+                        let why = format!("{method}: the server repeated a cursor; stopped");
+                        report.warnings.push(why.clone());
+                        report.truncated.push(why);
                         return Ok(names);
                     }
                     cursor = Some(next.to_string());
                 }
-                _ => return Ok(names),
+                _ => {
+                    if duplicates > 0 {
+                        report.warnings.push(format!(
+                            "{method}: {duplicates} names listed more than once (counted once)"
+                        ));
+                    }
+                    return Ok(names);
+                }
             }
         }
-        report.warnings.push(format!(
-            "{method}: stopped after {} pages; the list is incomplete",
+        let why = format!(
+            "{method}: stopped after {} pages (--max-pages)",
             self.opts.max_pages
-        ));
+        );
+        report.warnings.push(why.clone());
+        report.truncated.push(why);
         Ok(names)
     }
 
