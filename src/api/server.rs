@@ -130,6 +130,27 @@ pub struct MCPServerSpec {
     pub pod_disruption_budget: Option<PdbSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+    /// Session affinity of the server's Service: `ClientIP` keeps each client on one pod (for
+    /// servers that hold sessions in memory). Default `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<ServiceAffinity>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceAffinity {
+    #[default]
+    None,
+    #[serde(rename = "ClientIP")]
+    ClientIp,
+}
+
+impl ServiceAffinity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceAffinity::None => "None",
+            ServiceAffinity::ClientIp => "ClientIP",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -189,6 +189,15 @@ impl Bundle {
     pub fn count(&self, kind: &str) -> usize {
         self.objects.iter().filter(|o| o.kind == kind).count()
     }
+
+    /// Objects of one of hangar's own kinds (`mcp-hangar.io`): a peer's `MCPServer` passed
+    /// through is not one.
+    pub fn count_hangar(&self, kind: &str) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.kind == kind && o.group() == crate::api::GROUP)
+            .count()
+    }
 }
 
 /// The objects as one YAML stream, as `hangar render` prints them (`---` between documents;

@@ -235,6 +235,7 @@ fn container_defaults(policy: &str) -> Value {
         },
         "hpa": {"enabled": false, "minReplicas": HPA_MIN_REPLICAS, "maxReplicas": HPA_MAX_REPLICAS, "targetCPUUtilizationPercentage": HPA_TARGET_CPU},
         "podDisruptionBudget": {"enabled": false},
+        "sessionAffinity": "None",
         "networkPolicy": {
             "enabled": true,
             "allowedNamespaceLabels": {CORE_NAMESPACE_LABEL.0: CORE_NAMESPACE_LABEL.1},

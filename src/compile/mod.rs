@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod check;
+pub mod convert;
 pub mod defaults;
 pub mod diag;
 mod fastyaml;

@@ -370,6 +370,32 @@ pub fn classify(
         read_resource(doc, kind_enum, legacy, default_ns, model, diags);
         return;
     }
+    if super::convert::converts(&av, &k) {
+        let kind_span = kind.map(|n| n.span);
+        let Some(conv) = super::convert::vitorbari_server(&doc, diags) else {
+            return;
+        };
+        let name = doc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        diags.push(
+            Diagnostic::warning(
+                "converted",
+                kind_span,
+                format!(
+                    "`{av}` MCPServer `{name}` converted to `{}` MCPServer ({})",
+                    api::API_VERSION,
+                    conv.summary
+                ),
+            )
+            .hint("`hangar import` writes it as a hangar manifest"),
+        );
+        read_resource(conv.doc, Kind::Server, false, default_ns, model, diags);
+        return;
+    }
     if av == "v1" && k == "List" {
         match doc.get("items").map(|n| n.value.clone()) {
             Some(Value::Seq(items)) => {
@@ -384,6 +410,20 @@ pub fn classify(
             )),
         }
         return;
+    }
+    if super::convert::is_mcp_kind(group, &k) {
+        diags.push(
+            Diagnostic::warning(
+                "foreign-kind",
+                kind.map(|n| n.span),
+                format!("`{k}` of `{av}` is not a kind hangar converts: passed through unchanged"),
+            )
+            .hint(format!(
+                "hangar converts `{}` MCPServer; write hangar's kinds (`{}`: MCPServer, MCPServerGroup, MCPDiscoverySource) for the rest",
+                super::convert::VITORBARI_API_VERSION,
+                api::API_VERSION
+            )),
+        );
     }
     let before = diags.error_count();
     let Some(meta) = read_meta(&doc, default_ns, diags) else {

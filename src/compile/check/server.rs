@@ -73,6 +73,7 @@ pub(super) fn check_server(s: &ResolvedServer, diags: &mut Diagnostics) {
                 "hpa",
                 "podDisruptionBudget",
                 "networkPolicy",
+                "sessionAffinity",
                 "nodeSelector",
                 "tolerations",
                 "affinity",

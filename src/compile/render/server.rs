@@ -11,10 +11,10 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume, VolumeMount,
+    ClientIPConfig, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
+    SessionAffinityConfig, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -29,7 +29,7 @@ use super::Sink;
 use super::labels::{
     self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
 };
-use crate::api::server::Mode;
+use crate::api::server::{Mode, ServiceAffinity};
 use crate::compile::resolve::{ResolvedServer, SOURCE_ANNOTATION};
 use crate::compile::settings::whole_secs;
 
@@ -64,7 +64,10 @@ fn own_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 /// not roll its pods.
 fn own_annotations(a: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     a.iter()
-        .filter(|(k, _)| k.as_str() != SOURCE_ANNOTATION)
+        .filter(|(k, _)| {
+            k.as_str() != SOURCE_ANNOTATION
+                && k.as_str() != crate::compile::convert::CONVERTED_FROM_ANNOTATION
+        })
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
@@ -76,14 +79,23 @@ pub fn config_hash(s: &ResolvedServer) -> String {
     let mut text = Vec::with_capacity(4096);
     // The typed spec serialises to the same JSON text as its `to_value` (`spec_json`).
     // Serialising to a Vec cannot fail; were it to, the hash would still be deterministic.
-    let _ = serde_json::to_writer(
-        &mut text,
-        &(
-            &s.spec,
-            &own_labels(&s.meta.labels),
-            &own_annotations(&s.meta.annotations),
-        ),
-    );
+    // The same text as the tuple (spec, labels, annotations), less the Service's session
+    // affinity: the last field of the spec, and no part of the pods' configuration (so it
+    // neither rolls them when it changes nor changed every hash when it was added).
+    text.push(b'[');
+    let _ = serde_json::to_writer(&mut text, &s.spec);
+    if let Some(a) = s.spec.session_affinity {
+        let field = format!(",\"sessionAffinity\":\"{}\"}}", a.as_str());
+        if text.ends_with(field.as_bytes()) {
+            text.truncate(text.len() - field.len());
+            text.push(b'}');
+        }
+    }
+    text.push(b',');
+    let _ = serde_json::to_writer(&mut text, &own_labels(&s.meta.labels));
+    text.push(b',');
+    let _ = serde_json::to_writer(&mut text, &own_annotations(&s.meta.annotations));
+    text.push(b']');
     let digest = Sha256::digest(&text);
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -353,6 +365,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
 
 fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
     let port = s.settings.port;
+    let affinity = s.spec.session_affinity.unwrap_or_default();
     let mut ports = vec![ServicePort {
         name: Some(PORT_NAME.into()),
         port,
@@ -377,7 +390,15 @@ fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
             type_: Some("ClusterIP".into()),
             selector: Some(selector(s)),
             ports: Some(ports),
-            session_affinity: Some("None".into()),
+            session_affinity: Some(affinity.as_str().into()),
+            // Kubernetes' own default timeout, written out: nothing left for the cluster to fill in.
+            session_affinity_config: (affinity == ServiceAffinity::ClientIp).then(|| {
+                SessionAffinityConfig {
+                    client_ip: Some(ClientIPConfig {
+                        timeout_seconds: Some(10800),
+                    }),
+                }
+            }),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -1,0 +1,825 @@
+//! Peer operators' resources converted to hangar's: vitorbari's `mcp.mcp-operator.io/v1`
+//! MCPServer (seed 002) becomes an `mcp-hangar.io/v1alpha1` MCPServer before it is read, so it
+//! goes through the same schema check, resolve, check and render as a native one.
+//!
+//! The converted document is built from the original's nodes, so every later diagnostic points
+//! into the file the user wrote. A field is converted only where hangar has an exact equivalent;
+//! a value that has the same effect as what hangar renders anyway (`service.type: ClusterIP`) is
+//! accepted; anything else is a located error naming the field, with a hint saying what to write.
+
+use super::diag::{Diagnostic, Diagnostics, Span, did_you_mean};
+use super::node::{Node, Value};
+
+/// vitorbari's mcp-operator (github.com/vitorbari/mcp-operator, `api/v1/mcpserver_types.go`).
+pub const VITORBARI_GROUP: &str = "mcp.mcp-operator.io";
+pub const VITORBARI_API_VERSION: &str = "mcp.mcp-operator.io/v1";
+/// On a converted resource (and so on the MCPServer hangar renders): what it was converted from.
+pub const CONVERTED_FROM_ANNOTATION: &str = "mcp-hangar.io/converted-from";
+
+/// Whether an object is some MCP operator's (its API group's name contains `mcp`, or its kind
+/// starts with `MCP`, as ToolHive's `toolhive.stacklok.dev` MCPServer): kinds hangar does not
+/// convert are named in a warning rather than passed on silently. Ordinary Kubernetes kinds
+/// are not.
+pub fn is_mcp_kind(group: &str, kind: &str) -> bool {
+    group.to_ascii_lowercase().contains("mcp") || kind.starts_with("MCP")
+}
+
+/// Whether `hangar` converts documents of this apiVersion and kind.
+pub fn converts(api_version: &str, kind: &str) -> bool {
+    api_version == VITORBARI_API_VERSION && kind == "MCPServer"
+}
+
+fn key(name: &str, span: Span) -> Node {
+    Node::new(Value::Str(name.into()), span)
+}
+
+fn string(value: &str, span: Span) -> Node {
+    Node::new(Value::Str(value.into()), span)
+}
+
+/// A mapping under construction.
+#[derive(Default)]
+struct Map {
+    entries: Vec<(Node, Node)>,
+}
+
+impl Map {
+    fn put(&mut self, name: &str, key_span: Span, value: Node) {
+        if let Some(slot) = self.entries.iter_mut().find(|(k, _)| k.key_text() == name) {
+            slot.1 = value;
+        } else {
+            self.entries.push((key(name, key_span), value));
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(k, _)| k.key_text() == name)
+    }
+
+    fn node(self, span: Span) -> Node {
+        Node::new(Value::Map(self.entries.into()), span)
+    }
+}
+
+fn entries(n: &Node) -> &[(Node, Node)] {
+    match &n.value {
+        Value::Map(e) => e,
+        _ => &[],
+    }
+}
+
+/// What the peer's field path is called in messages: `spec.transport.config.http.sse`.
+struct Conv<'a> {
+    diags: &'a mut Diagnostics,
+    what: &'static str,
+}
+
+impl Conv<'_> {
+    fn no_equivalent(&mut self, k: &Node, path: &str, hint: impl Into<String>) {
+        self.diags.push(
+            Diagnostic::error(
+                "no-equivalent",
+                Some(k.span),
+                format!(
+                    "`{path}` of {} has no equivalent in hangar's MCPServer",
+                    self.what
+                ),
+            )
+            .hint(hint),
+        );
+    }
+
+    fn unknown(&mut self, k: &Node, path: &str, known: &[&str]) {
+        let name = k.key_str();
+        let mut d = Diagnostic::error(
+            "unknown-field",
+            Some(k.span),
+            format!("unknown field `{path}.{name}` in {}", self.what),
+        );
+        d = match did_you_mean(&name, known.iter().copied()) {
+            Some(best) => d.hint(format!("did you mean `{best}`?")),
+            None => d.hint(format!("{path} has: {}", known.join(", "))),
+        };
+        self.diags.push(d);
+    }
+
+    /// The value must be a mapping: else an error, and no entries.
+    fn mapping<'n>(&mut self, v: &'n Node, path: &str) -> &'n [(Node, Node)] {
+        match &v.value {
+            Value::Map(e) => e,
+            Value::Null => &[],
+            _ => {
+                self.diags.push(Diagnostic::error(
+                    "type-mismatch",
+                    Some(v.span),
+                    format!("`{path}` must be a mapping, found {}", v.describe()),
+                ));
+                &[]
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Node, path: &str) -> Option<bool> {
+        match v.value {
+            Value::Bool(b) => Some(b),
+            Value::Null => None,
+            _ => {
+                self.diags.push(Diagnostic::error(
+                    "type-mismatch",
+                    Some(v.span),
+                    format!("`{path}` must be a boolean, found {}", v.describe()),
+                ));
+                None
+            }
+        }
+    }
+
+    /// A value that is accepted only when it equals what hangar does anyway.
+    fn only(&mut self, k: &Node, v: &Node, path: &str, accepted: &[&str], hint: &str) {
+        let text = match &v.value {
+            Value::Str(s) => s.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => return,
+            _ => String::new(),
+        };
+        if !accepted.contains(&text.as_str()) {
+            self.diags.push(
+                Diagnostic::error(
+                    "no-equivalent",
+                    Some(v.span),
+                    format!(
+                        "`{path}: {text}` of {} has no equivalent in hangar's MCPServer (hangar renders {})",
+                        self.what,
+                        accepted.first().copied().unwrap_or("nothing")
+                    ),
+                )
+                .hint(hint.to_string())
+                .note(Some(k.span), "set here"),
+            );
+        }
+    }
+}
+
+/// A summary of a conversion, for the warning that says what the resource became.
+pub struct Converted {
+    pub doc: Node,
+    pub summary: String,
+}
+
+/// Converts a vitorbari `mcp.mcp-operator.io/v1` MCPServer document into a hangar
+/// `mcp-hangar.io/v1alpha1` MCPServer document. Errors go to `diags`; the document is returned
+/// even then, so the rest of it is still checked.
+pub fn vitorbari_server(doc: &Node, diags: &mut Diagnostics) -> Option<Converted> {
+    let mut c = Conv {
+        diags,
+        what: "mcp.mcp-operator.io/v1 MCPServer",
+    };
+    let mut top = Map::default();
+    for (k, v) in entries(doc) {
+        match k.key_text().as_ref() {
+            "apiVersion" => top.put(
+                "apiVersion",
+                k.span,
+                string(crate::api::API_VERSION, v.span),
+            ),
+            "kind" => top.put("kind", k.span, v.clone()),
+            "metadata" => top.put("metadata", k.span, with_provenance(v)),
+            // Written by the peer's controller; hangar's own status replaces it.
+            "status" => {}
+            "spec" => {}
+            _ => top.put(&k.key_str(), k.span, v.clone()),
+        }
+    }
+    let (spec_key, spec) = match (doc.key_node("spec"), doc.get("spec")) {
+        (Some(k), Some(v)) => (k, v),
+        _ => {
+            c.diags.push(
+                Diagnostic::error(
+                    "missing-field",
+                    Some(doc.span),
+                    "missing required field `spec` of mcp.mcp-operator.io/v1 MCPServer",
+                )
+                .hint("add `spec: {image: ...}`"),
+            );
+            return None;
+        }
+    };
+    let out = server_spec(&mut c, spec_key, spec);
+    let summary = summary(&out);
+    top.put("spec", spec_key.span, out.node(spec.span));
+    Some(Converted {
+        doc: top.node(doc.span),
+        summary,
+    })
+}
+
+fn summary(spec: &Map) -> String {
+    let get = |name: &str| {
+        spec.entries
+            .iter()
+            .find(|(k, _)| k.key_text() == name)
+            .map(|(_, v)| match &v.value {
+                Value::Str(s) => s.to_string(),
+                Value::Int(i) => i.to_string(),
+                _ => String::new(),
+            })
+    };
+    let mut parts = vec!["mode container".to_string()];
+    for (field, label) in [
+        ("transport", "transport"),
+        ("port", "port"),
+        ("path", "path"),
+        ("replicas", "replicas"),
+    ] {
+        if let Some(v) = get(field) {
+            parts.push(format!("{label} {v}"));
+        }
+    }
+    parts.join(", ")
+}
+
+/// The metadata with `mcp-hangar.io/converted-from` added to its annotations.
+fn with_provenance(meta: &Node) -> Node {
+    let Value::Map(items) = &meta.value else {
+        return meta.clone();
+    };
+    let mut m = Map {
+        entries: items.to_vec(),
+    };
+    let mut annotations = Map::default();
+    let mut ann_span = meta.span;
+    if let Some((k, v)) = items.iter().find(|(k, _)| k.key_text() == "annotations") {
+        ann_span = k.span;
+        if let Value::Map(a) = &v.value {
+            annotations.entries = a.to_vec();
+        } else if !matches!(v.value, Value::Null) {
+            // Not a mapping: left for read_meta to report.
+            return meta.clone();
+        }
+    }
+    annotations.put(
+        CONVERTED_FROM_ANNOTATION,
+        ann_span,
+        string(&format!("{VITORBARI_API_VERSION} MCPServer"), ann_span),
+    );
+    m.put("annotations", ann_span, annotations.node(ann_span));
+    m.node(meta.span)
+}
+
+const SPEC_FIELDS: [&str; 15] = [
+    "image",
+    "command",
+    "args",
+    "replicas",
+    "resources",
+    "security",
+    "service",
+    "healthCheck",
+    "environment",
+    "podTemplate",
+    "hpa",
+    "transport",
+    "validation",
+    "metrics",
+    "sidecar",
+];
+
+fn server_spec(c: &mut Conv<'_>, spec_key: &Node, spec: &Node) -> Map {
+    let mut out = Map::default();
+    out.put("mode", spec_key.span, string("container", spec_key.span));
+    let fields = c.mapping(spec, "spec").to_vec();
+    // The transport first: the port and protocol decide what other fields may say.
+    let mut port: i64 = 8080;
+    let mut protocol = "auto".to_string();
+    if let Some(t) = spec.get("transport") {
+        let (p, proto) = transport(c, t, &mut out);
+        port = p;
+        protocol = proto;
+    }
+    for (k, v) in &fields {
+        let name = k.key_str();
+        match name.as_str() {
+            "image" | "command" | "args" | "replicas" | "resources" => {
+                out.put(&name, k.span, v.clone())
+            }
+            "environment" => out.put("env", k.span, v.clone()),
+            "transport" => {}
+            "security" => security(c, v, &mut out),
+            "service" => service(c, v, port),
+            "healthCheck" => health_check(c, v, &mut out),
+            "podTemplate" => pod_template(c, v, &mut out),
+            "hpa" => hpa(c, v, &mut out),
+            "validation" => validation(c, v, &protocol, &mut out),
+            "metrics" => {
+                let enabled = v
+                    .get("enabled")
+                    .and_then(|e| c.boolean(e, "spec.metrics.enabled"));
+                if enabled != Some(false) {
+                    c.no_equivalent(k, "spec.metrics", "hangar injects no metrics sidecar proxy: remove `metrics`; if the server exports Prometheus metrics itself, write `observability: {metrics: {enabled: true, port: N}}` in a hangar MCPServer (`hangar import` writes one)");
+                }
+            }
+            "sidecar" => c.no_equivalent(
+                k,
+                "spec.sidecar",
+                "hangar injects no metrics sidecar proxy: remove `sidecar`",
+            ),
+            _ => c.unknown(k, "spec", &SPEC_FIELDS),
+        }
+    }
+    out
+}
+
+/// `transport {type, protocol, config.http {port, path, sessionManagement, sse}}`; returns the
+/// port and protocol.
+fn transport(c: &mut Conv<'_>, t: &Node, out: &mut Map) -> (i64, String) {
+    let mut port = 8080;
+    let mut protocol = "auto".to_string();
+    let fields = c.mapping(t, "spec.transport").to_vec();
+    for (k, v) in &fields {
+        match k.key_text().as_ref() {
+            "type" => c.only(
+                k,
+                v,
+                "spec.transport.type",
+                &["http"],
+                "hangar serves MCP over HTTP only (streamable HTTP or SSE); remove `type` or set it to `http`",
+            ),
+            "protocol" => {
+                if let Some(p) = v.as_str() {
+                    protocol = p.to_string();
+                }
+                // auto | streamable-http | sse: hangar's `transport` has the same values (the
+                // schema check reports any other).
+                out.put("transport", k.span, v.clone());
+            }
+            "config" => {
+                let cfg = c.mapping(v, "spec.transport.config").to_vec();
+                for (ck, cv) in &cfg {
+                    if ck.key_text() != "http" {
+                        c.unknown(ck, "spec.transport.config", &["http"]);
+                        continue;
+                    }
+                    let http = c.mapping(cv, "spec.transport.config.http").to_vec();
+                    for (hk, hv) in &http {
+                        match hk.key_text().as_ref() {
+                            "port" => {
+                                if let Value::Int(p) = hv.value {
+                                    port = p;
+                                }
+                                out.put("port", hk.span, hv.clone());
+                            }
+                            "path" => out.put("path", hk.span, hv.clone()),
+                            "sessionManagement" => {
+                                let path = "spec.transport.config.http.sessionManagement";
+                                if c.boolean(hv, path) == Some(true) {
+                                    // The peer pins each client to one pod (ClientIP affinity
+                                    // on the Service).
+                                    out.put("sessionAffinity", hk.span, string("ClientIP", hv.span));
+                                }
+                            }
+                            "sse" => sse(c, hk, hv, out, t),
+                            _ => c.unknown(
+                                hk,
+                                "spec.transport.config.http",
+                                &["port", "path", "sessionManagement", "sse"],
+                            ),
+                        }
+                    }
+                }
+            }
+            _ => c.unknown(k, "spec.transport", &["type", "protocol", "config"]),
+        }
+    }
+    (port, protocol)
+}
+
+/// `sse {enableSessionAffinity, terminationGracePeriodSeconds, maxSurge}`: the peer applies
+/// them when SSE is the transport. With `protocol: sse` hangar applies them too; with `auto`
+/// the peer decides at run time, which a render cannot.
+fn sse(c: &mut Conv<'_>, k: &Node, v: &Node, out: &mut Map, transport: &Node) {
+    let protocol = transport
+        .get("protocol")
+        .and_then(Node::as_str)
+        .unwrap_or("auto");
+    let fields = c.mapping(v, "spec.transport.config.http.sse").to_vec();
+    if protocol != "sse" {
+        if fields.is_empty() {
+            return;
+        }
+        c.no_equivalent(
+            k,
+            "spec.transport.config.http.sse",
+            format!(
+                "the peer applies these settings only when SSE is detected at run time (protocol `{protocol}`); hangar decides at render: set `transport.protocol: sse` to keep them, or remove `sse`"
+            ),
+        );
+        return;
+    }
+    let mut grace = None;
+    for (sk, sv) in &fields {
+        match sk.key_text().as_ref() {
+            "enableSessionAffinity" => {
+                let path = "spec.transport.config.http.sse.enableSessionAffinity";
+                if c.boolean(sv, path) == Some(true) {
+                    out.put("sessionAffinity", sk.span, string("ClientIP", sv.span));
+                }
+            }
+            "terminationGracePeriodSeconds" => match sv.value {
+                Value::Int(s) if s >= 1 => grace = Some((sk.span, sv.span, s)),
+                _ => c.diags.push(Diagnostic::error(
+                    "type-mismatch",
+                    Some(sv.span),
+                    format!(
+                        "`spec.transport.config.http.sse.terminationGracePeriodSeconds` must be a positive integer, found {}",
+                        sv.describe()
+                    ),
+                )),
+            },
+            "maxSurge" => c.only(
+                sk,
+                sv,
+                "spec.transport.config.http.sse.maxSurge",
+                &["25%"],
+                "hangar's Deployments roll with maxSurge 25%; remove `maxSurge`",
+            ),
+            _ => c.unknown(
+                sk,
+                "spec.transport.config.http.sse",
+                &[
+                    "enableSessionAffinity",
+                    "terminationGracePeriodSeconds",
+                    "maxSurge",
+                ],
+            ),
+        }
+    }
+    // The peer's SSE grace period defaults to 60 seconds.
+    let (ks, vs, secs) = grace.unwrap_or((k.span, v.span, 60));
+    out.put("shutdownGracePeriod", ks, string(&format!("{secs}s"), vs));
+}
+
+fn security(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    let mut sc = Map::default();
+    for (k, sv) in c.mapping(v, "spec.security").to_vec() {
+        let name = k.key_str();
+        match name.as_str() {
+            "runAsUser" | "runAsGroup" | "readOnlyRootFilesystem" | "runAsNonRoot"
+            | "allowPrivilegeEscalation" => sc.put(&name, k.span, sv.clone()),
+            "fsGroup" => c.no_equivalent(
+                &k,
+                "spec.security.fsGroup",
+                "hangar sets no pod-level fsGroup; remove it (volumes hangar mounts are readable by the server's user: configMap/secret mode 0644, emptyDir)",
+            ),
+            _ => c.unknown(
+                &k,
+                "spec.security",
+                &[
+                    "runAsUser",
+                    "runAsGroup",
+                    "readOnlyRootFilesystem",
+                    "runAsNonRoot",
+                    "allowPrivilegeEscalation",
+                    "fsGroup",
+                ],
+            ),
+        }
+    }
+    if !sc.entries.is_empty() {
+        out.put("securityContext", v.span, sc.node(v.span));
+    }
+}
+
+fn service(c: &mut Conv<'_>, v: &Node, port: i64) {
+    let port_text = port.to_string();
+    for (k, sv) in c.mapping(v, "spec.service").to_vec() {
+        match k.key_text().as_ref() {
+            "type" => c.only(
+                &k,
+                &sv,
+                "spec.service.type",
+                &["ClusterIP"],
+                "hangar renders a ClusterIP Service; expose it with an Ingress or Gateway, or remove `type`",
+            ),
+            "port" => c.only(
+                &k,
+                &sv,
+                "spec.service.port",
+                &[port_text.as_str()],
+                "hangar's Service listens on the server's port (`transport.config.http.port`); remove `service.port` or make them equal",
+            ),
+            "targetPort" => c.only(
+                &k,
+                &sv,
+                "spec.service.targetPort",
+                &[port_text.as_str(), "http"],
+                "hangar's Service targets the server's port; remove `targetPort`",
+            ),
+            "protocol" => c.only(
+                &k,
+                &sv,
+                "spec.service.protocol",
+                &["TCP"],
+                "MCP runs over TCP; remove `protocol`",
+            ),
+            "annotations" => {
+                if !entries(&sv).is_empty() {
+                    c.no_equivalent(
+                        &k,
+                        "spec.service.annotations",
+                        "hangar renders its Service without annotations; remove them (or patch the rendered Service)",
+                    );
+                }
+            }
+            _ => c.unknown(
+                &k,
+                "spec.service",
+                &["type", "port", "targetPort", "protocol", "annotations"],
+            ),
+        }
+    }
+}
+
+fn health_check(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    let mut hc = Map::default();
+    for (k, hv) in c.mapping(v, "spec.healthCheck").to_vec() {
+        match k.key_text().as_ref() {
+            "enabled" => hc.put("enabled", k.span, hv.clone()),
+            "path" | "port" => c.no_equivalent(
+                &k,
+                &format!("spec.healthCheck.{}", k.key_str()),
+                "hangar's probes check the MCP port (TCP) and the controller checks MCP itself: no HTTP health path; remove it",
+            ),
+            _ => c.unknown(&k, "spec.healthCheck", &["enabled", "path", "port"]),
+        }
+    }
+    if !hc.entries.is_empty() {
+        out.put("healthCheck", v.span, hc.node(v.span));
+    }
+}
+
+fn hpa(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    let mut h = Map::default();
+    for (k, hv) in c.mapping(v, "spec.hpa").to_vec() {
+        let name = k.key_str();
+        match name.as_str() {
+            "enabled" | "minReplicas" | "maxReplicas" | "targetCPUUtilizationPercentage" => {
+                h.put(&name, k.span, hv.clone())
+            }
+            "targetMemoryUtilizationPercentage" | "scaleUpBehavior" | "scaleDownBehavior" => c
+                .no_equivalent(
+                    &k,
+                    &format!("spec.hpa.{name}"),
+                    "hangar's HPA scales on CPU (`targetCPUUtilizationPercentage`) with the default behaviour; remove it",
+                ),
+            _ => c.unknown(
+                &k,
+                "spec.hpa",
+                &[
+                    "enabled",
+                    "minReplicas",
+                    "maxReplicas",
+                    "targetCPUUtilizationPercentage",
+                    "targetMemoryUtilizationPercentage",
+                    "scaleUpBehavior",
+                    "scaleDownBehavior",
+                ],
+            ),
+        }
+    }
+    if !h.entries.is_empty() {
+        out.put("hpa", v.span, h.node(v.span));
+    }
+}
+
+fn validation(c: &mut Conv<'_>, v: &Node, protocol: &str, out: &mut Map) {
+    let mut val = Map::default();
+    for (k, vv) in c.mapping(v, "spec.validation").to_vec() {
+        let name = k.key_str();
+        match name.as_str() {
+            "enabled" | "strictMode" | "requiredCapabilities" => {
+                val.put(&name, k.span, vv.clone())
+            }
+            "transportProtocol" => c.only(
+                &k,
+                &vv,
+                "spec.validation.transportProtocol",
+                &[protocol],
+                "hangar validates the transport the server is configured with (`transport.protocol`); remove `transportProtocol` or make them equal",
+            ),
+            _ => c.unknown(
+                &k,
+                "spec.validation",
+                &[
+                    "enabled",
+                    "transportProtocol",
+                    "strictMode",
+                    "requiredCapabilities",
+                ],
+            ),
+        }
+    }
+    if !val.entries.is_empty() {
+        out.put("validation", v.span, val.node(v.span));
+    }
+}
+
+const POD_TEMPLATE_FIELDS: [&str; 9] = [
+    "labels",
+    "annotations",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "serviceAccountName",
+    "imagePullSecrets",
+    "volumes",
+    "volumeMounts",
+];
+
+fn pod_template(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    let fields = c.mapping(v, "spec.podTemplate").to_vec();
+    for (k, pv) in &fields {
+        let name = k.key_str();
+        match name.as_str() {
+            "nodeSelector" | "tolerations" | "affinity" | "serviceAccountName"
+            | "imagePullSecrets" => out.put(&name, k.span, pv.clone()),
+            "labels" => {
+                if !entries(pv).is_empty() {
+                    c.no_equivalent(
+                        k,
+                        "spec.podTemplate.labels",
+                        "hangar copies the server's own labels to its pods: move them to `metadata.labels`",
+                    );
+                }
+            }
+            "annotations" => {
+                if !entries(pv).is_empty() {
+                    c.no_equivalent(
+                        k,
+                        "spec.podTemplate.annotations",
+                        "hangar's pods carry only its config hash annotation; remove them",
+                    );
+                }
+            }
+            "volumes" | "volumeMounts" => {}
+            _ => c.unknown(k, "spec.podTemplate", &POD_TEMPLATE_FIELDS),
+        }
+    }
+    let volumes = v.get("volumes");
+    let mounts = v.get("volumeMounts");
+    if volumes.is_some() || mounts.is_some() {
+        let span = v
+            .key_node("volumes")
+            .or(v.key_node("volumeMounts"))
+            .map_or(v.span, |n| n.span);
+        let list = join_volumes(c, volumes, mounts);
+        out.put("volumes", span, Node::new(Value::Seq(list.into()), span));
+    }
+}
+
+fn seq(n: Option<&Node>) -> &[Node] {
+    match n.map(|n| &n.value) {
+        Some(Value::Seq(items)) => items,
+        _ => &[],
+    }
+}
+
+/// The peer's `volumes[]` and `volumeMounts[]` (Kubernetes types) joined by name into hangar's
+/// `volumes[] {name, mountPath, subPath, readOnly, <source>}`.
+fn join_volumes(c: &mut Conv<'_>, volumes: Option<&Node>, mounts: Option<&Node>) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mounts = seq(mounts);
+    let mut used = vec![false; mounts.len()];
+    for vol in seq(volumes) {
+        let Some(name) = vol.get("name").and_then(Node::as_str) else {
+            c.diags.push(Diagnostic::error(
+                "missing-field",
+                Some(vol.span),
+                "a `spec.podTemplate.volumes[]` entry needs a `name`",
+            ));
+            continue;
+        };
+        let mut m = Map::default();
+        for (k, sv) in entries(vol) {
+            let key_name = k.key_str();
+            match key_name.as_str() {
+                "name" => m.put("name", k.span, sv.clone()),
+                "configMap" => m.put(
+                    "configMap",
+                    k.span,
+                    source(c, sv, &["name", "items"], "configMap"),
+                ),
+                "secret" => m.put(
+                    "secret",
+                    k.span,
+                    source(c, sv, &["secretName", "items"], "secret"),
+                ),
+                "emptyDir" => m.put(
+                    "emptyDir",
+                    k.span,
+                    source(c, sv, &["medium", "sizeLimit"], "emptyDir"),
+                ),
+                "persistentVolumeClaim" => m.put(
+                    "persistentVolumeClaim",
+                    k.span,
+                    source(c, sv, &["claimName", "readOnly"], "persistentVolumeClaim"),
+                ),
+                other => c.no_equivalent(
+                    k,
+                    &format!("spec.podTemplate.volumes[].{other}"),
+                    "hangar mounts configMap, secret, emptyDir and persistentVolumeClaim volumes",
+                ),
+            }
+        }
+        let mut found = 0;
+        for (i, mount) in mounts.iter().enumerate() {
+            if mount.get("name").and_then(Node::as_str) != Some(name) {
+                continue;
+            }
+            found += 1;
+            if found > 1 {
+                c.no_equivalent(
+                    mount,
+                    "spec.podTemplate.volumeMounts[]",
+                    format!(
+                        "hangar mounts each volume once; `{name}` is mounted twice: keep one mount"
+                    ),
+                );
+                used[i] = true;
+                continue;
+            }
+            used[i] = true;
+            for (k, mv) in entries(mount) {
+                let key_name = k.key_str();
+                match key_name.as_str() {
+                    "name" => {}
+                    "mountPath" | "subPath" | "readOnly" => m.put(&key_name, k.span, mv.clone()),
+                    other => c.no_equivalent(
+                        k,
+                        &format!("spec.podTemplate.volumeMounts[].{other}"),
+                        "hangar's volume mounts have mountPath, subPath and readOnly",
+                    ),
+                }
+            }
+        }
+        if found == 0 {
+            c.no_equivalent(
+                vol,
+                "spec.podTemplate.volumes[]",
+                format!("hangar mounts every volume it renders: add a `volumeMounts` entry for `{name}`, or remove the volume"),
+            );
+        }
+        out.push(m.node(vol.span));
+    }
+    for (i, mount) in mounts.iter().enumerate() {
+        if !used[i] {
+            c.diags.push(Diagnostic::error(
+                "unknown-volume",
+                Some(mount.span),
+                "this `spec.podTemplate.volumeMounts[]` entry names no volume of `spec.podTemplate.volumes`",
+            ));
+        }
+    }
+    out
+}
+
+/// A volume source: the fields hangar has are kept, others are errors.
+fn source(c: &mut Conv<'_>, v: &Node, allowed: &[&str], what: &str) -> Node {
+    let mut m = Map::default();
+    for (k, sv) in entries(v) {
+        let name = k.key_str();
+        if allowed.contains(&name.as_str()) {
+            if name == "readOnly" {
+                // hangar reads readOnly from the mount; the claim's own flag says the same.
+                continue;
+            }
+            m.put(&name, k.span, sv.clone());
+        } else {
+            c.no_equivalent(
+                k,
+                &format!("spec.podTemplate.volumes[].{what}.{name}"),
+                format!("hangar's {what} volumes have {}", allowed.join(", ")),
+            );
+        }
+    }
+    if m.has("items") {
+        // items[] {key, path}: `mode` has no equivalent.
+        if let Some((_, items)) = m.entries.iter().find(|(k, _)| k.key_text() == "items") {
+            for item in seq(Some(items)) {
+                for (k, _) in entries(item) {
+                    if !matches!(k.key_text().as_ref(), "key" | "path") {
+                        c.diags.push(
+                            Diagnostic::error(
+                                "no-equivalent",
+                                Some(k.span),
+                                format!("`items[].{}` of a {what} volume has no equivalent in hangar's MCPServer", k.key_str()),
+                            )
+                            .hint("hangar's items have key and path (files are mode 0644)"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    m.node(v.span)
+}
