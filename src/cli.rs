@@ -97,6 +97,16 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: DiagFormat,
     },
+    /// Convert peer operators' resources (vitorbari's `mcp.mcp-operator.io/v1` MCPServer) into
+    /// hangar manifests: one file per input file, in order, each with a header naming its source.
+    /// Writes nothing unless every input compiles; never overwrites a file. Exit 0, or 2.
+    Import {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Write the files under DIR (their paths under their PATH argument) instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Server-side apply the render of PATH to the cluster of the current kubeconfig context.
     Apply {
         #[command(flatten)]
@@ -231,6 +241,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Probe(args) => Ok(crate::probe::command::run(args)),
         Command::Check { input, output } => check(&input, output),
+        Command::Import { input, out_dir } => import(&input, out_dir.as_deref()),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
         Command::Schema { out_dir } => schema(out_dir.as_deref()),
     };
@@ -763,6 +774,106 @@ fn check(args: &InputArgs, format: DiagFormat) -> Result<u8, CliError> {
             Ok(2)
         }
     }
+}
+
+/// `hangar import`: the compiler converts, this writes (stdout, or new files under DIR).
+fn import(args: &InputArgs, out_dir: Option<&Path>) -> Result<u8, CliError> {
+    if args.paths.is_empty() {
+        return Err(CliError::Usage(
+            "hangar import needs a PATH: the files to convert".into(),
+        ));
+    }
+    let inputs = inputs(args)?;
+    let (files, c) = compile::convert::import(&inputs, out_dir.is_none());
+    report(&c.render_diagnostics(), &c.diagnostics, c.bundle.is_none());
+    if c.bundle.is_none() {
+        eprintln!("nothing was imported");
+        return Ok(2);
+    }
+    let converted: usize = files.iter().map(|f| f.converted).sum();
+    let summary = format!(
+        "{} file{}, {} MCPServer{} converted",
+        files.len(),
+        plural(files.len()),
+        converted,
+        plural(converted)
+    );
+    let Some(dir) = out_dir else {
+        let mut text = String::new();
+        for f in &files {
+            if !text.is_empty() {
+                text.push_str("---\n");
+            }
+            text.push_str(&f.text);
+            if !f.text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        write_stdout(&text)?;
+        if files.iter().any(|f| f.secrets) {
+            eprintln!("note: Secret values are masked on stdout; --out-dir DIR writes them");
+        }
+        eprintln!("imported {summary}");
+        return Ok(0);
+    };
+    // Every target is checked before anything is written: all or nothing.
+    let mut targets: Vec<PathBuf> = Vec::new();
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = if f.relative == "<stdin>" {
+            "stdin.yaml".to_string()
+        } else {
+            f.relative.clone()
+        };
+        let rel_path = Path::new(&rel);
+        let plain = rel_path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        let target = if plain {
+            dir.join(rel_path)
+        } else {
+            dir.join(rel_path.file_name().unwrap_or(rel_path.as_os_str()))
+        };
+        if targets.contains(&target) {
+            problems.push(format!(
+                "{}: two inputs would be written to the same file ({})",
+                f.source,
+                target.display()
+            ));
+        } else if target.exists() || target.is_symlink() {
+            problems.push(format!(
+                "{}: exists; hangar import never overwrites a file (choose another --out-dir)",
+                target.display()
+            ));
+        }
+        targets.push(target);
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {}", compile::diag::printable(p));
+        }
+        eprintln!("nothing was imported");
+        return Ok(2);
+    }
+    for (f, target) in files.iter().zip(&targets) {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CliError::Write {
+                path: parent.display().to_string(),
+                source: e,
+            })?;
+        }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+            .and_then(|mut out| out.write_all(f.text.as_bytes()));
+        written.map_err(|e| CliError::Write {
+            path: target.display().to_string(),
+            source: e,
+        })?;
+    }
+    eprintln!("imported {summary} to {}", dir.display());
+    Ok(0)
 }
 
 /// `crds/<plural>.yaml` files, as `hangar crds --out-dir` writes them.

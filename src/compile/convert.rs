@@ -823,3 +823,126 @@ fn source(c: &mut Conv<'_>, v: &Node, allowed: &[&str], what: &str) -> Node {
     }
     m.node(v.span)
 }
+
+/// One input file as `hangar import` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedFile {
+    /// The input's path (as diagnostics name it).
+    pub source: String,
+    /// Where it goes under `--out-dir`: the input's path under its PATH argument, with `.yaml`
+    /// for a rewritten JSON file.
+    pub relative: String,
+    /// The text: a header comment naming the source, then the documents.
+    pub text: String,
+    /// Resources converted in it (0: the file is copied as it is).
+    pub converted: usize,
+    /// Whether the text shows Secret values (`hangar import` masks them on stdout).
+    pub secrets: bool,
+}
+
+/// What `hangar import` writes for each input file, in order, or nothing when the inputs do not
+/// compile (the diagnostics are the compilation's). Pure: the caller writes the files.
+pub fn import(
+    inputs: &super::Inputs,
+    mask_secrets: bool,
+) -> (Vec<ImportedFile>, super::Compilation) {
+    let c = super::compile(inputs);
+    if c.bundle.is_none() {
+        return (Vec::new(), c);
+    }
+    let mut out = Vec::new();
+    for (i, input) in inputs.files.iter().enumerate() {
+        if input.role != super::FileRole::Inputs {
+            continue;
+        }
+        let file = &input.file;
+        let mut scratch = Diagnostics::default();
+        let docs = super::load::load_file(i, &file.path, &file.text, &mut scratch).docs;
+        let mut converted = 0;
+        let mut secrets = false;
+        let bodies: Vec<serde_json::Value> = docs
+            .iter()
+            .map(|d| hangar_json(d, &mut converted, &mut secrets, &mut scratch))
+            .collect();
+        let origin = file.origin().to_string();
+        let masked = mask_secrets && secrets;
+        if converted == 0 && !masked {
+            let header =
+                format!("# hangar import: {origin} (nothing to convert; copied as it is)\n");
+            let text = if file.path.ends_with(".json") || file.path.ends_with(".toml") {
+                file.text.clone()
+            } else {
+                format!("{header}{}", file.text)
+            };
+            out.push(ImportedFile {
+                source: file.path.clone(),
+                relative: origin,
+                text,
+                converted,
+                secrets,
+            });
+            continue;
+        }
+        let mut text = format!(
+            "# hangar import: {origin}: {converted} `{VITORBARI_API_VERSION}` MCPServer{} converted to `{}`; the other documents as they were (comments are not kept)\n",
+            if converted == 1 { "" } else { "s" },
+            crate::api::API_VERSION
+        );
+        for (n, body) in bodies.iter().enumerate() {
+            if n > 0 {
+                text.push_str("---\n");
+            }
+            let body = if mask_secrets {
+                super::bundle::mask_secret(body, None)
+            } else {
+                body.clone()
+            };
+            crate::yaml::write_value(&mut text, &body, 0);
+        }
+        let relative = match origin.strip_suffix(".json") {
+            Some(stem) => format!("{stem}.yaml"),
+            None => origin,
+        };
+        out.push(ImportedFile {
+            source: file.path.clone(),
+            relative,
+            text,
+            converted,
+            secrets,
+        });
+    }
+    (out, c)
+}
+
+/// A document as hangar-native JSON: a convertible resource converted, a `v1 List` item by item,
+/// anything else as it is.
+fn hangar_json(
+    doc: &Node,
+    converted: &mut usize,
+    secrets: &mut bool,
+    diags: &mut Diagnostics,
+) -> serde_json::Value {
+    let av = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    if converts(av, kind) {
+        if let Some(conv) = vitorbari_server(doc, diags) {
+            *converted += 1;
+            return conv.doc.to_json();
+        }
+    }
+    if av == "v1" && kind == "List" {
+        if let Some(Value::Seq(items)) = doc.get("items").map(|n| &n.value) {
+            let mut list = doc.to_json();
+            let items: Vec<serde_json::Value> = items
+                .iter()
+                .map(|it| hangar_json(it, converted, secrets, diags))
+                .collect();
+            list["items"] = serde_json::Value::Array(items);
+            return list;
+        }
+    }
+    if kind == "Secret" {
+        *secrets = true;
+    }
+    doc.to_json()
+}
