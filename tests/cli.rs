@@ -594,3 +594,183 @@ fn controller_refuses_a_namespace_that_is_not_a_name() {
         "{err}"
     );
 }
+
+/// Issue 15.1: a peer's MCPServer is converted (counted as an MCPServer), other MCP operators'
+/// kinds are named in a warning and not counted.
+#[test]
+fn check_counts_converted_servers_and_not_foreign_kinds() {
+    let out = hangar(&["check", "fixtures/ok/vitorbari-01-wikipedia-sse.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("ok: 1 file; 1 MCPServer,"), "{err}");
+    assert!(
+        err.contains("warning: `mcp.mcp-operator.io/v1` MCPServer `wikipedia-http` converted"),
+        "{err}"
+    );
+    let out = hangar(&["check", "fixtures/ok/foreign-kinds.yaml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("0 MCPServers,"), "{err}");
+    assert_eq!(
+        err.matches("is not a kind hangar converts").count(),
+        3,
+        "{err}"
+    );
+    // A field with no equivalent is a located error, exit 2.
+    let out = hangar(&["check", "fixtures/invalid/vitorbari-04-metrics-basic.yaml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("vitorbari-04-metrics-basic.yaml:15:3: error: `spec.metrics`"),
+        "{err}"
+    );
+}
+
+/// Issue 15.3: `hangar import` writes one file per input, in order, with a header; what it
+/// writes checks and renders the same objects as the original; it never overwrites, and
+/// writes nothing when any input has an error.
+#[test]
+fn import_writes_hangar_manifests_that_render_the_same() {
+    let inputs = [
+        "fixtures/ok/vitorbari-01-wikipedia-sse.yaml",
+        "fixtures/ok/vitorbari-02-streamable-http-basic.yaml",
+        "fixtures/ok/vitorbari-03-sse-adapted.yaml",
+        "fixtures/ok/foreign-kinds.yaml",
+    ];
+    let dir = tmp("import");
+    let out_dir = dir.join("out");
+    let out_s = out_dir.display().to_string();
+    let mut args = vec!["import"];
+    args.extend(inputs);
+    args.extend(["--out-dir", &out_s]);
+    let out = hangar(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("imported 4 files, 4 MCPServers converted"),
+        "{}",
+        text(&out.stderr)
+    );
+    for input in inputs {
+        let name = Path::new(input)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let written = std::fs::read_to_string(out_dir.join(name)).expect("one file per input");
+        assert!(
+            written.starts_with(&format!("# hangar import: {name}")),
+            "{written}"
+        );
+        assert!(
+            !written.contains("mcp.mcp-operator.io/v1\nkind: MCPServer"),
+            "{written}"
+        );
+    }
+    // Re-rendered: the same objects, and no conversion left to do.
+    let check = hangar(&["check", &out_s]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    assert!(
+        !text(&check.stderr).contains("converted to"),
+        "{}",
+        text(&check.stderr)
+    );
+    let mut original = vec!["render"];
+    original.extend(inputs);
+    let before = hangar(&original);
+    let after = hangar(&["render", &out_s]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stderr));
+    assert_eq!(
+        text(&after.stdout),
+        text(&before.stdout),
+        "import re-renders the same objects"
+    );
+    // Stdout: the same files, in order, separated by `---`.
+    let mut stdout_args = vec!["import"];
+    stdout_args.extend(inputs);
+    let printed = text(&hangar(&stdout_args).stdout);
+    let starts: Vec<usize> = inputs
+        .iter()
+        .map(|i| {
+            let name = Path::new(i)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            printed
+                .find(&format!("# hangar import: {name}"))
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{printed}");
+    // Never overwrites: a second import into the same directory fails and changes nothing.
+    let first = std::fs::read_to_string(out_dir.join("foreign-kinds.yaml")).expect("written");
+    std::fs::write(out_dir.join("vitorbari-01-wikipedia-sse.yaml"), "mine\n").expect("write");
+    let again = hangar(&args);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("never overwrites"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("vitorbari-01-wikipedia-sse.yaml"))
+            .ok()
+            .as_deref(),
+        Some("mine\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("foreign-kinds.yaml")).ok(),
+        Some(first)
+    );
+    // Any error: exit 2, nothing written.
+    let bad_dir = dir.join("bad");
+    let bad_s = bad_dir.display().to_string();
+    let bad = hangar(&[
+        "import",
+        "fixtures/ok/vitorbari-02-streamable-http-basic.yaml",
+        "fixtures/invalid/vitorbari-10-complete-reference.yaml",
+        "--out-dir",
+        &bad_s,
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("error: `spec.security.fsGroup`"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(!bad_dir.exists(), "nothing written on error");
+    // No PATH is a usage error.
+    assert_eq!(hangar(&["import"]).status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On stdout, Secret values are masked as `hangar render` masks them.
+#[test]
+fn import_masks_secrets_on_stdout() {
+    let dir = tmp("import-secret");
+    let f = dir.join("s.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  token: hunter2\n",
+    )
+    .expect("write");
+    let out = hangar(&["import", &f.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("hunter2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out_dir = dir.join("out");
+    let out = hangar(&[
+        "import",
+        &f.display().to_string(),
+        "--out-dir",
+        &out_dir.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(out_dir.join("s.yaml")).expect("written");
+    assert!(
+        written.contains("hunter2"),
+        "--out-dir writes the file as it was"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

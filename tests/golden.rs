@@ -222,3 +222,71 @@ fn direct_yaml_matches_compile_and_print() {
         }
     }
 }
+
+/// `hangar import` of every ok fixture that converts something is golden
+/// (`golden/import/<name>.yaml`), and what it writes compiles, with nothing left to convert, to
+/// exactly the objects the original compiles to (issue 15.3 and 15.5).
+#[test]
+fn import_is_golden_and_re_renders_the_same_objects() {
+    let mut failures = Vec::new();
+    let mut imported = 0;
+    for (name, path) in fixtures("ok") {
+        let inputs = fixture_inputs(&path);
+        let (files, c) = hangar::compile::convert::import(&inputs, false);
+        let Some(original) = &c.bundle else {
+            failures.push(format!(
+                "{name}: does not compile:\n{}",
+                c.render_diagnostics()
+            ));
+            continue;
+        };
+        if files.iter().all(|f| f.converted == 0) {
+            continue;
+        }
+        imported += 1;
+        let mut text = String::new();
+        for f in &files {
+            text.push_str(&format!("### {}\n{}", f.relative, f.text));
+        }
+        compare(
+            &root().join("golden/import").join(format!("{name}.yaml")),
+            &text,
+            &mut failures,
+        );
+        let again = Inputs {
+            files: files
+                .iter()
+                .map(|f| InputFile {
+                    file: SourceFile::new(f.relative.clone(), f.text.clone()),
+                    role: FileRole::Inputs,
+                })
+                .collect(),
+            default_namespace: inputs.default_namespace.clone(),
+        };
+        let c2 = compile(&again);
+        let Some(after) = &c2.bundle else {
+            failures.push(format!(
+                "{name}: import output does not compile:\n{}",
+                c2.render_diagnostics()
+            ));
+            continue;
+        };
+        if c2.diagnostics.items.iter().any(|d| d.code == "converted") {
+            failures.push(format!(
+                "{name}: import output still converts:\n{}",
+                c2.render_diagnostics()
+            ));
+        }
+        let a = hangar::compile::to_yaml_stream(&original.objects, true);
+        let b = hangar::compile::to_yaml_stream(&after.objects, true);
+        if a != b {
+            let diff = similar::TextDiff::from_lines(&a, &b)
+                .unified_diff()
+                .header("original", "imported")
+                .to_string();
+            failures.push(format!("{name}: import renders other objects:\n{diff}"));
+        }
+    }
+    assert!(imported >= 3, "expected the vitorbari fixtures to convert");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -392,13 +392,13 @@ fn service(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Service {
             ports: Some(ports),
             session_affinity: Some(affinity.as_str().into()),
             // Kubernetes' own default timeout, written out: nothing left for the cluster to fill in.
-            session_affinity_config: (affinity == ServiceAffinity::ClientIp).then(|| {
+            session_affinity_config: (affinity == ServiceAffinity::ClientIp).then_some(
                 SessionAffinityConfig {
                     client_ip: Some(ClientIPConfig {
                         timeout_seconds: Some(10800),
                     }),
-                }
-            }),
+                },
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
