@@ -24,9 +24,145 @@ pub fn is_mcp_kind(group: &str, kind: &str) -> bool {
     group.to_ascii_lowercase().contains("mcp") || kind.starts_with("MCP")
 }
 
+/// The seed operator's newer API (github.com/mcp-hangar/mcp-hangar-operator, `api/v1alpha2`):
+/// hangar's fields, with durations as Go durations (`5m0s`, which hangar reads as they are),
+/// tracing's `samplingRate` as a string, and a few additions hangar has no equivalent for.
+pub const HANGAR_V1ALPHA2: &str = "mcp-hangar.io/v1alpha2";
+
 /// Whether `hangar` converts documents of this apiVersion and kind.
 pub fn converts(api_version: &str, kind: &str) -> bool {
-    api_version == VITORBARI_API_VERSION && kind == "MCPServer"
+    match api_version {
+        VITORBARI_API_VERSION => kind == "MCPServer",
+        HANGAR_V1ALPHA2 => matches!(kind, "MCPServer" | "MCPServerGroup" | "MCPDiscoverySource"),
+        _ => false,
+    }
+}
+
+/// Converts a document [`converts`] accepts (its apiVersion and kind read from it).
+pub fn convert(doc: &Node, diags: &mut Diagnostics) -> Option<Converted> {
+    let av = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    match av {
+        VITORBARI_API_VERSION => vitorbari_server(doc, diags),
+        HANGAR_V1ALPHA2 => Some(hangar_v1alpha2(doc, kind, diags)),
+        _ => None,
+    }
+}
+
+/// An `mcp-hangar.io/v1alpha2` MCPServer, MCPServerGroup or MCPDiscoverySource as v1alpha1.
+fn hangar_v1alpha2(doc: &Node, kind: &str, diags: &mut Diagnostics) -> Converted {
+    let mut c = Conv {
+        diags,
+        what: match kind {
+            "MCPServerGroup" => "mcp-hangar.io/v1alpha2 MCPServerGroup",
+            "MCPDiscoverySource" => "mcp-hangar.io/v1alpha2 MCPDiscoverySource",
+            _ => "mcp-hangar.io/v1alpha2 MCPServer",
+        },
+    };
+    let mut top = Map::default();
+    for (k, v) in entries(doc) {
+        match k.key_text().as_ref() {
+            "apiVersion" => top.put(
+                "apiVersion",
+                k.span,
+                string(crate::api::API_VERSION, v.span),
+            ),
+            "metadata" => top.put(
+                "metadata",
+                k.span,
+                with_provenance(v, &format!("{HANGAR_V1ALPHA2} {kind}")),
+            ),
+            "status" => {}
+            "spec" if kind == "MCPServer" => {
+                top.put("spec", k.span, v1alpha2_server_spec(&mut c, v, "spec"))
+            }
+            "spec" if kind == "MCPDiscoverySource" => {
+                let mut spec = Map {
+                    entries: entries(v).to_vec(),
+                };
+                if let Some(t) = v.get("providerTemplate") {
+                    let mut tmpl = Map {
+                        entries: entries(t).to_vec(),
+                    };
+                    if let (Some(sk), Some(sv)) = (t.key_node("spec"), t.get("spec")) {
+                        let conv = v1alpha2_server_spec(&mut c, sv, "spec.providerTemplate.spec");
+                        tmpl.put("spec", sk.span, conv);
+                    }
+                    let tk = v.key_node("providerTemplate").map_or(t.span, |n| n.span);
+                    spec.put("providerTemplate", tk, tmpl.node(t.span));
+                }
+                top.put("spec", k.span, spec.node(v.span));
+            }
+            _ => top.put(&k.key_str(), k.span, v.clone()),
+        }
+    }
+    Converted {
+        doc: top.node(doc.span),
+        summary: "the same fields".into(),
+    }
+}
+
+/// A v1alpha2 MCPServer spec as v1alpha1: `samplingRate` a number; `capabilities` and
+/// `securityContext.fsGroup` errors (no equivalent); everything else as it is (hangar's schema
+/// check then reads it).
+fn v1alpha2_server_spec(c: &mut Conv<'_>, spec: &Node, path: &str) -> Node {
+    let mut out = Map::default();
+    for (k, v) in c.mapping(spec, path).to_vec() {
+        match k.key_text().as_ref() {
+            "capabilities" => c.no_equivalent(
+                &k,
+                &format!("{path}.capabilities"),
+                "hangar enforces no capability declarations: remove `capabilities`; `networkPolicy.restrictEgress: true` limits egress to DNS and the allowed namespaces, `tools.allowList`/`denyList` filter tools",
+            ),
+            "securityContext" => {
+                let mut sc = Map::default();
+                for (sk, sv) in entries(&v) {
+                    if sk.key_text() == "fsGroup" {
+                        c.no_equivalent(
+                            sk,
+                            &format!("{path}.securityContext.fsGroup"),
+                            "hangar's securityContext is the container's, which has no fsGroup; remove it",
+                        );
+                    } else {
+                        sc.put(&sk.key_str(), sk.span, sv.clone());
+                    }
+                }
+                let node = if matches!(v.value, Value::Map(_)) { sc.node(v.span) } else { v.clone() };
+                out.put("securityContext", k.span, node);
+            }
+            "observability" => {
+                let mut obs = Map {
+                    entries: entries(&v).to_vec(),
+                };
+                if let (Some(tk), Some(t)) = (v.key_node("tracing"), v.get("tracing")) {
+                    let mut tracing = Map {
+                        entries: entries(t).to_vec(),
+                    };
+                    if let (Some(rk), Some(r)) = (t.key_node("samplingRate"), t.get("samplingRate")) {
+                        if let Value::Str(text) = &r.value {
+                            match text.trim().parse::<f64>() {
+                                Ok(f) if (0.0..=1.0).contains(&f) => {
+                                    tracing.put("samplingRate", rk.span, Node::new(Value::Float(f), r.span))
+                                }
+                                _ => {
+                                    tracing.entries.retain(|(k, _)| k.key_text() != "samplingRate");
+                                    c.diags.push(Diagnostic::error(
+                                    "type-mismatch",
+                                    Some(r.span),
+                                    format!("`{path}.observability.tracing.samplingRate` must be a number from 0 to 1, found {}", r.describe()),
+                                ));
+                                }
+                            }
+                        }
+                    }
+                    obs.put("tracing", tk.span, tracing.node(t.span));
+                }
+                out.put("observability", k.span, obs.node(v.span));
+            }
+            _ => out.put(&k.key_str(), k.span, v.clone()),
+        }
+    }
+    out.node(spec.span)
 }
 
 fn key(name: &str, span: Span) -> Node {
@@ -184,7 +320,11 @@ pub fn vitorbari_server(doc: &Node, diags: &mut Diagnostics) -> Option<Converted
                 string(crate::api::API_VERSION, v.span),
             ),
             "kind" => top.put("kind", k.span, v.clone()),
-            "metadata" => top.put("metadata", k.span, with_provenance(v)),
+            "metadata" => top.put(
+                "metadata",
+                k.span,
+                with_provenance(v, &format!("{VITORBARI_API_VERSION} MCPServer")),
+            ),
             // Written by the peer's controller; hangar's own status replaces it.
             "status" => {}
             "spec" => {}
@@ -240,7 +380,7 @@ fn summary(spec: &Map) -> String {
 }
 
 /// The metadata with `mcp-hangar.io/converted-from` added to its annotations.
-fn with_provenance(meta: &Node) -> Node {
+fn with_provenance(meta: &Node, from: &str) -> Node {
     let Value::Map(items) = &meta.value else {
         return meta.clone();
     };
@@ -258,11 +398,7 @@ fn with_provenance(meta: &Node) -> Node {
             return meta.clone();
         }
     }
-    annotations.put(
-        CONVERTED_FROM_ANNOTATION,
-        ann_span,
-        string(&format!("{VITORBARI_API_VERSION} MCPServer"), ann_span),
-    );
+    annotations.put(CONVERTED_FROM_ANNOTATION, ann_span, string(from, ann_span));
     m.put("annotations", ann_span, annotations.node(ann_span));
     m.node(meta.span)
 }
@@ -858,14 +994,15 @@ pub fn import(
         let file = &input.file;
         let mut scratch = Diagnostics::default();
         let docs = super::load::load_file(i, &file.path, &file.text, &mut scratch).docs;
-        let mut converted = 0;
+        let mut from: Vec<String> = Vec::new();
         let mut secrets = false;
         let bodies: Vec<serde_json::Value> = docs
             .iter()
-            .map(|d| hangar_json(d, &mut converted, &mut secrets, &mut scratch))
+            .map(|d| hangar_json(d, &mut from, &mut secrets, &mut scratch))
             .collect();
         let origin = file.origin().to_string();
         let masked = mask_secrets && secrets;
+        let converted = from.len();
         if converted == 0 && !masked {
             let header =
                 format!("# hangar import: {origin} (nothing to convert; copied as it is)\n");
@@ -883,11 +1020,18 @@ pub fn import(
             });
             continue;
         }
-        let mut text = format!(
-            "# hangar import: {origin}: {converted} `{VITORBARI_API_VERSION}` MCPServer{} converted to `{}`; the other documents as they were (comments are not kept)\n",
-            if converted == 1 { "" } else { "s" },
-            crate::api::API_VERSION
-        );
+        let mut seen = std::collections::BTreeSet::new();
+        from.retain(|f| seen.insert(f.clone()));
+        let mut text = if converted == 0 {
+            format!("# hangar import: {origin} (nothing to convert; Secret values masked)\n")
+        } else {
+            format!(
+                "# hangar import: {origin}: {converted} resource{} converted to `{}` (from {}); other documents unchanged (comments are not kept)\n",
+                if converted == 1 { "" } else { "s" },
+                crate::api::API_VERSION,
+                from.join(", ")
+            )
+        };
         for (n, body) in bodies.iter().enumerate() {
             if n > 0 {
                 text.push_str("---\n");
@@ -918,15 +1062,15 @@ pub fn import(
 /// anything else as it is.
 fn hangar_json(
     doc: &Node,
-    converted: &mut usize,
+    converted: &mut Vec<String>,
     secrets: &mut bool,
     diags: &mut Diagnostics,
 ) -> serde_json::Value {
     let av = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
     let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
     if converts(av, kind) {
-        if let Some(conv) = vitorbari_server(doc, diags) {
-            *converted += 1;
+        if let Some(conv) = convert(doc, diags) {
+            converted.push(format!("`{av}` {kind}"));
             return conv.doc.to_json();
         }
     }

@@ -334,6 +334,49 @@ pub fn classify(
     };
     let (av, k) = (av.to_string(), k.to_string());
     let group = av.split_once('/').map(|(g, _)| g).unwrap_or("");
+    if av == super::convert::HANGAR_V1ALPHA2 && k == "MCPEgressPolicy" {
+        diags.push(
+            Diagnostic::error(
+                "no-equivalent",
+                kind.map(|n| n.span),
+                format!("`{av}` MCPEgressPolicy has no equivalent in hangar"),
+            )
+            .hint("hangar has no egress policy kind: an MCPServer's `networkPolicy.restrictEgress: true` limits its egress to DNS and the allowed namespaces, and `tools.allowList`/`denyList` filter its tools"),
+        );
+        return;
+    }
+    if super::convert::converts(&av, &k) {
+        let kind_span = kind.map(|n| n.span);
+        let Some(conv) = super::convert::convert(&doc, diags) else {
+            return;
+        };
+        let name = doc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        diags.push(
+            Diagnostic::warning(
+                "converted",
+                kind_span,
+                format!(
+                    "`{av}` {k} `{name}` converted to `{}` {} ({})",
+                    api::API_VERSION,
+                    if k == "MCPServerGroup" || k == "MCPDiscoverySource" {
+                        k.as_str()
+                    } else {
+                        "MCPServer"
+                    },
+                    conv.summary
+                ),
+            )
+            .hint("`hangar import` writes it as a hangar manifest"),
+        );
+        let target = Kind::parse(&k).map_or(Kind::Server, |(kind, _)| kind);
+        read_resource(conv.doc, target, false, default_ns, model, diags);
+        return;
+    }
     if group == api::GROUP {
         let kind_span = kind.map(|n| n.span);
         let Some((kind_enum, legacy)) = Kind::parse(&k) else {
@@ -363,37 +406,15 @@ pub fn classify(
                     api_version.map(|n| n.span),
                     format!("unsupported apiVersion `{av}`"),
                 )
-                .hint(format!("hangar serves `{}`", api::API_VERSION)),
+                .hint(format!(
+                    "hangar serves `{}` (and converts `{}`)",
+                    api::API_VERSION,
+                    super::convert::HANGAR_V1ALPHA2
+                )),
             );
             return;
         }
         read_resource(doc, kind_enum, legacy, default_ns, model, diags);
-        return;
-    }
-    if super::convert::converts(&av, &k) {
-        let kind_span = kind.map(|n| n.span);
-        let Some(conv) = super::convert::vitorbari_server(&doc, diags) else {
-            return;
-        };
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Node::as_str)
-            .unwrap_or_default()
-            .to_string();
-        diags.push(
-            Diagnostic::warning(
-                "converted",
-                kind_span,
-                format!(
-                    "`{av}` MCPServer `{name}` converted to `{}` MCPServer ({})",
-                    api::API_VERSION,
-                    conv.summary
-                ),
-            )
-            .hint("`hangar import` writes it as a hangar manifest"),
-        );
-        read_resource(conv.doc, Kind::Server, false, default_ns, model, diags);
         return;
     }
     if av == "v1" && k == "List" {
