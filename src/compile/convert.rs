@@ -29,13 +29,325 @@ pub fn is_mcp_kind(group: &str, kind: &str) -> bool {
 /// tracing's `samplingRate` as a string, and a few additions hangar has no equivalent for.
 pub const HANGAR_V1ALPHA2: &str = "mcp-hangar.io/v1alpha2";
 
+/// What [`converts`] accepts, for messages.
+pub const CONVERTED_KINDS: &str = "`mcp.mcp-operator.io/v1` MCPServer, `mcp-hangar.io/v1alpha2` MCPServer/MCPServerGroup/MCPDiscoverySource and `mcp.x-k8s.io/v1alpha1|v1beta1` MCPServer";
+
 /// Whether `hangar` converts documents of this apiVersion and kind.
 pub fn converts(api_version: &str, kind: &str) -> bool {
     match api_version {
         VITORBARI_API_VERSION => kind == "MCPServer",
         HANGAR_V1ALPHA2 => matches!(kind, "MCPServer" | "MCPServerGroup" | "MCPDiscoverySource"),
+        SIG_V1ALPHA1 | SIG_V1BETA1 => kind == "MCPServer",
         _ => false,
     }
+}
+
+/// The Kubernetes SIG Apps lifecycle operator (github.com/kubernetes-sigs/mcp-lifecycle-operator,
+/// `api/v1alpha1` and `api/v1beta1`, the same MCPServer fields).
+pub const SIG_V1ALPHA1: &str = "mcp.x-k8s.io/v1alpha1";
+pub const SIG_V1BETA1: &str = "mcp.x-k8s.io/v1beta1";
+
+/// A SIG lifecycle operator MCPServer (`source`, `config`, `runtime`, `mcp`, ...) as hangar's.
+fn sig_server(doc: &Node, av: &str, diags: &mut Diagnostics) -> Option<Converted> {
+    let mut c = Conv {
+        diags,
+        what: if av == SIG_V1BETA1 {
+            "mcp.x-k8s.io/v1beta1 MCPServer"
+        } else {
+            "mcp.x-k8s.io/v1alpha1 MCPServer"
+        },
+    };
+    let mut top = Map::default();
+    for (k, v) in entries(doc) {
+        match k.key_text().as_ref() {
+            "apiVersion" => top.put(
+                "apiVersion",
+                k.span,
+                string(crate::api::API_VERSION, v.span),
+            ),
+            "metadata" => top.put(
+                "metadata",
+                k.span,
+                with_provenance(v, &format!("{av} MCPServer")),
+            ),
+            "status" | "spec" => {}
+            _ => top.put(&k.key_str(), k.span, v.clone()),
+        }
+    }
+    let (Some(spec_key), Some(spec)) = (doc.key_node("spec"), doc.get("spec")) else {
+        c.diags.push(
+            Diagnostic::error(
+                "missing-field",
+                Some(doc.span),
+                format!("missing required field `spec` of {}", c.what),
+            )
+            .hint("add `spec: {source: {type: ContainerImage, containerImage: {ref: ...}}, config: {port: ...}}`"),
+        );
+        return None;
+    };
+    let mut out = Map::default();
+    out.put("mode", spec_key.span, string("container", spec_key.span));
+    // The peer's Service pins clients to one pod unless the server says it is stateless.
+    let stateless = spec
+        .get("mcp")
+        .and_then(|m| m.get("stateless"))
+        .and_then(|s| c.boolean(s, "spec.mcp.stateless"))
+        .unwrap_or(false);
+    let affinity = if stateless { "None" } else { "ClientIP" };
+    out.put(
+        "sessionAffinity",
+        spec_key.span,
+        string(affinity, spec_key.span),
+    );
+    let mut resources_seen = false;
+    for (k, v) in c.mapping(spec, "spec").to_vec() {
+        match k.key_text().as_ref() {
+            "source" => sig_source(&mut c, &v, &mut out),
+            "config" => sig_config(&mut c, &v, &mut out),
+            "runtime" => {
+                for (rk, rv) in c.mapping(&v, "spec.runtime").to_vec() {
+                    match rk.key_text().as_ref() {
+                        "replicas" => out.put("replicas", rk.span, rv.clone()),
+                        "resources" => {
+                            resources_seen = true;
+                            out.put("resources", rk.span, rv.clone());
+                        }
+                        "security" => {
+                            for (sk, sv) in c.mapping(&rv, "spec.runtime.security").to_vec() {
+                                match sk.key_text().as_ref() {
+                                    "serviceAccountName" => out.put("serviceAccountName", sk.span, sv.clone()),
+                                    "securityContext" => out.put("securityContext", sk.span, sv.clone()),
+                                    "podSecurityContext" => c.no_equivalent(
+                                        &sk,
+                                        "spec.runtime.security.podSecurityContext",
+                                        "hangar sets the pod's security context itself (runAsNonRoot, seccomp RuntimeDefault); put container settings in `securityContext`",
+                                    ),
+                                    _ => c.unknown(&sk, "spec.runtime.security", &["serviceAccountName", "podSecurityContext", "securityContext"]),
+                                }
+                            }
+                        }
+                        "health" => {
+                            if !entries(&rv).is_empty() {
+                                c.no_equivalent(
+                                    &rk,
+                                    "spec.runtime.health",
+                                    "hangar renders its own probes (TCP on the MCP port) and the controller checks MCP itself; remove `health` (or set `healthCheck.enabled: false` in a hangar MCPServer for no probes)",
+                                );
+                            }
+                        }
+                        _ => c.unknown(&rk, "spec.runtime", &["replicas", "security", "resources", "health"]),
+                    }
+                }
+            }
+            "mcp" => {
+                for (mk, _) in entries(&v) {
+                    if mk.key_text() != "stateless" {
+                        c.unknown(mk, "spec.mcp", &["stateless"]);
+                    }
+                }
+            }
+            "network" => {
+                if !entries(&v).is_empty() {
+                    c.no_equivalent(
+                        &k,
+                        "spec.network",
+                        "hangar renders its own NetworkPolicy: allow client namespaces with `networkPolicy.allowedNamespaceLabels`, and limit egress to DNS and those namespaces with `networkPolicy.restrictEgress: true`",
+                    );
+                }
+            }
+            "transport" => c.no_equivalent(
+                &k,
+                "spec.transport",
+                "hangar's probe speaks plain HTTP to in-cluster servers; serve MCP without TLS inside the cluster, or run it as `mode: remote` with an https `endpoint`",
+            ),
+            "gateway" => c.no_equivalent(
+                &k,
+                "spec.gateway",
+                "hangar creates no MCPGatewayBinding; route to the server's Service with your own HTTPRoute or Ingress",
+            ),
+            "extraLabels" => {
+                if !entries(&v).is_empty() {
+                    c.no_equivalent(
+                        &k,
+                        "spec.extraLabels",
+                        "hangar copies the server's own labels to its pods: move them to `metadata.labels`",
+                    );
+                }
+            }
+            "extraAnnotations" => {
+                if !entries(&v).is_empty() {
+                    c.no_equivalent(
+                        &k,
+                        "spec.extraAnnotations",
+                        "hangar's Deployment, pods and Service carry no user annotations; remove them",
+                    );
+                }
+            }
+            _ => c.unknown(
+                &k,
+                "spec",
+                &["source", "config", "runtime", "mcp", "network", "transport", "gateway", "extraLabels", "extraAnnotations"],
+            ),
+        }
+    }
+    if !resources_seen {
+        // The peer's defaults when `runtime.resources` is not set, written out.
+        let s = spec_key.span;
+        let quantities = |cpu: &str, memory: &str| {
+            let mut m = Map::default();
+            m.put("cpu", s, string(cpu, s));
+            m.put("memory", s, string(memory, s));
+            m.node(s)
+        };
+        let mut r = Map::default();
+        r.put("requests", s, quantities("50m", "64Mi"));
+        r.put("limits", s, quantities("500m", "256Mi"));
+        out.put("resources", s, r.node(s));
+    }
+    let summary = summary(&out);
+    top.put("spec", spec_key.span, out.node(spec.span));
+    Some(Converted {
+        doc: top.node(doc.span),
+        summary,
+    })
+}
+
+fn sig_source(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    for (k, sv) in c.mapping(v, "spec.source").to_vec() {
+        match k.key_text().as_ref() {
+            "type" => c.only(
+                &k,
+                &sv,
+                "spec.source.type",
+                &["ContainerImage"],
+                "hangar runs container images (`image`) or remote endpoints (`mode: remote`)",
+            ),
+            "containerImage" => {
+                for (ik, iv) in c.mapping(&sv, "spec.source.containerImage").to_vec() {
+                    match ik.key_text().as_ref() {
+                        "ref" => out.put("image", ik.span, iv.clone()),
+                        "pullPolicy" => out.put("imagePullPolicy", ik.span, iv.clone()),
+                        "imagePullSecrets" => out.put("imagePullSecrets", ik.span, iv.clone()),
+                        _ => c.unknown(
+                            &ik,
+                            "spec.source.containerImage",
+                            &["ref", "pullPolicy", "imagePullSecrets"],
+                        ),
+                    }
+                }
+            }
+            _ => c.unknown(&k, "spec.source", &["type", "containerImage"]),
+        }
+    }
+}
+
+fn sig_config(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
+    for (k, cv) in c.mapping(v, "spec.config").to_vec() {
+        match k.key_text().as_ref() {
+            "port" => out.put("port", k.span, cv.clone()),
+            "path" => out.put("path", k.span, cv.clone()),
+            "arguments" => out.put("args", k.span, cv.clone()),
+            "env" => out.put("env", k.span, cv.clone()),
+            "envFrom" => c.no_equivalent(
+                &k,
+                "spec.config.envFrom",
+                "hangar sets variables one by one: list each in `env` with `valueFrom.secretKeyRef` or `configMapKeyRef`",
+            ),
+            "storage" => {
+                let mut volumes = Vec::new();
+                for (i, item) in seq(Some(&cv)).iter().enumerate() {
+                    volumes.push(sig_storage(c, item, i));
+                }
+                out.put("volumes", k.span, Node::new(Value::Seq(volumes.into()), cv.span));
+            }
+            _ => c.unknown(&k, "spec.config", &["port", "arguments", "env", "envFrom", "storage", "path"]),
+        }
+    }
+}
+
+/// `storage[] {path, permissions, source {type, configMap | secret | emptyDir}}` as a hangar
+/// volume named `storage-<i>`.
+fn sig_storage(c: &mut Conv<'_>, item: &Node, i: usize) -> Node {
+    let mut m = Map::default();
+    let s = item.span;
+    m.put("name", s, string(&format!("storage-{i}"), s));
+    let mut read_only = true; // the peer's default: ReadOnly
+    let mut ro_span = s;
+    for (k, v) in entries(item) {
+        match k.key_text().as_ref() {
+            "path" => m.put("mountPath", k.span, v.clone()),
+            "permissions" => {
+                ro_span = v.span;
+                match v.as_str() {
+                    Some("ReadOnly") => read_only = true,
+                    Some("ReadWrite") => read_only = false,
+                    _ => c.only(
+                        k,
+                        v,
+                        "spec.config.storage[].permissions",
+                        &["ReadOnly", "ReadWrite"],
+                        "hangar mounts read-only (`readOnly: true`) or read-write; RecursiveReadOnly has no equivalent",
+                    ),
+                }
+            }
+            "source" => {
+                for (sk, sv) in entries(v) {
+                    match sk.key_text().as_ref() {
+                        "type" => {}
+                        "configMap" => m.put(
+                            "configMap",
+                            sk.span,
+                            source(
+                                c,
+                                sv,
+                                &["name", "items"],
+                                "configMap",
+                                "spec.config.storage[].source",
+                            ),
+                        ),
+                        "secret" => m.put(
+                            "secret",
+                            sk.span,
+                            source(
+                                c,
+                                sv,
+                                &["secretName", "items"],
+                                "secret",
+                                "spec.config.storage[].source",
+                            ),
+                        ),
+                        "emptyDir" => m.put(
+                            "emptyDir",
+                            sk.span,
+                            source(
+                                c,
+                                sv,
+                                &["medium", "sizeLimit"],
+                                "emptyDir",
+                                "spec.config.storage[].source",
+                            ),
+                        ),
+                        _ => c.unknown(
+                            sk,
+                            "spec.config.storage[].source",
+                            &["type", "configMap", "secret", "emptyDir"],
+                        ),
+                    }
+                }
+            }
+            _ => c.unknown(
+                k,
+                "spec.config.storage[]",
+                &["path", "permissions", "source"],
+            ),
+        }
+    }
+    m.put(
+        "readOnly",
+        ro_span,
+        Node::new(Value::Bool(read_only), ro_span),
+    );
+    m.node(s)
 }
 
 /// Converts a document [`converts`] accepts (its apiVersion and kind read from it).
@@ -45,6 +357,7 @@ pub fn convert(doc: &Node, diags: &mut Diagnostics) -> Option<Converted> {
     match av {
         VITORBARI_API_VERSION => vitorbari_server(doc, diags),
         HANGAR_V1ALPHA2 => Some(hangar_v1alpha2(doc, kind, diags)),
+        SIG_V1ALPHA1 | SIG_V1BETA1 => sig_server(doc, av, diags),
         _ => None,
     }
 }
@@ -843,22 +1156,46 @@ fn join_volumes(c: &mut Conv<'_>, volumes: Option<&Node>, mounts: Option<&Node>)
                 "configMap" => m.put(
                     "configMap",
                     k.span,
-                    source(c, sv, &["name", "items"], "configMap"),
+                    source(
+                        c,
+                        sv,
+                        &["name", "items"],
+                        "configMap",
+                        "spec.podTemplate.volumes[]",
+                    ),
                 ),
                 "secret" => m.put(
                     "secret",
                     k.span,
-                    source(c, sv, &["secretName", "items"], "secret"),
+                    source(
+                        c,
+                        sv,
+                        &["secretName", "items"],
+                        "secret",
+                        "spec.podTemplate.volumes[]",
+                    ),
                 ),
                 "emptyDir" => m.put(
                     "emptyDir",
                     k.span,
-                    source(c, sv, &["medium", "sizeLimit"], "emptyDir"),
+                    source(
+                        c,
+                        sv,
+                        &["medium", "sizeLimit"],
+                        "emptyDir",
+                        "spec.podTemplate.volumes[]",
+                    ),
                 ),
                 "persistentVolumeClaim" => m.put(
                     "persistentVolumeClaim",
                     k.span,
-                    source(c, sv, &["claimName", "readOnly"], "persistentVolumeClaim"),
+                    source(
+                        c,
+                        sv,
+                        &["claimName", "readOnly"],
+                        "persistentVolumeClaim",
+                        "spec.podTemplate.volumes[]",
+                    ),
                 ),
                 other => c.no_equivalent(
                     k,
@@ -920,7 +1257,7 @@ fn join_volumes(c: &mut Conv<'_>, volumes: Option<&Node>, mounts: Option<&Node>)
 }
 
 /// A volume source: the fields hangar has are kept, others are errors.
-fn source(c: &mut Conv<'_>, v: &Node, allowed: &[&str], what: &str) -> Node {
+fn source(c: &mut Conv<'_>, v: &Node, allowed: &[&str], what: &str, at: &str) -> Node {
     let mut m = Map::default();
     for (k, sv) in entries(v) {
         let name = k.key_str();
@@ -933,7 +1270,7 @@ fn source(c: &mut Conv<'_>, v: &Node, allowed: &[&str], what: &str) -> Node {
         } else {
             c.no_equivalent(
                 k,
-                &format!("spec.podTemplate.volumes[].{what}.{name}"),
+                &format!("{at}.{what}.{name}"),
                 format!("hangar's {what} volumes have {}", allowed.join(", ")),
             );
         }

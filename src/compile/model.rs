@@ -440,8 +440,8 @@ pub fn classify(
                 format!("`{k}` of `{av}` is not a kind hangar converts: passed through unchanged"),
             )
             .hint(format!(
-                "hangar converts `{}` MCPServer; write hangar's kinds (`{}`: MCPServer, MCPServerGroup, MCPDiscoverySource) for the rest",
-                super::convert::VITORBARI_API_VERSION,
+                "hangar converts {}; write hangar's kinds (`{}`: MCPServer, MCPServerGroup, MCPDiscoverySource) for the rest",
+                super::convert::CONVERTED_KINDS,
                 api::API_VERSION
             )),
         );
