@@ -39,6 +39,26 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.validation.protocolVersion"
     ),
     printcolumn(
+        name = "Transport",
+        type_ = "string",
+        json_path = ".status.validation.transport"
+    ),
+    printcolumn(
+        name = "Auth",
+        type_ = "boolean",
+        json_path = ".status.validation.requiresAuth"
+    ),
+    printcolumn(
+        name = "Compliant",
+        type_ = "boolean",
+        json_path = ".status.validation.compliant"
+    ),
+    printcolumn(
+        name = "Capabilities",
+        type_ = "string",
+        json_path = ".status.validation.capabilities"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

@@ -39,6 +39,83 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// A server's series with one more label (`phase`, `version`, `capability`, `transport_type`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabels {
+    pub namespace: String,
+    pub name: String,
+    pub capability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    pub namespace: String,
+    pub name: String,
+    pub transport_type: String,
+}
+
+/// Seed 002's (vitorbari's mcp-operator) phases, and what each hangar state is among them.
+pub const SEED_PHASES: [&str; 8] = [
+    "Pending",
+    "Creating",
+    "Running",
+    "Scaling",
+    "Updating",
+    "Failed",
+    "ValidationFailed",
+    "Terminating",
+];
+/// The capabilities seed 002 reports a gauge for (hangar's `requiredCapabilities` values).
+pub const SEED_CAPABILITIES: [&str; 5] =
+    ["tools", "resources", "prompts", "logging", "completions"];
+/// Protocol versions whose `mcpserver_protocol_version` series a deleted server leaves behind.
+const PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+/// Seed 002's phase for a hangar state: Cold (not started) is Pending, Initializing is
+/// Creating, Ready and Degraded (serving, with some failures) are Running, Dead is Failed, or
+/// ValidationFailed when a strict-mode validation failed.
+pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
+    match state {
+        ServerState::Cold => "Pending",
+        ServerState::Initializing => "Creating",
+        ServerState::Ready | ServerState::Degraded => "Running",
+        ServerState::Dead if validation_failed => "ValidationFailed",
+        ServerState::Dead => "Failed",
+    }
+}
+
+/// Seed 002's gauges of one server.
+#[derive(Default)]
+pub struct SeedGauges {
+    pub ready: Family<ServerLabels, Gauge>,
+    pub phase: Family<PhaseLabels, Gauge>,
+    pub replicas: Family<ReplicaLabels, Gauge>,
+    pub available_replicas: Family<ReplicaLabels, Gauge>,
+    pub compliant: Family<ServerLabels, Gauge>,
+    pub protocol_version: Family<VersionLabels, Gauge>,
+    pub capabilities: Family<CapabilityLabels, Gauge>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabels {
     pub verb: String,
@@ -61,6 +138,8 @@ pub struct Metrics {
     /// 1 while this process runs the controllers (it holds the leader lease, or leader
     /// election is off), 0 while it waits as a follower.
     pub leader: Gauge,
+    /// Seed 002's per-server names (`mcpserver_*`), from the status hangar writes.
+    pub seed: SeedGauges,
     pub ready: AtomicBool,
     pub liveness: Liveness,
 }
@@ -136,7 +215,44 @@ impl Metrics {
             "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
             leader.clone(),
         );
+        let seed = SeedGauges::default();
+        registry.register(
+            "mcpserver_ready_total",
+            "Whether the MCP server is ready (1) or not (0)",
+            seed.ready.clone(),
+        );
+        registry.register(
+            "mcpserver_phase",
+            "Current phase of the MCP server (1 = current phase): Pending (cold), Creating, Running, Failed, ValidationFailed",
+            seed.phase.clone(),
+        );
+        registry.register(
+            "mcpserver_replicas",
+            "Current replica count per MCP server",
+            seed.replicas.clone(),
+        );
+        registry.register(
+            "mcpserver_available_replicas",
+            "Current available replica count per MCP server",
+            seed.available_replicas.clone(),
+        );
+        registry.register(
+            "mcpserver_validation_compliant",
+            "Whether the MCP server is MCP protocol compliant (1 compliant, 0 not, -1 not validated)",
+            seed.compliant.clone(),
+        );
+        registry.register(
+            "mcpserver_protocol_version",
+            "Negotiated MCP protocol version (1 = current version)",
+            seed.protocol_version.clone(),
+        );
+        registry.register(
+            "mcpserver_capabilities",
+            "Announced MCP capabilities (1 = announced, 0 = not)",
+            seed.capabilities.clone(),
+        );
         Metrics {
+            seed,
             registry,
             reconcile_total,
             reconcile_duration,
@@ -191,8 +307,131 @@ impl Metrics {
         }
     }
 
+    /// Seed 002's gauges of a server, from the status written now (`prev`: the one before, whose
+    /// protocol version series is cleared when it changed).
+    pub fn set_seed_status(
+        &self,
+        ns: &str,
+        name: &str,
+        prev: &crate::api::server::MCPServerStatus,
+        next: &crate::api::server::MCPServerStatus,
+    ) {
+        let server = || ServerLabels {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        let state = next.state.unwrap_or(ServerState::Initializing);
+        let validation = next.validation.as_ref();
+        let validation_failed = validation.and_then(|v| v.compliant) == Some(false);
+        self.seed
+            .ready
+            .get_or_create(&server())
+            .set(i64::from(state == ServerState::Ready));
+        let current = seed_phase(state, validation_failed);
+        for phase in SEED_PHASES {
+            self.seed
+                .phase
+                .get_or_create(&PhaseLabels {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    phase: phase.into(),
+                })
+                .set(i64::from(phase == current));
+        }
+        let replicas = ReplicaLabels {
+            namespace: ns.into(),
+            name: name.into(),
+            transport_type: "http".into(),
+        };
+        self.seed
+            .replicas
+            .get_or_create(&replicas)
+            .set(i64::from(next.replicas.unwrap_or(0)));
+        self.seed
+            .available_replicas
+            .get_or_create(&replicas)
+            .set(i64::from(next.available_replicas.unwrap_or(0)));
+        let compliant = match validation.and_then(|v| v.compliant) {
+            Some(true) => 1,
+            Some(false) => 0,
+            None => -1,
+        };
+        self.seed.compliant.get_or_create(&server()).set(compliant);
+        let version = |s: &crate::api::server::MCPServerStatus| {
+            s.validation
+                .as_ref()
+                .and_then(|v| v.protocol_version.clone())
+        };
+        let (was, now) = (version(prev), version(next));
+        if let Some(old) = was.filter(|w| Some(w) != now.as_ref()) {
+            self.seed.protocol_version.remove(&VersionLabels {
+                namespace: ns.into(),
+                name: name.into(),
+                version: old,
+            });
+        }
+        if let Some(v) = now {
+            self.seed
+                .protocol_version
+                .get_or_create(&VersionLabels {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    version: v,
+                })
+                .set(1);
+        }
+        let announced: Vec<&str> = validation
+            .and_then(|v| v.capabilities.as_ref())
+            .map(|c| c.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        for capability in SEED_CAPABILITIES {
+            self.seed
+                .capabilities
+                .get_or_create(&CapabilityLabels {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    capability: capability.into(),
+                })
+                .set(i64::from(announced.contains(&capability)));
+        }
+    }
+
     /// Drops the series of a server that is gone.
     pub fn forget(&self, ns: &str, name: &str) {
+        let server = ServerLabels {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.seed.ready.remove(&server);
+        self.seed.compliant.remove(&server);
+        for phase in SEED_PHASES {
+            self.seed.phase.remove(&PhaseLabels {
+                namespace: ns.into(),
+                name: name.into(),
+                phase: phase.into(),
+            });
+        }
+        let replicas = ReplicaLabels {
+            namespace: ns.into(),
+            name: name.into(),
+            transport_type: "http".into(),
+        };
+        self.seed.replicas.remove(&replicas);
+        self.seed.available_replicas.remove(&replicas);
+        for version in PROTOCOL_VERSIONS {
+            self.seed.protocol_version.remove(&VersionLabels {
+                namespace: ns.into(),
+                name: name.into(),
+                version: version.into(),
+            });
+        }
+        for capability in SEED_CAPABILITIES {
+            self.seed.capabilities.remove(&CapabilityLabels {
+                namespace: ns.into(),
+                name: name.into(),
+                capability: capability.into(),
+            });
+        }
         for s in ServerState::ALL {
             self.provider_state.remove(&StateLabels {
                 namespace: ns.into(),
@@ -422,5 +661,55 @@ mod tests {
         }
         m.forget("ns", "a");
         assert!(!m.encode().contains("name=\"a\""));
+    }
+
+    /// Seed 002's (vitorbari's) names, fed from the status hangar writes (issue 15.4).
+    #[test]
+    fn seed_002_names_are_exposed() {
+        use crate::api::server::{MCPServerStatus, ValidationStatus};
+        let m = Metrics::new();
+        let prev = MCPServerStatus {
+            validation: Some(ValidationStatus {
+                protocol_version: Some("2025-03-26".into()),
+                ..ValidationStatus::default()
+            }),
+            ..MCPServerStatus::default()
+        };
+        let next = MCPServerStatus {
+            state: Some(ServerState::Ready),
+            replicas: Some(2),
+            available_replicas: Some(1),
+            validation: Some(ValidationStatus {
+                compliant: Some(true),
+                protocol_version: Some("2025-11-25".into()),
+                capabilities: Some(vec!["tools".into(), "prompts".into()]),
+                ..ValidationStatus::default()
+            }),
+            ..MCPServerStatus::default()
+        };
+        m.set_seed_status("ns", "a", &prev, &prev);
+        m.set_seed_status("ns", "a", &prev, &next);
+        let text = m.encode();
+        for line in [
+            "mcpserver_ready_total{namespace=\"ns\",name=\"a\"} 1",
+            "mcpserver_phase{namespace=\"ns\",name=\"a\",phase=\"Running\"} 1",
+            "mcpserver_phase{namespace=\"ns\",name=\"a\",phase=\"Pending\"} 0",
+            "mcpserver_replicas{namespace=\"ns\",name=\"a\",transport_type=\"http\"} 2",
+            "mcpserver_available_replicas{namespace=\"ns\",name=\"a\",transport_type=\"http\"} 1",
+            "mcpserver_validation_compliant{namespace=\"ns\",name=\"a\"} 1",
+            "mcpserver_protocol_version{namespace=\"ns\",name=\"a\",version=\"2025-11-25\"} 1",
+            "mcpserver_capabilities{namespace=\"ns\",name=\"a\",capability=\"tools\"} 1",
+            "mcpserver_capabilities{namespace=\"ns\",name=\"a\",capability=\"resources\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(
+            !text.contains("2025-03-26"),
+            "the old version's series is gone:\n{text}"
+        );
+        assert_eq!(seed_phase(ServerState::Dead, true), "ValidationFailed");
+        assert_eq!(seed_phase(ServerState::Cold, false), "Pending");
+        m.forget("ns", "a");
+        assert!(!m.encode().contains("name=\"a\""), "{}", m.encode());
     }
 }

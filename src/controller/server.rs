@@ -247,6 +247,7 @@ async fn report(
     }
     let state_now = next.state.unwrap_or(ServerState::Initializing);
     ctx.metrics.set_state(&ns, &name, state_now);
+    ctx.metrics.set_seed_status(&ns, &name, prev, next);
     let labels = ServerLabels {
         namespace: ns,
         name,
