@@ -1427,3 +1427,62 @@ fn hangar_json(
     }
     doc.to_json()
 }
+
+#[cfg(test)]
+mod tests {
+    fn compiled(text: &str) -> crate::compile::Compilation {
+        crate::compile::compile(&crate::compile::Inputs {
+            files: vec![crate::compile::InputFile {
+                file: crate::compile::SourceFile::new("x.yaml", text),
+                role: crate::compile::FileRole::Inputs,
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// Odd shapes never panic, and every error they give is located.
+    #[test]
+    fn odd_peer_documents_give_located_errors() {
+        let heads = [
+            "apiVersion: mcp.mcp-operator.io/v1\nkind: MCPServer\n",
+            "apiVersion: mcp.x-k8s.io/v1beta1\nkind: MCPServer\n",
+            "apiVersion: mcp-hangar.io/v1alpha2\nkind: MCPServer\n",
+            "apiVersion: mcp-hangar.io/v1alpha2\nkind: MCPDiscoverySource\n",
+        ];
+        let bodies = [
+            "",
+            "metadata: {name: a}\n",
+            "metadata: {name: a}\nspec: [1, 2]\n",
+            "metadata: {name: a}\nspec: {transport: x, security: 3, podTemplate: {volumes: [{}], volumeMounts: [{name: z}]}}\n",
+            "metadata: {name: a}\nspec: {image: 'x:1', transport: {config: {http: {sse: {maxSurge: [1]}}}}, hpa: null}\n",
+            "metadata: {name: a}\nspec: {source: 7, config: {storage: [{permissions: Recursive}, 3]}, mcp: {stateless: maybe}}\n",
+            "metadata: {name: a, annotations: 5}\nspec: {observability: {tracing: {samplingRate: '2'}}, providerTemplate: {spec: [x]}}\n",
+            "metadata: {name: a}\nspec: {image: 'x:1', bogus: 1, environment: {a: b}}\n",
+        ];
+        for head in heads {
+            for body in bodies {
+                let text = format!("{head}{body}");
+                let c = compiled(&text);
+                for d in &c.diagnostics.items {
+                    assert!(d.span.is_some(), "{text}: unlocated: {}", d.message);
+                }
+                if body.contains("bogus") || body.contains("[1, 2]") {
+                    assert!(c.bundle.is_none(), "{text}: {}", c.render_diagnostics());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_a_suggestion() {
+        let c = compiled(
+            "apiVersion: mcp.mcp-operator.io/v1\nkind: MCPServer\nmetadata: {name: a}\nspec:\n  image: 'x:1'\n  replica: 2\n",
+        );
+        let text = c.render_diagnostics();
+        assert!(
+            text.contains("x.yaml:6:3: error: unknown field `spec.replica`")
+                && text.contains("did you mean `replicas`?"),
+            "{text}"
+        );
+    }
+}
