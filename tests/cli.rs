@@ -616,6 +616,23 @@ fn check_counts_converted_servers_and_not_foreign_kinds() {
         3,
         "{err}"
     );
+    // `diff` reads it the same way: against its own render, nothing differs.
+    let dir = tmp("converted-diff");
+    let before = dir.join("before.yaml");
+    let render = hangar(&["render", "fixtures/ok/vitorbari-01-wikipedia-sse.yaml"]);
+    std::fs::write(&before, &render.stdout).expect("write");
+    assert!(
+        text(&render.stdout)
+            .contains("mcp-hangar.io/converted-from: mcp.mcp-operator.io/v1 MCPServer")
+    );
+    let diff = hangar(&[
+        "diff",
+        "fixtures/ok/vitorbari-01-wikipedia-sse.yaml",
+        "--against",
+        &before.display().to_string(),
+    ]);
+    assert_eq!(diff.status.code(), Some(0), "{}", text(&diff.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
     // A field with no equivalent is a located error, exit 2.
     let out = hangar(&["check", "fixtures/invalid/vitorbari-04-metrics-basic.yaml"]);
     let err = text(&out.stderr);
