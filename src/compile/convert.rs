@@ -993,7 +993,19 @@ fn health_check(c: &mut Conv<'_>, v: &Node, out: &mut Map) {
     let mut hc = Map::default();
     for (k, hv) in c.mapping(v, "spec.healthCheck").to_vec() {
         match k.key_text().as_ref() {
-            "enabled" => hc.put("enabled", k.span, hv.clone()),
+            "enabled" => {
+                if matches!(hv.value, Value::Bool(true)) {
+                    c.diags.push(
+                        Diagnostic::warning(
+                            "converted-differs",
+                            Some(k.span),
+                            "the peer probes `GET /health` here; hangar's probes check the MCP port over TCP, and its controller checks MCP itself",
+                        )
+                        .hint("keep `enabled: true` for hangar's probes, or write `enabled: false` for none"),
+                    );
+                }
+                hc.put("enabled", k.span, hv.clone())
+            }
             "path" | "port" => c.no_equivalent(
                 &k,
                 &format!("spec.healthCheck.{}", k.key_str()),
