@@ -46,7 +46,9 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Erro
             Action::requeue(std::time::Duration::from_secs(1)),
         ));
     };
-    let children = children.apply(&ctx.applier).await;
+    let children = children
+        .apply(&ctx.applier, &ctx.applied, &ctx.metrics)
+        .await;
     // 3. observe
     let members = members(ctx, &compiled.key.0, set).await?;
     // 4. decide

@@ -44,6 +44,13 @@ pub struct VerbLabels {
     pub verb: String,
 }
 
+/// How a child's apply went: `skipped` (unchanged on both sides, no request), `unchanged` (asked
+/// the API server: a GET and a dry run), `written`, `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconcile_total: Family<ReconcileLabels, Counter>,
@@ -52,6 +59,7 @@ pub struct Metrics {
     pub tools_count: Family<ServerLabels, Gauge>,
     pub health_check_failures: Family<ServerLabels, Counter>,
     pub api_writes: Family<VerbLabels, Counter>,
+    pub child_applies: Family<ApplyLabels, Counter>,
     /// Unix time of each discovery source's last successful sync (labels: the source).
     pub discovery_last_sync: Family<ServerLabels, Gauge>,
     /// Failed syncs (unreadable source, content that does not compile) per discovery source.
@@ -82,6 +90,7 @@ impl Metrics {
         let tools_count = Family::<ServerLabels, Gauge>::default();
         let health_check_failures = Family::<ServerLabels, Counter>::default();
         let api_writes = Family::<VerbLabels, Counter>::default();
+        let child_applies = Family::<ApplyLabels, Counter>::default();
         let discovery_last_sync = Family::<ServerLabels, Gauge>::default();
         let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
         let discovery_deleted = Family::<ServerLabels, Counter>::default();
@@ -117,6 +126,11 @@ impl Metrics {
             api_writes.clone(),
         );
         registry.register(
+            "hangar_child_applies",
+            "Children a reconcile applied, by result: skipped (unchanged on both sides; no request), unchanged (a GET and a dry run), written, failed",
+            child_applies.clone(),
+        );
+        registry.register(
             "hangar_discovery_last_sync_timestamp_seconds",
             "Unix time of a discovery source's last successful sync",
             discovery_last_sync.clone(),
@@ -144,6 +158,7 @@ impl Metrics {
             tools_count,
             health_check_failures,
             api_writes,
+            child_applies,
             discovery_last_sync,
             discovery_sync_failures,
             discovery_deleted,

@@ -5,6 +5,7 @@
 //! Resources are watched untyped and compiled from their JSON, so one resource that does not
 //! deserialize (or does not compile) gets an error in its status and does not stop the others.
 
+pub mod applied;
 pub mod decide;
 pub mod discovery;
 pub mod drift;
@@ -158,6 +159,8 @@ pub struct Ctx {
     /// Servers that have metric series (namespace, name).
     pub tracked: Mutex<HashSet<(String, String)>>,
     pub clock: fn() -> k8s_openapi::jiff::Timestamp,
+    /// What was applied last per child, so unchanged children are not sent again.
+    pub applied: Arc<applied::AppliedCache>,
 }
 
 impl Ctx {

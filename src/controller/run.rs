@@ -171,6 +171,7 @@ fn context(
         swept: Mutex::new(HashSet::new()),
         tracked: Mutex::new(HashSet::new()),
         clock: k8s_openapi::jiff::Timestamp::now,
+        applied: Default::default(),
     }))
 }
 
@@ -185,12 +186,43 @@ fn wc() -> watcher::Config {
 /// default puts one backoff on all of a controller's watches together, so after an API server
 /// restart the errors of one (a 410 while it relists) paused every other for up to a minute and
 /// new objects went unnoticed.
+///
+/// Each event also tells `applied` the version a child is at (or that it is gone), which is what
+/// lets a reconcile skip the apply of an unchanged child.
 fn owned(
     scope: &Scope,
     client: &Client,
     kind: &ApiResource,
+    applied: &Arc<super::applied::AppliedCache>,
 ) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
-    merge::touched(scope.dynamic(client, kind), children_watch())
+    let (cache, kind_name) = (applied.clone(), kind.kind.clone());
+    let seen = move |ev: &watcher::Event<DynamicObject>| {
+        let at = |o: &DynamicObject| {
+            (
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.name_any(),
+            )
+        };
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let (ns, name) = at(o);
+                cache.watched(
+                    &kind_name,
+                    &ns,
+                    &name,
+                    o.metadata.resource_version.as_deref(),
+                );
+            }
+            watcher::Event::Delete(o) => {
+                let (ns, name) = at(o);
+                cache.watched(&kind_name, &ns, &name, None);
+            }
+            // A relist: what was deleted meanwhile must not look unchanged.
+            watcher::Event::Init => cache.forget_kind(&kind_name),
+            watcher::Event::InitDone => {}
+        }
+    };
+    merge::touched_seen(scope.dynamic(client, kind), children_watch(), seen)
 }
 
 fn children_watch() -> watcher::Config {
@@ -211,7 +243,7 @@ fn servers(
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff);
     for kind in pipeline::child_kinds() {
-        ctl = ctl.owns_stream_with(owned(scope, client, &kind), kind);
+        ctl = ctl.owns_stream_with(owned(scope, client, &kind, &ctx.applied), kind);
     }
     let done = ctl
         .shutdown_on_signal()
@@ -241,7 +273,7 @@ fn groups(
     let done = Controller::for_stream_with(stream, store.clone(), gar)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff)
-        .owns_stream_with(owned(scope, client, &svc), svc)
+        .owns_stream_with(owned(scope, client, &svc, &ctx.applied), svc)
         .watches_stream_with(
             members,
             move |srv: DynamicObject| {

@@ -66,7 +66,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
                 d["spec"]["replicas"] = json!(0);
             }
         })
-        .apply(&ctx.applier)
+        .apply(&ctx.applier, &ctx.applied, &ctx.metrics)
         .await;
     prune_once_per_spec(ctx, obj, &prev, &children).await?;
     // 3. observe
