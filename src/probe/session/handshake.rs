@@ -93,6 +93,15 @@ impl Session<'_> {
                     outcome: Ok(result),
                     ..
                 } => {
+                    // A legacy server may answer an era-ambiguous method with a catch-all
+                    // result (the conformance suite's scenario servers answer `{}`): without a
+                    // supportedVersions key it is no DiscoverResult, so not a modern server.
+                    if result.get("supportedVersions").is_none() {
+                        report.detection.push(format!(
+                            "{step}: a result without supportedVersions (not a DiscoverResult), so not a 2026-07-28 server"
+                        ));
+                        return Ok(ModernOutcome::Legacy(None));
+                    }
                     let supported = jsonrpc::string_list(result.get("supportedVersions"))
                         .ok_or_else(|| {
                             ProbeError::new(
