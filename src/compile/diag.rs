@@ -422,8 +422,10 @@ pub fn mask_passwords(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         let scheme_start = head[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |p| p + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |(p, c)| p + c.len_utf8());
         let scheme = head[scheme_start..i].to_ascii_lowercase();
         out.push_str(&mask_scp_like(head));
         // The authority: up to the first `/`, whitespace, quote, `?` or `#`.
@@ -561,6 +563,9 @@ mod tests {
             ("`bob:s3cret@h:p`", "`bob:******@h:p`"),
             ("key: value@x", "key: value@x"),
             ("mail bob@example.com: hi", "mail bob@example.com: hi"),
+            // Found by the diag_render fuzz target: a multi-byte character before `://`.
+            ("\u{fffd}://x", "\u{fffd}://x"),
+            ("é:https://u:pw@h", "é:https://u:**@h"),
         ] {
             let got = mask_passwords(text);
             assert_eq!(got, want);
