@@ -160,7 +160,12 @@ impl Ctx {
     pub async fn event(&self, obj: &DynamicObject, ar: &ApiResource, ev: Event) {
         let r = obj.object_ref(ar);
         if let Err(e) = self.recorder.publish(&ev, &r).await {
-            tracing::warn!(error = %e, object = %obj.name_any(), "cannot publish event");
+            // An unreachable API server is logged once per outage (see `retry`).
+            if retry::unreachable(&e) {
+                tracing::debug!(error = %e, object = %obj.name_any(), "cannot publish event");
+            } else {
+                tracing::warn!(error = %e, object = %obj.name_any(), "cannot publish event");
+            }
         } else {
             self.metrics
                 .api_writes
@@ -194,9 +199,9 @@ pub async fn measured(
     let r = reconcile.await;
     drop(running);
     if r.is_ok()
-        && let retry::Say::Up { after, failed } = ctx
-            .retries
-            .succeeded(&retry_key(obj), std::time::Instant::now())
+        && let retry::Say::Up { after, failed } =
+            ctx.retries
+                .succeeded(&retry_key(obj), t0, std::time::Instant::now())
     {
         tracing::info!(
             failed_reconciles = failed,

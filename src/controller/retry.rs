@@ -115,9 +115,11 @@ impl Outage {
         }
     }
 
-    /// A reconcile succeeded: the API server answers.
-    pub fn reachable(&mut self, now: Instant) -> Say {
-        let Some(o) = self.open.take() else {
+    /// A reconcile that started at `started` succeeded: the API server answers, if it started
+    /// after the outage did (one that was nearly done when the API server went away proves
+    /// nothing).
+    pub fn reachable(&mut self, started: Instant, now: Instant) -> Say {
+        let Some(o) = self.open.take_if(|o| started >= o.since) else {
             return Say::Nothing;
         };
         self.last_end = Some(now);
@@ -175,17 +177,19 @@ impl Retries {
         (n, say)
     }
 
-    /// Records a success of object `uid` (its backoff starts over).
-    pub fn succeeded(&self, uid: &str, now: Instant) -> Say {
+    /// Records a success of object `uid`, whose reconcile started at `started` (its backoff
+    /// starts over).
+    pub fn succeeded(&self, uid: &str, started: Instant, now: Instant) -> Say {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
         let mut o = self.outage.lock().unwrap_or_else(|p| p.into_inner());
         let was_open = o.is_open();
-        let say = o.reachable(now);
+        let say = o.reachable(started, now);
+        let ended = was_open && !o.is_open();
         drop(o);
-        if was_open {
+        if ended {
             self.recovered.send_modify(|n| *n = n.wrapping_add(1));
         }
         say
@@ -241,28 +245,34 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut o = Outage::default();
-        assert_eq!(o.reachable(at(0)), Say::Nothing);
+        assert_eq!(o.reachable(at(0), at(0)), Say::Nothing);
         assert_eq!(o.unreachable(at(1)), Say::Down);
         for i in 0..500 {
             assert_eq!(o.unreachable(at(1 + i / 50)), Say::Nothing);
         }
+        // A reconcile that started before the outage and finished after it began proves nothing.
+        assert_eq!(o.reachable(at(0), at(2)), Say::Nothing);
+        assert!(o.is_open());
         assert_eq!(
-            o.reachable(at(20)),
+            o.reachable(at(19), at(20)),
             Say::Up {
                 after: Duration::from_secs(19),
                 failed: 501
             }
         );
-        assert_eq!(o.reachable(at(21)), Say::Nothing);
+        assert_eq!(o.reachable(at(21), at(21)), Say::Nothing);
         // A flap just after: silent, start and end.
         assert_eq!(o.unreachable(at(22)), Say::Nothing);
-        assert_eq!(o.reachable(at(23)), Say::Nothing);
+        assert_eq!(o.reachable(at(23), at(23)), Say::Nothing);
         // One that lasts is logged once it has lasted QUIET, and its end too.
         assert_eq!(o.unreachable(at(24)), Say::Nothing);
         assert_eq!(o.unreachable(at(40)), Say::Nothing);
         assert_eq!(o.unreachable(at(54)), Say::Down);
         assert_eq!(o.unreachable(at(55)), Say::Nothing);
-        assert!(matches!(o.reachable(at(60)), Say::Up { failed: 4, .. }));
+        assert!(matches!(
+            o.reachable(at(60), at(60)),
+            Say::Up { failed: 4, .. }
+        ));
         // Long after: a new outage is logged at once.
         assert_eq!(o.unreachable(at(100)), Say::Down);
     }
@@ -278,11 +288,14 @@ mod tests {
         assert_eq!(r.failed("a", true, now), (3, Say::Nothing));
         assert_eq!(r.failing().len(), 2);
         assert!(!rx.has_changed().unwrap_or(true));
-        assert!(matches!(r.succeeded("b", now), Say::Up { failed: 2, .. }));
+        assert!(matches!(
+            r.succeeded("b", now, now),
+            Say::Up { failed: 2, .. }
+        ));
         assert!(rx.has_changed().unwrap_or(false));
         rx.mark_unchanged();
         assert_eq!(r.failed("b", false, now), (1, Say::Nothing));
-        assert_eq!(r.succeeded("c", now), Say::Nothing);
+        assert_eq!(r.succeeded("c", now, now), Say::Nothing);
         assert!(!rx.has_changed().unwrap_or(true), "no outage, no recovery");
         assert_eq!(
             r.failing(),
