@@ -18,7 +18,7 @@ use crate::compile::check::selector_matches;
 use crate::compile::settings::GroupSettings;
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    super::measured(&ctx, "MCPServerGroup", reconcile_group(&obj, &ctx)).await
+    super::measured(&ctx, "MCPServerGroup", &obj, reconcile_group(&obj, &ctx)).await
 }
 
 /// compiled -> children applied -> observe (members) -> decide -> status.

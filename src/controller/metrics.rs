@@ -69,6 +69,10 @@ pub struct Metrics {
     /// 1 while this process runs the controllers (it holds the leader lease, or leader
     /// election is off), 0 while it waits as a follower.
     pub leader: Gauge,
+    /// API requests (and socket writes) the split-brain fence refused (see `fence`).
+    pub fence_refused: Counter,
+    /// Outages of the API server seen by reconciles (one per outage, not per object).
+    pub apiserver_outages: Counter,
     pub ready: AtomicBool,
     pub liveness: Liveness,
 }
@@ -95,6 +99,8 @@ impl Metrics {
         let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
         let discovery_deleted = Family::<ServerLabels, Counter>::default();
         let leader = Gauge::default();
+        let fence_refused = Counter::default();
+        let apiserver_outages = Counter::default();
         registry.register(
             "mcp_operator_reconcile",
             "Total reconciliations",
@@ -150,6 +156,16 @@ impl Metrics {
             "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
             leader.clone(),
         );
+        registry.register(
+            "hangar_fence_refused",
+            "API requests and writes refused because the leader lease was not renewed in time",
+            fence_refused.clone(),
+        );
+        registry.register(
+            "hangar_apiserver_outages",
+            "Times reconciles found the API server unreachable (one per outage)",
+            apiserver_outages.clone(),
+        );
         Metrics {
             registry,
             reconcile_total,
@@ -163,6 +179,8 @@ impl Metrics {
             discovery_sync_failures,
             discovery_deleted,
             leader,
+            fence_refused,
+            apiserver_outages,
             ready: AtomicBool::new(false),
             liveness: Liveness::default(),
         }

@@ -24,7 +24,7 @@ use crate::compile::render::labels::SERVER_LABEL;
 use crate::compile::settings::ServerSettings;
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    super::measured(&ctx, "MCPServer", reconcile_server(&obj, &ctx)).await
+    super::measured(&ctx, "MCPServer", &obj, reconcile_server(&obj, &ctx)).await
 }
 
 /// compiled -> children applied (and pruned) -> observe -> decide -> status.
