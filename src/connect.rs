@@ -19,18 +19,23 @@ pub enum ConnectError {
 }
 
 pub async fn client(c: &Connect) -> Result<kube::Client, ConnectError> {
-    let config = match &c.context {
+    let config = config(c).await?;
+    kube::Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))
+}
+
+/// The kubeconfig (or in-cluster) settings, for a client built another way.
+pub async fn config(c: &Connect) -> Result<kube::Config, ConnectError> {
+    match &c.context {
         Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
             context: Some(ctx.clone()),
             ..Default::default()
         })
         .await
-        .map_err(|e| ConnectError::Config(e.to_string()))?,
+        .map_err(|e| ConnectError::Config(e.to_string())),
         None => kube::Config::infer()
             .await
-            .map_err(|e| ConnectError::Config(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))
+            .map_err(|e| ConnectError::Config(e.to_string())),
+    }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, ConnectError> {

@@ -473,6 +473,47 @@ fn prune_deletes_only_what_hangar_applied() {
 }
 
 #[test]
+fn requeues_of_an_unchanged_server_send_nothing_for_its_children() {
+    let Some(e) = env() else { return };
+    let ns = e.namespace("idle", false);
+    // A controller of its own (its counters are this namespace's), requeueing every 2 s.
+    let ctl = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: None,
+            args: &["--namespace", &ns, "--resync", "2s"],
+            name: "idle",
+        },
+    );
+    ctl.wait_ready(T);
+    e.apply_yaml(&server(&ns, "calm", ""));
+    wait_state(e, &ns, "calm", "Ready", T);
+    let count = |result: &str| {
+        ctl.metric(&format!(
+            "hangar_child_applies_total{{result=\"{result}\"}}"
+        ))
+    };
+    // Settled: the last status change re-applied once, then requeues skip.
+    wait_for("a skipped apply", T, || {
+        (count("skipped") >= 8.0).then_some(())
+    });
+    let (asked, skipped) = (count("unchanged") + count("written"), count("skipped"));
+    std::thread::sleep(Duration::from_secs(7));
+    let (asked2, skipped2) = (count("unchanged") + count("written"), count("skipped"));
+    assert_eq!(
+        asked2,
+        asked,
+        "requeues of an unchanged server asked the API server again:\n{}",
+        ctl.metrics_text()
+    );
+    assert!(skipped2 >= skipped + 8.0, "{skipped} -> {skipped2}");
+    // A child deleted behind its back is noticed (its watch says so) and applied again.
+    e.k(&["delete", "service", "calm", "-n", &ns]);
+    wait_for("the Service back", T, || e.get("service", &ns, "calm"));
+    assert!(count("written") > 0.0);
+}
+
+#[test]
 fn foreign_fields_that_change_what_runs_are_reported() {
     let Some(e) = env() else { return };
     let _ctl = e.controller();

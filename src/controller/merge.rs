@@ -191,6 +191,29 @@ pub fn reflected(
 }
 
 /// The changes of several watches, no cache (for triggers: each object's own events suffice).
+/// [`touched`], with every watch event shown to `seen` first.
+pub fn touched_seen<K>(
+    apis: Vec<Api<K>>,
+    wc: watcher::Config,
+    seen: impl Fn(&watcher::Event<K>) + Clone + Send + Sync + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    futures::stream::select_all(apis.into_iter().map(move |api| {
+        let seen = seen.clone();
+        watcher::watcher(api, wc.clone())
+            .default_backoff()
+            .inspect(move |r| {
+                if let Ok(ev) = r {
+                    seen(ev);
+                }
+            })
+            .touched_objects()
+            .boxed()
+    }))
+}
+
 pub fn touched<K>(
     apis: Vec<Api<K>>,
     wc: watcher::Config,

@@ -121,6 +121,13 @@ pub struct VerbLabels {
     pub verb: String,
 }
 
+/// How a child's apply went: `skipped` (unchanged on both sides, no request), `unchanged` (asked
+/// the API server: a GET and a dry run), `written`, `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconcile_total: Family<ReconcileLabels, Counter>,
@@ -129,6 +136,7 @@ pub struct Metrics {
     pub tools_count: Family<ServerLabels, Gauge>,
     pub health_check_failures: Family<ServerLabels, Counter>,
     pub api_writes: Family<VerbLabels, Counter>,
+    pub child_applies: Family<ApplyLabels, Counter>,
     /// Unix time of each discovery source's last successful sync (labels: the source).
     pub discovery_last_sync: Family<ServerLabels, Gauge>,
     /// Failed syncs (unreadable source, content that does not compile) per discovery source.
@@ -138,6 +146,10 @@ pub struct Metrics {
     /// 1 while this process runs the controllers (it holds the leader lease, or leader
     /// election is off), 0 while it waits as a follower.
     pub leader: Gauge,
+    /// API requests (and socket writes) the split-brain fence refused (see `fence`).
+    pub fence_refused: Counter,
+    /// Outages of the API server seen by reconciles (one per outage, not per object).
+    pub apiserver_outages: Counter,
     /// Seed 002's per-server names (`mcpserver_*`), from the status hangar writes.
     pub seed: SeedGauges,
     pub ready: AtomicBool,
@@ -161,10 +173,13 @@ impl Metrics {
         let tools_count = Family::<ServerLabels, Gauge>::default();
         let health_check_failures = Family::<ServerLabels, Counter>::default();
         let api_writes = Family::<VerbLabels, Counter>::default();
+        let child_applies = Family::<ApplyLabels, Counter>::default();
         let discovery_last_sync = Family::<ServerLabels, Gauge>::default();
         let discovery_sync_failures = Family::<ServerLabels, Counter>::default();
         let discovery_deleted = Family::<ServerLabels, Counter>::default();
         let leader = Gauge::default();
+        let fence_refused = Counter::default();
+        let apiserver_outages = Counter::default();
         registry.register(
             "mcp_operator_reconcile",
             "Total reconciliations",
@@ -196,6 +211,11 @@ impl Metrics {
             api_writes.clone(),
         );
         registry.register(
+            "hangar_child_applies",
+            "Children a reconcile applied, by result: skipped (unchanged on both sides; no request), unchanged (a GET and a dry run), written, failed",
+            child_applies.clone(),
+        );
+        registry.register(
             "hangar_discovery_last_sync_timestamp_seconds",
             "Unix time of a discovery source's last successful sync",
             discovery_last_sync.clone(),
@@ -214,6 +234,16 @@ impl Metrics {
             "hangar_leader",
             "1 while this process runs the controllers (leader, or leader election off), 0 while it waits",
             leader.clone(),
+        );
+        registry.register(
+            "hangar_fence_refused",
+            "API requests and writes refused because the leader lease was not renewed in time",
+            fence_refused.clone(),
+        );
+        registry.register(
+            "hangar_apiserver_outages",
+            "Times reconciles found the API server unreachable (one per outage)",
+            apiserver_outages.clone(),
         );
         let seed = SeedGauges::default();
         registry.register(
@@ -260,10 +290,13 @@ impl Metrics {
             tools_count,
             health_check_failures,
             api_writes,
+            child_applies,
             discovery_last_sync,
             discovery_sync_failures,
             discovery_deleted,
             leader,
+            fence_refused,
+            apiserver_outages,
             ready: AtomicBool::new(false),
             liveness: Liveness::default(),
         }

@@ -5,9 +5,11 @@
 //! Resources are watched untyped and compiled from their JSON, so one resource that does not
 //! deserialize (or does not compile) gets an error in its status and does not stop the others.
 
+pub mod applied;
 pub mod decide;
 pub mod discovery;
 pub mod drift;
+pub mod fence;
 /// The health-check seam lives with the probe; the controller uses it from there.
 pub use crate::probe::health;
 pub mod group;
@@ -15,6 +17,7 @@ pub mod leader;
 pub mod merge;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 mod run;
 /// The namespaces managed: discovery's sources read within it too, so it lives with them.
 pub use crate::source::scope;
@@ -158,13 +161,28 @@ pub struct Ctx {
     /// Servers that have metric series (namespace, name).
     pub tracked: Mutex<HashSet<(String, String)>>,
     pub clock: fn() -> k8s_openapi::jiff::Timestamp,
+    /// What was applied last per child, so unchanged children are not sent again.
+    pub applied: Arc<applied::AppliedCache>,
+    /// Failed reconciles' backoff and the API server's outages (see [`retry`]).
+    pub retries: retry::Retries,
+}
+
+impl AsRef<Ctx> for Ctx {
+    fn as_ref(&self) -> &Ctx {
+        self
+    }
 }
 
 impl Ctx {
     pub async fn event(&self, obj: &DynamicObject, ar: &ApiResource, ev: Event) {
         let r = obj.object_ref(ar);
         if let Err(e) = self.recorder.publish(&ev, &r).await {
-            tracing::warn!(error = %e, object = %obj.name_any(), "cannot publish event");
+            // An unreachable API server is logged once per outage (see `retry`).
+            if retry::unreachable(&e) {
+                tracing::debug!(error = %e, object = %obj.name_any(), "cannot publish event");
+            } else {
+                tracing::warn!(error = %e, object = %obj.name_any(), "cannot publish event");
+            }
         } else {
             self.metrics
                 .api_writes
@@ -185,16 +203,29 @@ impl Ctx {
 
 /// Runs one reconcile, counting it (`mcp_operator_reconcile_total{kind,result,category}`: `ok`
 /// only when nothing went wrong, a Conflict written to status included) and timing it
-/// (`mcp_operator_reconcile_duration_seconds{kind}`). What went wrong is logged at info.
+/// (`mcp_operator_reconcile_duration_seconds{kind}`). What went wrong is logged at info. A
+/// success resets `obj`'s backoff and ends an API server outage (see [`retry`]).
 pub async fn measured(
     ctx: &Ctx,
     kind: &str,
+    obj: &DynamicObject,
     reconcile: impl std::future::Future<Output = Result<pipeline::Outcome, Error>>,
 ) -> Result<Action, Error> {
     let t0 = std::time::Instant::now();
     let running = ctx.metrics.liveness.running(kind.to_string());
     let r = reconcile.await;
     drop(running);
+    if r.is_ok()
+        && let retry::Say::Up { after, failed } =
+            ctx.retries
+                .succeeded(&retry_key(obj), t0, std::time::Instant::now())
+    {
+        tracing::info!(
+            failed_reconciles = failed,
+            "API server reachable again after {}s",
+            after.as_secs()
+        );
+    }
     let category = match &r {
         Ok(o) => o.category,
         Err(e) => e.category(),
@@ -326,10 +357,47 @@ impl kube::runtime::utils::Backoff for NoBackoff {
     fn reset(&mut self) {}
 }
 
-/// Every controller's (servers, groups, discovery): log, retry in 5 s.
-fn error_policy<C>(_obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<C>) -> Action {
-    tracing::warn!(error = %err, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Every controller's (servers, groups, discovery): retry with the object's backoff. An
+/// unreachable API server is logged once per outage (each object's failure at debug); other
+/// failures, about one object, are logged for it.
+fn error_policy<C: AsRef<Ctx>>(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<C>) -> Action {
+    let ctx: &Ctx = (*ctx).as_ref();
+    let unreachable = retry::unreachable(err);
+    let (failures, say) =
+        ctx.retries
+            .failed(&retry_key(&obj), unreachable, std::time::Instant::now());
+    let delay = retry::backoff(failures, fastrand::f64());
+    let object = format!(
+        "{}/{}",
+        obj.metadata.namespace.as_deref().unwrap_or(""),
+        obj.name_any()
+    );
+    if say == retry::Say::Down {
+        ctx.metrics.apiserver_outages.inc();
+        tracing::warn!(
+            error = %err,
+            "API server unreachable; reconciles retry with backoff ({}s doubling to {}s, jittered) until it answers",
+            retry::BASE.as_secs(),
+            retry::CAP.as_secs()
+        );
+    }
+    if unreachable {
+        tracing::debug!(%object, error = %err, failures, retry_in = ?delay, "reconcile failed");
+    } else {
+        tracing::warn!(%object, error = %err, failures, retry_in = ?delay, "reconcile failed; retrying");
+    }
+    Action::requeue(delay)
+}
+
+/// An object's key in [`retry::Retries`]: its uid (unique across kinds), else namespace/name.
+fn retry_key(obj: &DynamicObject) -> String {
+    obj.metadata.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            obj.metadata.namespace.as_deref().unwrap_or(""),
+            obj.name_any()
+        )
+    })
 }
 
 /// `hangar controller`: runs until a signal (or stdin EOF with `--exit-on-stdin-eof`).

@@ -15,6 +15,9 @@ use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use futures::future::join_all;
+
+use super::applied::AppliedCache;
+use super::metrics::{ApplyLabels, Metrics};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -321,13 +324,47 @@ impl Children<Prepared> {
         self
     }
 
-    /// Step 2: server-side applies every child at once.
-    pub async fn apply(self, applier: &Applier) -> Children<Applied> {
-        let answers = join_all(self.bodies.iter().map(|c| applier.apply(c, false)))
-            .await
-            .into_iter()
-            .map(|r| r.map(|change| change.result))
-            .collect();
+    /// Step 2: server-side applies every child at once, but for those unchanged on both sides
+    /// since our last apply (see [`super::applied`]): their last answer stands.
+    pub async fn apply(
+        self,
+        applier: &Applier,
+        cache: &AppliedCache,
+        metrics: &Metrics,
+    ) -> Children<Applied> {
+        let count = |result: &'static str| {
+            metrics
+                .child_applies
+                .get_or_create(&ApplyLabels { result })
+                .inc();
+        };
+        let answers = join_all(self.bodies.iter().map(|c| async move {
+            if let Some(answer) = cache.reuse(c) {
+                count("skipped");
+                return Ok(Some(answer));
+            }
+            let r = applier.apply(c, false).await;
+            match &r {
+                Ok(change) => {
+                    count(match change.action {
+                        crate::apply::Action::Unchanged | crate::apply::Action::Delegated => {
+                            "unchanged"
+                        }
+                        _ => "written",
+                    });
+                    match &change.result {
+                        Some(answer) => cache.applied(c, answer),
+                        None => cache.failed(c),
+                    }
+                }
+                Err(_) => {
+                    count("failed");
+                    cache.failed(c);
+                }
+            }
+            r.map(|change| change.result)
+        }))
+        .await;
         Children {
             bodies: self.bodies,
             answers,

@@ -19,6 +19,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::Value as Json;
 
+use super::fence::Fence;
 use super::metrics::{self, Metrics};
 use super::scope::Scope;
 use super::{
@@ -33,16 +34,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), RunError> {
     if args.exit_on_stdin_eof {
         exit_on_stdin_eof();
     }
-    let scope = Scope::new(&args.namespace);
-    let client = connect(&args, &scope).await?;
     let metrics = Arc::new(Metrics::new());
+    // Open until this process leads; then only until its renew deadline (see `fence`).
+    let fence = Arc::new(Fence::open(metrics.fence_refused.clone()));
+    let scope = Scope::new(&args.namespace);
+    let client = connect(&args, &scope, &fence).await?;
     spawn_heartbeat(&metrics);
     serve_metrics(&args, &metrics).await?;
     // Only the leader runs the controllers; a follower serves /metrics and /healthz meanwhile.
     let connect = Connect {
         context: args.context.clone(),
     };
-    let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics).await else {
+    let Ok(leadership) = leader::gate(&args.leader, &connect, &metrics, &fence).await else {
         return Ok(());
     };
     let ctx = context(&args, scope, &client, &metrics)?;
@@ -81,12 +84,16 @@ fn exit_on_stdin_eof() {
 }
 
 /// A client for the cluster, which must serve hangar's CRDs (asked where the controller may
-/// list: a namespaced one may not list cluster-wide).
-async fn connect(args: &ControllerArgs, scope: &Scope) -> Result<Client, RunError> {
-    let client = crate::connect::client(&Connect {
+/// list: a namespaced one may not list cluster-wide); fenced by `fence`.
+async fn connect(
+    args: &ControllerArgs,
+    scope: &Scope,
+    fence: &Arc<Fence>,
+) -> Result<Client, RunError> {
+    let c = Connect {
         context: args.context.clone(),
-    })
-    .await?;
+    };
+    let client = super::fence::connect(&c, fence, args.leader.leader_elect).await?;
     tracing::info!(namespaces = %scope, "managing");
     let apis = scope.dynamic(&client, &resource(crate::api::Kind::Server));
     if let Some(api) = apis.first()
@@ -171,6 +178,8 @@ fn context(
         swept: Mutex::new(HashSet::new()),
         tracked: Mutex::new(HashSet::new()),
         clock: k8s_openapi::jiff::Timestamp::now,
+        applied: Default::default(),
+        retries: super::retry::Retries::default(),
     }))
 }
 
@@ -185,12 +194,43 @@ fn wc() -> watcher::Config {
 /// default puts one backoff on all of a controller's watches together, so after an API server
 /// restart the errors of one (a 410 while it relists) paused every other for up to a minute and
 /// new objects went unnoticed.
+///
+/// Each event also tells `applied` the version a child is at (or that it is gone), which is what
+/// lets a reconcile skip the apply of an unchanged child.
 fn owned(
     scope: &Scope,
     client: &Client,
     kind: &ApiResource,
+    applied: &Arc<super::applied::AppliedCache>,
 ) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
-    merge::touched(scope.dynamic(client, kind), children_watch())
+    let (cache, kind_name) = (applied.clone(), kind.kind.clone());
+    let seen = move |ev: &watcher::Event<DynamicObject>| {
+        let at = |o: &DynamicObject| {
+            (
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.name_any(),
+            )
+        };
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let (ns, name) = at(o);
+                cache.watched(
+                    &kind_name,
+                    &ns,
+                    &name,
+                    o.metadata.resource_version.as_deref(),
+                );
+            }
+            watcher::Event::Delete(o) => {
+                let (ns, name) = at(o);
+                cache.watched(&kind_name, &ns, &name, None);
+            }
+            // A relist: what was deleted meanwhile must not look unchanged.
+            watcher::Event::Init => cache.forget_kind(&kind_name),
+            watcher::Event::InitDone => {}
+        }
+    };
+    merge::touched_seen(scope.dynamic(client, kind), children_watch(), seen)
 }
 
 fn children_watch() -> watcher::Config {
@@ -207,11 +247,12 @@ fn servers(
     let ar = ctx.server_ar.clone();
     let (store, stream) = merge::reflected(scope, client, wc(), &ar);
     let stream = stream.applied_objects();
-    let mut ctl = Controller::for_stream_with(stream, store.clone(), ar)
+    let mut ctl = Controller::for_stream_with(stream, store.clone(), ar.clone())
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
-        .trigger_backoff(NoBackoff);
+        .trigger_backoff(NoBackoff)
+        .reconcile_on(retried_on_recovery(ctx, &store, &ar));
     for kind in pipeline::child_kinds() {
-        ctl = ctl.owns_stream_with(owned(scope, client, &kind), kind);
+        ctl = ctl.owns_stream_with(owned(scope, client, &kind, &ctx.applied), kind);
     }
     let done = ctl
         .shutdown_on_signal()
@@ -238,10 +279,12 @@ fn groups(
     let svc = ApiResource::erase::<Service>(&());
     let members = merge::touched(scope.dynamic(client, &sar), wc());
     let (gs, garc) = (store.clone(), gar.clone());
+    let recovered = retried_on_recovery(ctx, &store, &gar);
     let done = Controller::for_stream_with(stream, store.clone(), gar)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff)
-        .owns_stream_with(owned(scope, client, &svc), svc)
+        .reconcile_on(recovered)
+        .owns_stream_with(owned(scope, client, &svc, &ctx.applied), svc)
         .watches_stream_with(
             members,
             move |srv: DynamicObject| {
@@ -268,6 +311,30 @@ fn groups(
             }
         });
     (Box::pin(done), store)
+}
+
+/// When an API server outage ends, the objects of `store` whose reconciles failed during it:
+/// retried at once rather than at the end of their (by then long) backoff.
+fn retried_on_recovery(
+    ctx: &Arc<Ctx>,
+    store: &Store<DynamicObject>,
+    ar: &ApiResource,
+) -> impl futures::Stream<Item = ObjectRef<DynamicObject>> + Send + 'static {
+    let (c, s, ar) = (ctx.clone(), store.clone(), ar.clone());
+    futures::stream::unfold(ctx.retries.recoveries(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+    .flat_map(move |()| {
+        let failing = c.retries.failing();
+        let refs: Vec<ObjectRef<DynamicObject>> = s
+            .state()
+            .iter()
+            .filter(|o| o.metadata.uid.as_ref().is_some_and(|u| failing.contains(u)))
+            .map(|o| ObjectRef::from_obj_with(o.as_ref(), ar.clone()))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }
 
 /// Ready once both caches hold a first full list.
@@ -368,6 +435,7 @@ fn discovery(
     );
     spawn_orphan_sweep(&dctx, &source_store);
     let run = ctl
+        .reconcile_on(retried_on_recovery(ctx, &source_store, &source_ar))
         .shutdown_on_signal()
         .run(discovery::reconcile, error_policy, dctx)
         .for_each(|r| async move {
@@ -483,8 +551,15 @@ fn spawn_orphan_sweep(dctx: &Arc<discovery::DiscoveryCtx>, source_store: &Store<
         }
         loop {
             tokio::time::sleep(discovery::SWEEP_INTERVAL).await;
-            if let Err(e) = discovery::sweep_orphans(&d, &sources).await {
-                tracing::warn!(error = %e, "sweeping what deleted discovery sources made");
+            match discovery::sweep_orphans(&d, &sources).await {
+                // An outage is logged once, by the reconciles (see `retry`).
+                Err(e) if super::retry::unreachable(&e) => {
+                    tracing::debug!(error = %e, "sweeping what deleted discovery sources made");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping what deleted discovery sources made")
+                }
+                Ok(_) => {}
             }
         }
     });

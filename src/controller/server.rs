@@ -24,7 +24,7 @@ use crate::compile::render::labels::SERVER_LABEL;
 use crate::compile::settings::ServerSettings;
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    super::measured(&ctx, "MCPServer", reconcile_server(&obj, &ctx)).await
+    super::measured(&ctx, "MCPServer", &obj, reconcile_server(&obj, &ctx)).await
 }
 
 /// compiled -> children applied (and pruned) -> observe -> decide -> status.
@@ -66,7 +66,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
                 d["spec"]["replicas"] = json!(0);
             }
         })
-        .apply(&ctx.applier)
+        .apply(&ctx.applier, &ctx.applied, &ctx.metrics)
         .await;
     prune_once_per_spec(ctx, obj, &prev, &children).await?;
     // 3. observe

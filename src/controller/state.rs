@@ -204,7 +204,16 @@ fn verdict(
                 what,
             )
         };
-        if healthy {
+        if healthy && let Some((reason, m)) = &o.apply_error {
+            // It answers, but not as specified: a child that did not apply (a full Service
+            // range, a conflict) is not Ready, and the interval's requeue retries it.
+            s.consecutive_failures = Some(0);
+            (
+                ServerState::Degraded,
+                reason.clone(),
+                format!("{what}, but not all of it is applied: {m}"),
+            )
+        } else if healthy {
             s.consecutive_failures = Some(0);
             (ServerState::Ready, "Available".into(), what)
         } else if partial {

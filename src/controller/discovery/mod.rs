@@ -71,10 +71,17 @@ pub struct DiscoveryCtx {
     pub git: Option<Arc<crate::source::git::GitCache>>,
 }
 
+impl AsRef<Ctx> for DiscoveryCtx {
+    fn as_ref(&self) -> &Ctx {
+        &self.base
+    }
+}
+
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<DiscoveryCtx>) -> Result<Action, Error> {
     super::measured(
         &ctx.base,
         "MCPDiscoverySource",
+        &obj,
         reconcile_source(&obj, &ctx),
     )
     .await

@@ -103,6 +103,8 @@ struct Session<'a> {
     moved: std::sync::Mutex<Option<Uri>>,
     /// The redirects followed, for the report's `detection`.
     redirects: std::sync::Mutex<Vec<String>>,
+    /// Whether an expired `Mcp-Session-Id` was already replaced (done at most once per probe).
+    renewed: bool,
 }
 
 pub(super) async fn run(
@@ -126,6 +128,7 @@ pub(super) async fn run(
         answered: std::sync::atomic::AtomicBool::new(false),
         moved: std::sync::Mutex::new(None),
         redirects: std::sync::Mutex::new(Vec::new()),
+        renewed: false,
     };
     let outcome = s.drive(report).await;
     report.answered = s.answered.load(std::sync::atomic::Ordering::Relaxed);
@@ -205,8 +208,59 @@ impl Session<'_> {
         }
     }
 
-    /// Sends a request in the current mode and returns its result.
+    /// Sends a request in the current mode and returns its result. A 404 to a request that
+    /// carried an `Mcp-Session-Id` means the server ended the session: the spec has the client
+    /// start a new one (a fresh `initialize`, no session id), which is done once per probe; the
+    /// request is then sent again in the new session.
     async fn call(
+        &mut self,
+        mode: &mut Mode,
+        method: &str,
+        params: Json,
+        report: &mut ProbeReport,
+    ) -> Result<Json, ProbeError> {
+        match self.call_once(mode, method, params.clone()).await {
+            Err(e) if session_expired(mode, &e) && !self.renewed => {
+                self.renewed = true;
+                self.renew(mode, method, report).await?;
+                self.call_once(mode, method, params).await
+            }
+            other => other,
+        }
+    }
+
+    /// A new streamable HTTP session after the server answered 404 to the old one's id.
+    async fn renew(
+        &mut self,
+        mode: &mut Mode,
+        method: &str,
+        report: &mut ProbeReport,
+    ) -> Result<(), ProbeError> {
+        let Mode::Streamable { version, .. } = mode else {
+            return Ok(());
+        };
+        let version = version.clone();
+        tracing::debug!(method, "session expired (HTTP 404); starting a new one");
+        match self.try_initialize(report, Some(&version)).await? {
+            Some((new_mode, _)) => {
+                report.warnings.push(format!(
+                    "{method}: HTTP 404 to the Mcp-Session-Id (the server ended the session); \
+                     started a new session and continued"
+                ));
+                *mode = new_mode;
+                Ok(())
+            }
+            None => Err(ProbeError::new(
+                method,
+                Fault::Protocol(format!(
+                    "the session expired (HTTP 404) and a new initialize was refused ({})",
+                    report.detection.last().map(String::as_str).unwrap_or("")
+                )),
+            )),
+        }
+    }
+
+    async fn call_once(
         &mut self,
         mode: &mut Mode,
         method: &str,
@@ -361,7 +415,7 @@ impl Session<'_> {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let result = self.call(mode, method, params).await?;
+            let result = self.call(mode, method, params, report).await?;
             let Some(items) = result.get(key).and_then(Json::as_array) else {
                 return Err(ProbeError::new(
                     method,
@@ -438,6 +492,17 @@ impl Session<'_> {
             Err(_) => report.warnings.push(format!("{step}: no answer")),
         }
     }
+}
+
+/// Whether `e` is the 404 of a request sent with an `Mcp-Session-Id`.
+fn session_expired(mode: &Mode, e: &ProbeError) -> bool {
+    matches!(
+        mode,
+        Mode::Streamable {
+            session: Some(_),
+            ..
+        }
+    ) && matches!(e.fault, Fault::Status { status: 404, .. })
 }
 
 #[cfg(test)]
