@@ -26,6 +26,12 @@ use serde::{Deserialize, Serialize};
     doc = "An MCP server run by hangar: a container workload or a remote endpoint, validated over the MCP protocol.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.phase"
+    ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(
         name = "Reason",
@@ -491,6 +497,11 @@ pub struct NetworkPolicySpec {
 pub struct MCPServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ServerState>,
+    /// The state in the words of vitorbari's mcp-operator (seed 002): Pending (Cold), Creating
+    /// (Initializing), Running (Ready, Degraded), Failed or ValidationFailed (Dead), for its
+    /// users' `kubectl get` and alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

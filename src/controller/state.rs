@@ -105,6 +105,8 @@ pub fn next(
         s.last_stopped_at = Some(Time(now));
     }
     s.state = Some(state);
+    let validation_failed = s.validation.as_ref().and_then(|v| v.compliant) == Some(false);
+    s.phase = Some(super::metrics::seed_phase(state, validation_failed).to_string());
     s.conditions = Some(conditions(prev, o, state, &reason, &message, now));
     let transition = (prev_state != Some(state)).then_some(Transition {
         from: prev_state,
@@ -425,8 +427,10 @@ mod tests {
         assert_eq!(state(&s2), ServerState::Initializing);
         assert!(tr.is_none());
         assert_eq!(s2, s, "nothing changed, nothing to write");
+        assert_eq!(s2.phase.as_deref(), Some("Creating"), "seed 002's phase");
         let (s3, tr) = next(&s2, &obs(1, 1), t(6));
         assert_eq!(state(&s3), ServerState::Ready);
+        assert_eq!(s3.phase.as_deref(), Some("Running"));
         assert_eq!(tr.unwrap().to, ServerState::Ready);
         let ready = s3.conditions.as_ref().unwrap()[0].clone();
         assert_eq!(ready.status, "True");
