@@ -528,17 +528,20 @@ fn foreign_fields_that_change_what_runs_are_reported() {
     let intruder = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  template:\n    spec:\n      securityContext:\n        runAsUser: 0\n      containers:\n      - name: miner\n        image: evil/miner:1\n"
     );
-    let o = e.kubectl_in(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=intruder",
-            "-f",
-            "-",
-        ],
-        &intruder,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let intrude = |yaml: &str| {
+        let o = e.kubectl_in(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=intruder",
+                "-f",
+                "-",
+            ],
+            yaml,
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    intrude(&intruder);
     let nsr = ns.as_str();
     let condition = |status: &'static str| {
         move || {
@@ -583,17 +586,7 @@ fn foreign_fields_that_change_what_runs_are_reported() {
     let gone = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\n  namespace: {ns}\n"
     );
-    let o = e.kubectl_in(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=intruder",
-            "-f",
-            "-",
-        ],
-        &gone,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    intrude(&gone);
     wait_for("ForeignChanges=False", T, condition("False"));
     assert_eq!(state_of(e, &ns, "echo").as_deref(), Some("Ready"));
 }

@@ -223,7 +223,13 @@ pub fn terminal_safe(text: &str, max: usize) -> String {
 /// A line hangar prints outside diagnostics (an error, a note, a header): credentials in URLs
 /// masked, control characters escaped, cut after 4000 characters.
 pub fn printable(text: &str) -> String {
-    terminal_safe(&mask_passwords(text), 4000)
+    masked_safe(text, 4000)
+}
+
+/// [`terminal_safe`] of `text` with its credentials masked first (a cut must not leave half a
+/// password unmasked).
+pub fn masked_safe(text: &str, max: usize) -> String {
+    terminal_safe(&mask_passwords(text), max)
 }
 
 fn render_one<'a>(
@@ -232,7 +238,7 @@ fn render_one<'a>(
     files: &'a [SourceFile],
     lines: &mut std::collections::HashMap<u32, Vec<Cow<'a, str>>>,
 ) {
-    let shown = |t: &str| terminal_safe(&mask_passwords(t), MAX_MESSAGE);
+    let shown = |t: &str| masked_safe(t, MAX_MESSAGE);
     let message = shown(&d.message);
     match &d.span {
         Some(span) => {
@@ -424,15 +430,13 @@ pub fn mask_passwords(text: &str) -> String {
     // scheme-like text with no delimiter between them) and for every scp-like word.
     let mut masks: Vec<(usize, usize)> = Vec::new();
     for (i, _) in text.match_indices("://") {
-        let scheme: String = text[..i]
-            .chars()
+        let scheme_start = text[..i]
+            .char_indices()
             .rev()
-            .take_while(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<String>()
-            .to_ascii_lowercase();
+            .take_while(|&(_, c)| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            .last()
+            .map_or(i, |(p, _)| p);
+        let scheme = text[scheme_start..i].to_ascii_lowercase();
         let start = i + 3;
         let tail = &text[start..];
         let end = tail

@@ -54,18 +54,18 @@ pub struct AppliedCache {
 }
 
 impl AppliedCache {
-    /// The answer of our last apply of `body`, when nothing changed since (see [`unchanged`]).
-    pub fn reuse(&self, body: &Json) -> Option<Json> {
+    /// The answer of our last apply of `body` (whose [`intent_hash`] is `hash`), when nothing
+    /// changed since (see [`unchanged`]).
+    pub fn reuse(&self, body: &Json, hash: u64) -> Option<Json> {
         let key = key_of(body)?;
-        let hash = intent_hash(body);
         let watched = self.watched.lock().ok()?.get(&key).cloned();
         let ours = self.ours.lock().ok()?;
         let o = ours.get(&key)?;
         unchanged(Some((o.hash, &o.version)), hash, watched.as_deref()).then(|| o.answer.clone())
     }
 
-    /// Records the answer to an apply of `body` (the object as stored, or as it would be).
-    pub fn applied(&self, body: &Json, answer: &Json) {
+    /// Records the answer to an apply of `body` (hashed `hash`): the object as stored.
+    pub fn applied(&self, body: &Json, hash: u64, answer: &Json) {
         let (Some(key), Some(version)) = (
             key_of(body),
             answer
@@ -78,7 +78,7 @@ impl AppliedCache {
             ours.insert(
                 key,
                 Ours {
-                    hash: intent_hash(body),
+                    hash,
                     version: version.to_string(),
                     answer: answer.clone(),
                 },
@@ -141,22 +141,37 @@ mod tests {
     #[test]
     fn skipped_only_when_neither_side_changed() {
         let c = AppliedCache::default();
-        assert!(c.reuse(&svc(80)).is_none(), "never applied");
-        c.applied(&svc(80), &stored("7"));
-        assert!(c.reuse(&svc(80)).is_none(), "not watched yet");
+        assert!(
+            c.reuse(&svc(80), intent_hash(&svc(80))).is_none(),
+            "never applied"
+        );
+        c.applied(&svc(80), intent_hash(&svc(80)), &stored("7"));
+        assert!(
+            c.reuse(&svc(80), intent_hash(&svc(80))).is_none(),
+            "not watched yet"
+        );
         c.watched("Service", "d", "a", Some("7"));
-        assert_eq!(c.reuse(&svc(80)), Some(stored("7")));
-        assert!(c.reuse(&svc(81)).is_none(), "the intent changed");
+        assert_eq!(c.reuse(&svc(80), intent_hash(&svc(80))), Some(stored("7")));
+        assert!(
+            c.reuse(&svc(81), intent_hash(&svc(81))).is_none(),
+            "the intent changed"
+        );
         c.watched("Service", "d", "a", Some("8"));
-        assert!(c.reuse(&svc(80)).is_none(), "someone else wrote it");
-        c.applied(&svc(80), &stored("8"));
-        assert!(c.reuse(&svc(80)).is_some());
+        assert!(
+            c.reuse(&svc(80), intent_hash(&svc(80))).is_none(),
+            "someone else wrote it"
+        );
+        c.applied(&svc(80), intent_hash(&svc(80)), &stored("8"));
+        assert!(c.reuse(&svc(80), intent_hash(&svc(80))).is_some());
         c.watched("Service", "d", "a", None);
-        assert!(c.reuse(&svc(80)).is_none(), "deleted");
+        assert!(
+            c.reuse(&svc(80), intent_hash(&svc(80))).is_none(),
+            "deleted"
+        );
         c.watched("Service", "d", "a", Some("8"));
         c.failed(&svc(80));
         assert!(
-            c.reuse(&svc(80)).is_none(),
+            c.reuse(&svc(80), intent_hash(&svc(80))).is_none(),
             "a failed apply is not remembered"
         );
     }

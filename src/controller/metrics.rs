@@ -94,6 +94,12 @@ const PROTOCOL_VERSIONS: [&str; 5] = [
 /// Seed 002's phase for a hangar state: Cold (not started) is Pending, Initializing is
 /// Creating, Ready and Degraded (serving, with some failures) are Running, Dead is Failed, or
 /// ValidationFailed when a strict-mode validation failed.
+/// Seed 002's phase of a status (what `status.phase` shows).
+pub fn seed_phase_of(s: &crate::api::server::MCPServerStatus) -> &'static str {
+    let failed = s.validation.as_ref().and_then(|v| v.compliant) == Some(false);
+    seed_phase(s.state.unwrap_or(ServerState::Initializing), failed)
+}
+
 pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
     match state {
         ServerState::Cold => "Pending",
@@ -355,12 +361,12 @@ impl Metrics {
         };
         let state = next.state.unwrap_or(ServerState::Initializing);
         let validation = next.validation.as_ref();
-        let validation_failed = validation.and_then(|v| v.compliant) == Some(false);
         self.seed
             .ready
             .get_or_create(&server())
             .set(i64::from(state == ServerState::Ready));
-        let current = seed_phase(state, validation_failed);
+        // As the status says it (a status not written by the state machine has none yet).
+        let current = next.phase.as_deref().unwrap_or_else(|| seed_phase_of(next));
         for phase in SEED_PHASES {
             self.seed
                 .phase

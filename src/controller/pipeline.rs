@@ -339,7 +339,8 @@ impl Children<Prepared> {
                 .inc();
         };
         let answers = join_all(self.bodies.iter().map(|c| async move {
-            if let Some(answer) = cache.reuse(c) {
+            let hash = super::applied::intent_hash(c);
+            if let Some(answer) = cache.reuse(c, hash) {
                 count("skipped");
                 return Ok(Some(answer));
             }
@@ -353,7 +354,7 @@ impl Children<Prepared> {
                         _ => "written",
                     });
                     match &change.result {
-                        Some(answer) => cache.applied(c, answer),
+                        Some(answer) => cache.applied(c, hash, answer),
                         None => cache.failed(c),
                     }
                 }

@@ -105,8 +105,7 @@ pub fn next(
         s.last_stopped_at = Some(Time(now));
     }
     s.state = Some(state);
-    let validation_failed = s.validation.as_ref().and_then(|v| v.compliant) == Some(false);
-    s.phase = Some(super::metrics::seed_phase(state, validation_failed).to_string());
+    s.phase = Some(super::metrics::seed_phase_of(&s).to_string());
     s.conditions = Some(conditions(prev, o, state, &reason, &message, now));
     let transition = (prev_state != Some(state)).then_some(Transition {
         from: prev_state,

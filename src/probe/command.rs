@@ -119,10 +119,7 @@ pub fn run(args: ProbeArgs) -> u8 {
         Output::Text => write!(
             out,
             "{}",
-            crate::compile::diag::terminal_safe(
-                &crate::compile::diag::mask_passwords(&text(&report)),
-                usize::MAX
-            )
+            crate::compile::diag::masked_safe(&text(&report), usize::MAX)
         ),
     };
     if let Err(e) = written {
