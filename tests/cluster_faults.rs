@@ -349,8 +349,9 @@ fn an_apiserver_outage_is_logged_once_not_per_object() {
     let down = Instant::now();
     e.restart_apiserver(DOWN);
     let back = down.elapsed();
-    // Everything applied after it. (Not necessarily Ready: an outage this long can outlive the
-    // fake node's lease, and kube-controller-manager then marks its pods unready for good.)
+    // Everything applied after it, then Ready. (The test cluster's node-monitor grace period is
+    // long, so the fake node's lease, unrenewed while the API server is down, does not get its
+    // pods marked unready; see deploy/testenv/cluster.sh.)
     wait_for("every server applied", Duration::from_secs(240), || {
         let list: Json =
             serde_json::from_str(&e.k(&["get", "mcpservers", "-n", &ns, "-o", "json"])).ok()?;
@@ -377,7 +378,7 @@ fn an_apiserver_outage_is_logged_once_not_per_object() {
         N
     );
     let applied = down.elapsed();
-    // Ready as far as the fake node allows (reported, not required; see above).
+    // Ready, every one.
     let ready_count = || {
         e.k(&[
             "get",
@@ -428,5 +429,9 @@ fn an_apiserver_outage_is_logged_once_not_per_object() {
         during.join("\n")
     );
     assert!((1.0..=2.0).contains(&ctl.metric("hangar_apiserver_outages_total")));
+    assert_eq!(
+        ready, N,
+        "servers Ready {converged:?} after the outage began"
+    );
     e.k(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -213,12 +213,17 @@ up() {
   wait_for "kube-apiserver /readyz" 120 kube-apiserver api_get /readyz
 
   if [[ $full == 1 ]]; then
+    # --node-monitor-grace-period: an API server outage in a fault test keeps kwok from renewing
+    # the fake node's lease; past the grace period (default 40-50 s, an outage plus the renew
+    # interval can reach it) the node lifecycle controller marks every pod there unready, and
+    # kwok never marks them ready again. The test node is never really gone: give it 10 minutes.
     start kube-controller-manager "$BIN/kube-controller-manager" \
       --kubeconfig="$STATE/kcm.kubeconfig" --leader-elect=false \
       --bind-address=127.0.0.1 --secure-port="$kcm_port" \
       --service-account-private-key-file="$STATE/pki/sa.key" --root-ca-file="$STATE/pki/ca.crt" \
       --use-service-account-credentials=true --cluster-name=hangar-testenv \
-      --concurrent-deployment-syncs=5 --profiling=false --v=1
+      --concurrent-deployment-syncs=5 --profiling=false --v=1 \
+      --node-monitor-grace-period=600s
     start kube-scheduler "$BIN/kube-scheduler" \
       --kubeconfig="$STATE/scheduler.kubeconfig" --leader-elect=false \
       --bind-address=127.0.0.1 --secure-port="$sched_port" --profiling=false --v=1
