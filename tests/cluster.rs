@@ -1154,3 +1154,440 @@ fn prune_with_empty_inputs_is_refused_and_a_hand_edited_inventory_is_no_conflict
         e.get("mcpserver", &ns, "stays").is_none().then_some(())
     });
 }
+
+/// One series of a scrape: name, labels, value.
+type Series = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// `k="v",k2="v2"` (OpenMetrics escapes `\"`, `\\`, `\n`) as (key, op, value), the op `=` or
+/// `!=` (selectors only).
+fn label_pairs(s: &str) -> Option<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_at(rest.find(['=', '!'])?);
+        let (op, after) = if let Some(a) = after.strip_prefix("!=") {
+            ("!=", a)
+        } else {
+            ("=", after.strip_prefix('=')?)
+        };
+        let mut chars = after.strip_prefix('"')?.char_indices();
+        let mut value = String::new();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        out.push((key.trim().to_string(), op.to_string(), value));
+        rest = after[1 + end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim();
+    }
+    Some(out)
+}
+
+/// `name{labels} value` and `name value` lines of an OpenMetrics text (comments skipped).
+fn scrape_series(text: &str) -> Vec<Series> {
+    let mut out = Vec::new();
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, labels, value) = match l.split_once('{') {
+            Some((name, rest)) => match rest.rsplit_once("} ") {
+                Some((labels, value)) => (name, labels, value),
+                None => continue,
+            },
+            None => match l.split_once(' ') {
+                Some((name, value)) => (name, "", value),
+                None => continue,
+            },
+        };
+        let value = value.split(' ').next().and_then(|v| v.parse::<f64>().ok());
+        let (Some(pairs), Some(value)) = (label_pairs(labels), value) else {
+            panic!("unreadable scrape line {l:?}");
+        };
+        let labels = pairs.into_iter().map(|(k, _, v)| (k, v)).collect();
+        out.push((name.to_string(), labels, value));
+    }
+    out
+}
+
+/// A dashboard selector of the fixture: name, label matchers, and the value a panel compares
+/// the series to (`== 1`), if any.
+#[derive(Debug)]
+struct Selector {
+    name: String,
+    matchers: Vec<(String, String, String)>,
+    equals: Option<f64>,
+}
+
+impl Selector {
+    fn parse(s: &str) -> Option<Selector> {
+        let (sel, equals) = match s.split_once("==") {
+            Some((sel, v)) => (sel.trim(), Some(v.trim().parse::<f64>().ok()?)),
+            None => (s.trim(), None),
+        };
+        let (name, matchers) = match sel.split_once('{') {
+            Some((name, m)) => (name, label_pairs(m.strip_suffix('}')?)?),
+            None => (sel, Vec::new()),
+        };
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        name_ok.then(|| Selector {
+            name: name.to_string(),
+            matchers,
+            equals,
+        })
+    }
+
+    /// PromQL's matching: `=` an equal value (a missing label is ""), `!=` a different one.
+    fn matches(&self, (name, labels, value): &Series) -> bool {
+        *name == self.name
+            && self.matchers.iter().all(|(k, op, v)| {
+                let have = labels.get(k).map(String::as_str).unwrap_or("");
+                (op == "=") == (have == v)
+            })
+            && self.equals.is_none_or(|want| *value == want)
+    }
+}
+
+/// The fixture's lines: (unserved, where, selector).
+fn dashboard_selectors() -> Vec<(bool, String, Selector)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/metrics/seed-002-dashboard.selectors"
+    );
+    let text = std::fs::read_to_string(path).expect("the selectors fixture");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (place, sel) = l
+                .split_once(" | ")
+                .unwrap_or_else(|| panic!("no ` | ` in {l:?}"));
+            let selector = Selector::parse(sel).unwrap_or_else(|| panic!("bad selector in {l:?}"));
+            let unserved = place.starts_with("unserved ");
+            let place = place.trim_start_matches("unserved ").to_string();
+            (unserved, place, selector)
+        })
+        .collect()
+}
+
+/// The fixture and the matching read what they should (no cluster needed).
+#[test]
+fn dashboard_selectors_parse_and_match_as_promql_does() {
+    let all = dashboard_selectors();
+    assert!(all.len() >= 40, "{}", all.len());
+    assert!(all.iter().any(|(u, w, _)| !u && w.starts_with("panel 310")));
+    let s = Selector::parse(r#"mcpserver_phase{phase="Failed",name!="x"} == 1"#).expect("parse");
+    assert_eq!(s.name, "mcpserver_phase");
+    assert_eq!(s.equals, Some(1.0));
+    let scrape = scrape_series(
+        "# TYPE mcpserver_phase gauge\nmcpserver_phase{namespace=\"n\",name=\"a\",phase=\"Failed\"} 1\nmcpserver_phase{namespace=\"n\",name=\"x\",phase=\"Failed\"} 1\nmcpserver_phase{namespace=\"n\",name=\"b\",phase=\"Failed\"} 0\nhangar_leader 1\n# EOF\n",
+    );
+    assert_eq!(scrape.len(), 4);
+    assert_eq!(scrape.iter().filter(|x| s.matches(x)).count(), 1);
+    let any = Selector::parse("hangar_leader").expect("parse");
+    assert_eq!(scrape.iter().filter(|x| any.matches(x)).count(), 1);
+    let esc = scrape_series("m{v=\"a\\\"b,c}\"} 2\n");
+    assert_eq!(esc[0].1.get("v").map(String::as_str), Some("a\"b,c}"));
+}
+
+/// Seed 002's dashboard counts: servers Running (one with an HPA), Pending, Failed and
+/// ValidationFailed, compliant and not, under a controller of their namespace alone (its
+/// scrape shows nothing else).
+struct Seed002Fleet {
+    ctl: Controller,
+    ns: String,
+    _mcp: support::Proc,
+}
+
+fn seed_002_fleet(e: &'static support::Env, base: &str) -> Option<Seed002Fleet> {
+    let mcp = support::mcp_servers()?;
+    e.crds();
+    let ns = e.namespace(base, false);
+    let ctl = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: None,
+            args: &["--namespace", &ns],
+            name: base,
+        },
+    );
+    ctl.wait_ready(T);
+    let port = support::free_tcp_port();
+    let mcp = support::start_mcp_python(&mcp, port);
+    let closed = support::free_tcp_port();
+    let remote = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 20s\n  healthCheck:\n    interval: 2s\n    timeout: 2s\n    failureThreshold: 2\n{extra}"
+        )
+    };
+    let docs = [
+        server(&ns, "kept", "  replicas: 2\n"),
+        server(
+            &ns,
+            "scaled",
+            "  hpa:\n    enabled: true\n    minReplicas: 1\n    maxReplicas: 3\n",
+        ),
+        server(&ns, "cold", "  replicas: 0\n"),
+        remote("far", ""),
+        remote(
+            "picky",
+            "  validation:\n    strictMode: true\n    requiredCapabilities: [tools, completions]\n",
+        ),
+        remote("nowhere", "").replace(&format!(":{port}/"), &format!(":{closed}/")),
+    ];
+    e.apply_yaml(&docs.join("---\n"));
+    for (name, state) in [
+        ("kept", "Ready"),
+        ("scaled", "Ready"),
+        ("cold", "Cold"),
+        ("far", "Ready"),
+        ("picky", "Dead"),
+        ("nowhere", "Dead"),
+    ] {
+        support::wait_state_of(e, &ctl, &ns, name, state, T);
+    }
+    Some(Seed002Fleet { ctl, ns, _mcp: mcp })
+}
+
+/// Polls `problems` (empty: done) until it is empty, or fails listing the last ones.
+fn settle(what: &str, mut problems: impl FnMut() -> Vec<String>) {
+    let start = std::time::Instant::now();
+    loop {
+        let p = problems();
+        if p.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < T, "{what} after {T:?}:\n{}", p.join("\n"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A series a test wants: name, its exact label set, its value (None: any value >= 1).
+type Wanted = (&'static str, Vec<(&'static str, String)>, Option<f64>);
+
+/// Issue 15.4: the controller's `/metrics` serves seed 002's series (vitorbari/mcp-operator
+/// e591f60, `internal/metrics/metrics.go`, `pkg/validator/metrics.go`) with its names, types,
+/// label names and label values, from servers that are really Running, Pending, Failed and
+/// ValidationFailed.
+#[test]
+fn seed_002_series_have_its_names_types_labels_and_values() {
+    let Some(e) = env() else { return };
+    let Some(f) = seed_002_fleet(e, "seed2-series") else {
+        return;
+    };
+    let ns = f.ns.as_str();
+    let version = e
+        .get("mcpserver", ns, "far")
+        .and_then(|s| {
+            s.pointer("/status/validation/protocolVersion")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .expect("far's protocol version");
+    let server_of = |name: &str, more: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        let mut l = vec![("namespace", ns.to_string()), ("name", name.to_string())];
+        l.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+        l
+    };
+    // (name, exact label set, value; None: any value >= 1)
+    let mut want: Vec<Wanted> = Vec::new();
+    for (name, ready, phase, compliant) in [
+        ("kept", 1.0, "Running", -1.0),
+        ("scaled", 1.0, "Running", -1.0),
+        ("cold", 0.0, "Pending", -1.0),
+        ("far", 1.0, "Running", 1.0),
+        ("picky", 0.0, "ValidationFailed", 0.0),
+        ("nowhere", 0.0, "Failed", 0.0),
+    ] {
+        want.push(("mcpserver_ready_total", server_of(name, &[]), Some(ready)));
+        for p in [
+            "Pending",
+            "Creating",
+            "Running",
+            "Scaling",
+            "Updating",
+            "Failed",
+            "ValidationFailed",
+            "Terminating",
+        ] {
+            let v = f64::from(u8::from(p == phase));
+            want.push(("mcpserver_phase", server_of(name, &[("phase", p)]), Some(v)));
+        }
+        want.push((
+            "mcpserver_validation_compliant",
+            server_of(name, &[]),
+            Some(compliant),
+        ));
+        let hpa = f64::from(u8::from(name == "scaled"));
+        want.push(("mcpserver_hpa_enabled", server_of(name, &[]), Some(hpa)));
+    }
+    for (name, replicas) in [("kept", 2.0), ("cold", 0.0)] {
+        for m in ["mcpserver_replicas", "mcpserver_available_replicas"] {
+            let l = server_of(name, &[("transport_type", "http")]);
+            want.push((m, l, Some(replicas)));
+        }
+    }
+    want.push((
+        "mcpserver_protocol_version",
+        server_of("far", &[("version", &version)]),
+        Some(1.0),
+    ));
+    for (cap, v) in [
+        ("tools", 1.0),
+        ("resources", 1.0),
+        ("prompts", 1.0),
+        ("completions", 0.0),
+    ] {
+        let l = server_of("far", &[("capability", cap)]);
+        want.push(("mcpserver_capabilities", l, Some(v)));
+    }
+    let issue = server_of(
+        "picky",
+        &[("level", "error"), ("code", "MISSING_CAPABILITY")],
+    );
+    want.push(("mcpserver_validation_issues_total", issue, None));
+    let refused = server_of(
+        "nowhere",
+        &[("level", "error"), ("code", "CONNECTION_REFUSED")],
+    );
+    want.push(("mcpserver_validation_issues_total", refused, None));
+    let ok = vec![
+        ("controller", "mcpserver".into()),
+        ("result", "success".into()),
+    ];
+    want.push(("mcpserver_reconcile_total", ok, None));
+    let err = vec![
+        ("controller", "mcpserver".into()),
+        ("result", "error".into()),
+    ];
+    want.push(("mcpserver_reconcile_total", err, Some(0.0)));
+    let ctl = vec![("controller", "mcpserver".into())];
+    want.push((
+        "mcpserver_reconcile_duration_seconds_count",
+        ctl.clone(),
+        None,
+    ));
+    let mut le = ctl.clone();
+    le.push(("le", "+Inf".into()));
+    want.push(("mcpserver_reconcile_duration_seconds_bucket", le, None));
+    let http = || ("transport", "streamable-http".to_string());
+    want.push((
+        "mcp_validator_validations_total",
+        vec![http(), ("result", "true".into())],
+        None,
+    ));
+    want.push((
+        "mcp_validator_validations_total",
+        vec![http(), ("result", "false".into())],
+        None,
+    ));
+    want.push((
+        "mcp_validator_duration_seconds_count",
+        vec![http(), ("success", "true".into())],
+        None,
+    ));
+    want.push((
+        "mcp_validator_errors_total",
+        vec![("error_code", "MISSING_CAPABILITY".into()), http()],
+        None,
+    ));
+    settle("seed 002's series", || {
+        let text = f.ctl.metrics_text();
+        let series = scrape_series(&text);
+        let mut problems = Vec::new();
+        for (name, labels, value) in &want {
+            let labels: std::collections::BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            let found = series.iter().find(|(n, l, _)| n == name && *l == labels);
+            match (found, value) {
+                (None, _) => problems.push(format!("no {name}{labels:?}")),
+                (Some((_, _, v)), Some(want)) if v != want => {
+                    problems.push(format!("{name}{labels:?} is {v}, not {want}"))
+                }
+                (Some((_, _, v)), None) if *v < 1.0 => {
+                    problems.push(format!("{name}{labels:?} is {v}, not >= 1"))
+                }
+                _ => {}
+            }
+        }
+        for (family, kind) in [
+            ("mcpserver_ready_total", "gauge"),
+            ("mcpserver_phase", "gauge"),
+            ("mcpserver_replicas", "gauge"),
+            ("mcpserver_available_replicas", "gauge"),
+            ("mcpserver_hpa_enabled", "gauge"),
+            ("mcpserver_validation_compliant", "gauge"),
+            ("mcpserver_protocol_version", "gauge"),
+            ("mcpserver_capabilities", "gauge"),
+            ("mcpserver_reconcile", "counter"),
+            ("mcpserver_reconcile_duration_seconds", "histogram"),
+            ("mcpserver_validation_issues", "counter"),
+            ("mcp_validator_duration_seconds", "histogram"),
+            ("mcp_validator_validations", "counter"),
+            ("mcp_validator_errors", "counter"),
+        ] {
+            let line = format!("# TYPE {family} {kind}");
+            if !text.lines().any(|l| l == line) {
+                problems.push(format!("no `{line}`"));
+            }
+        }
+        // Seed 000's names stay beside them.
+        let kept_ready = format!(
+            "mcp_operator_provider_state{{namespace=\"{ns}\",name=\"kept\",state=\"Ready\"}} 1"
+        );
+        if !text.contains(&kept_ready) {
+            problems.push(format!("no `{kept_ready}`"));
+        }
+        problems
+    });
+    let ns = f.ns.clone();
+    drop(f);
+    e.k(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Issue 15.4: every selector seed 002's dashboard and alert rules use (the fixture, written
+/// from vitorbari/mcp-operator e591f60) finds a series in a real scrape of the controller, with
+/// the value the panel compares it to; the ones the README says hangar does not serve find none.
+#[test]
+fn seed_002_dashboard_selectors_find_series() {
+    let Some(e) = env() else { return };
+    let Some(f) = seed_002_fleet(e, "seed2-dash") else {
+        return;
+    };
+    let selectors = dashboard_selectors();
+    settle("seed 002's dashboard selectors", || {
+        let series = scrape_series(&f.ctl.metrics_text());
+        selectors
+            .iter()
+            .filter_map(|(unserved, place, sel)| {
+                let n = series.iter().filter(|s| sel.matches(s)).count();
+                match (unserved, n) {
+                    (false, 0) => Some(format!("{place}: {sel:?} finds no series")),
+                    (true, n) if n > 0 => Some(format!("{place}: unserved {sel:?} finds {n}")),
+                    _ => None,
+                }
+            })
+            .collect()
+    });
+    let served = selectors.iter().filter(|(u, _, _)| !u).count();
+    eprintln!(
+        "{served} selectors of seed 002's dashboard and rules find series; {} are not served",
+        selectors.len() - served
+    );
+    let ns = f.ns.clone();
+    drop(f);
+    e.k(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -498,8 +498,8 @@ pub struct MCPServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ServerState>,
     /// The state in the words of vitorbari's mcp-operator (seed 002): Pending (Cold), Creating
-    /// (Initializing), Running (Ready, Degraded), Failed or ValidationFailed (Dead), for its
-    /// users' `kubectl get` and alerts.
+    /// (Initializing), Running (Ready, Degraded), Failed (Dead) or ValidationFailed (Dead, held by
+    /// strict mode), for its users' `kubectl get` and alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

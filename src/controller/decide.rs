@@ -10,6 +10,7 @@ use super::state::{self, Check, Observed, Transition, Workload};
 use crate::api::group::{GroupMember, MCPServerGroupStatus};
 use crate::api::server::{Capability, MCPServerStatus, Mode, ServerState};
 use crate::compile::settings::{GroupSettings, ServerSettings};
+use crate::probe::health::Issue;
 
 /// Strict mode holds a server found non-compliant until its spec changes: the Ready condition of
 /// this generation says NonCompliant. A held container server runs no replicas.
@@ -52,6 +53,8 @@ pub fn require_capabilities(mut c: Check, required: &[Capability]) -> Check {
     if c.ok && !missing.is_empty() {
         c.ok = false;
         c.message = format!("missing required capabilities: {}", missing.join(", "));
+        c.issues
+            .extend(missing.iter().map(|_| Issue::error("MISSING_CAPABILITY")));
         if let Some(v) = c.validation.as_mut() {
             v.compliant = Some(false);
             v.message = Some(c.message.clone());
@@ -301,6 +304,7 @@ mod tests {
                 capabilities: Some(caps.iter().map(|c| c.to_string()).collect()),
                 ..ValidationStatus::default()
             }),
+            issues: Vec::new(),
         }
     }
 
@@ -361,12 +365,20 @@ mod tests {
         );
         assert!(!c.ok);
         assert_eq!(c.message, "missing required capabilities: prompts");
+        assert_eq!(c.issues, vec![Issue::error("MISSING_CAPABILITY")]);
         assert_eq!(c.validation.and_then(|v| v.compliant), Some(false));
         let c = require_capabilities(verdict(true, true, &["tools"]), &[Capability::Tools]);
-        assert!(c.ok);
-        // A failed check stays as it failed.
+        assert!(c.ok && c.issues.is_empty());
+        // A failed check stays as it failed, also when asked again (the controller applies
+        // the requirement before counting a validation, and decide once more).
         let c = require_capabilities(verdict(false, false, &[]), &[Capability::Tools]);
         assert_eq!(c.message, "not MCP");
+        assert!(c.issues.is_empty());
+        let twice = require_capabilities(
+            require_capabilities(verdict(true, true, &[]), &[Capability::Tools]),
+            &[Capability::Tools],
+        );
+        assert_eq!(twice.issues.len(), 1);
     }
 
     #[test]

@@ -91,15 +91,22 @@ const PROTOCOL_VERSIONS: [&str; 5] = [
     "2026-07-28",
 ];
 
+/// Seed 002's phase of a status (what `status.phase` shows): ValidationFailed, as in the seed,
+/// only for a server strict mode holds (its Ready condition's reason is `NonCompliant`); an
+/// unreachable or crashing server is Failed.
+pub fn seed_phase_of(s: &crate::api::server::MCPServerStatus) -> &'static str {
+    use crate::controller::state::{NON_COMPLIANT, READY};
+    let held = s
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == READY && c.reason == NON_COMPLIANT);
+    seed_phase(s.state.unwrap_or(ServerState::Initializing), held)
+}
+
 /// Seed 002's phase for a hangar state: Cold (not started) is Pending, Initializing is
 /// Creating, Ready and Degraded (serving, with some failures) are Running, Dead is Failed, or
 /// ValidationFailed when a strict-mode validation failed.
-/// Seed 002's phase of a status (what `status.phase` shows).
-pub fn seed_phase_of(s: &crate::api::server::MCPServerStatus) -> &'static str {
-    let failed = s.validation.as_ref().and_then(|v| v.compliant) == Some(false);
-    seed_phase(s.state.unwrap_or(ServerState::Initializing), failed)
-}
-
 pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
     match state {
         ServerState::Cold => "Pending",
@@ -110,16 +117,188 @@ pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
     }
 }
 
-/// Seed 002's gauges of one server.
-#[derive(Default)]
-pub struct SeedGauges {
+/// `controller` of seed 002's reconcile series: the kind in lower case (`mcpserver`, as the
+/// seed's only controller says it, `mcpservergroup`, `mcpdiscoverysource`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+/// `result`: `success` or `error` (seed 002's values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerResultLabels {
+    pub controller: String,
+    pub result: String,
+}
+
+/// A validation's transport (`streamable-http`, `sse`, `unknown`) and outcome (`true`, `false`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidatorLabels {
+    pub transport: String,
+    pub success: String,
+}
+
+/// `mcp_validator_validations_total`: the seed's `result` is its `success` (`true`, `false`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidatorResultLabels {
+    pub transport: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidatorErrorLabels {
+    pub error_code: String,
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssueLabels {
+    pub namespace: String,
+    pub name: String,
+    pub level: String,
+    pub code: String,
+}
+
+/// Seed 002's controllers, whose reconcile series exist (at 0) from the start, so a dashboard's
+/// `result="error"` query finds a series before the first error.
+pub const SEED_CONTROLLERS: [&str; 3] = ["mcpserver", "mcpservergroup", "mcpdiscoverysource"];
+/// Seed 002's reconcile histogram buckets (Prometheus' default buckets).
+const RECONCILE_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Seed 002's validation histogram buckets.
+const VALIDATOR_BUCKETS: [f64; 7] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// Seed 002's series (vitorbari's mcp-operator `internal/metrics` and `pkg/validator`): the
+/// per-server gauges, fed from the status hangar writes, and the reconcile and validation ones.
+pub struct SeedMetrics {
     pub ready: Family<ServerLabels, Gauge>,
     pub phase: Family<PhaseLabels, Gauge>,
     pub replicas: Family<ReplicaLabels, Gauge>,
     pub available_replicas: Family<ReplicaLabels, Gauge>,
+    pub hpa_enabled: Family<ServerLabels, Gauge>,
     pub compliant: Family<ServerLabels, Gauge>,
     pub protocol_version: Family<VersionLabels, Gauge>,
     pub capabilities: Family<CapabilityLabels, Gauge>,
+    pub reconcile_total: Family<ControllerResultLabels, Counter>,
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    pub validation_issues: Family<IssueLabels, Counter>,
+    pub validator_duration: Family<ValidatorLabels, Histogram>,
+    pub validator_total: Family<ValidatorResultLabels, Counter>,
+    pub validator_errors: Family<ValidatorErrorLabels, Counter>,
+    /// The issue series of each server, to drop when it goes.
+    issue_series: std::sync::Mutex<std::collections::BTreeSet<(String, String, String, String)>>,
+}
+
+impl Default for SeedMetrics {
+    fn default() -> Self {
+        SeedMetrics {
+            ready: Family::default(),
+            phase: Family::default(),
+            replicas: Family::default(),
+            available_replicas: Family::default(),
+            hpa_enabled: Family::default(),
+            compliant: Family::default(),
+            protocol_version: Family::default(),
+            capabilities: Family::default(),
+            reconcile_total: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| Histogram::new(RECONCILE_BUCKETS)),
+            validation_issues: Family::default(),
+            validator_duration: Family::new_with_constructor(|| Histogram::new(VALIDATOR_BUCKETS)),
+            validator_total: Family::default(),
+            validator_errors: Family::default(),
+            issue_series: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl SeedMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "mcpserver_ready_total",
+            "Whether the MCP server is serving (1: Ready or Degraded) or not (0)",
+            self.ready.clone(),
+        );
+        registry.register(
+            "mcpserver_phase",
+            "Current phase of the MCP server (1 = current phase): Pending (cold), Creating, Running, Failed, ValidationFailed",
+            self.phase.clone(),
+        );
+        registry.register(
+            "mcpserver_replicas",
+            "Current replica count per MCP server",
+            self.replicas.clone(),
+        );
+        registry.register(
+            "mcpserver_available_replicas",
+            "Current available replica count per MCP server",
+            self.available_replicas.clone(),
+        );
+        registry.register(
+            "mcpserver_hpa_enabled",
+            "Whether HPA is enabled for the MCP server (1 enabled, 0 disabled)",
+            self.hpa_enabled.clone(),
+        );
+        registry.register(
+            "mcpserver_validation_compliant",
+            "Whether the MCP server is MCP protocol compliant (1 compliant, 0 not, -1 not validated)",
+            self.compliant.clone(),
+        );
+        registry.register(
+            "mcpserver_protocol_version",
+            "Negotiated MCP protocol version (1 = current version)",
+            self.protocol_version.clone(),
+        );
+        registry.register(
+            "mcpserver_capabilities",
+            "Announced MCP capabilities (1 = announced, 0 = not)",
+            self.capabilities.clone(),
+        );
+        // Counters: the encoder appends `_total`.
+        registry.register(
+            "mcpserver_reconcile",
+            "Total number of reconciliations (result: success or error)",
+            self.reconcile_total.clone(),
+        );
+        registry.register(
+            "mcpserver_reconcile_duration_seconds",
+            "Time spent reconciling",
+            self.reconcile_duration.clone(),
+        );
+        registry.register(
+            "mcpserver_validation_issues",
+            "Issues the MCP validation found, by level and code",
+            self.validation_issues.clone(),
+        );
+        registry.register(
+            "mcp_validator_duration_seconds",
+            "Time spent validating MCP servers (the protocol probe)",
+            self.validator_duration.clone(),
+        );
+        registry.register(
+            "mcp_validator_validations",
+            "Validations run (result: true when compliant)",
+            self.validator_total.clone(),
+        );
+        registry.register(
+            "mcp_validator_errors",
+            "Validation errors by code",
+            self.validator_errors.clone(),
+        );
+        for controller in SEED_CONTROLLERS {
+            for result in ["success", "error"] {
+                self.reconcile_total
+                    .get_or_create(&ControllerResultLabels {
+                        controller: controller.into(),
+                        result: result.into(),
+                    })
+                    .inc_by(0);
+            }
+            drop(self.reconcile_duration.get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            }));
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,7 +336,7 @@ pub struct Metrics {
     /// Outages of the API server seen by reconciles (one per outage, not per object).
     pub apiserver_outages: Counter,
     /// Seed 002's per-server names (`mcpserver_*`), from the status hangar writes.
-    pub seed: SeedGauges,
+    pub seed: SeedMetrics,
     pub ready: AtomicBool,
     pub liveness: Liveness,
 }
@@ -251,42 +430,8 @@ impl Metrics {
             "Times reconciles found the API server unreachable (one per outage)",
             apiserver_outages.clone(),
         );
-        let seed = SeedGauges::default();
-        registry.register(
-            "mcpserver_ready_total",
-            "Whether the MCP server is ready (1) or not (0)",
-            seed.ready.clone(),
-        );
-        registry.register(
-            "mcpserver_phase",
-            "Current phase of the MCP server (1 = current phase): Pending (cold), Creating, Running, Failed, ValidationFailed",
-            seed.phase.clone(),
-        );
-        registry.register(
-            "mcpserver_replicas",
-            "Current replica count per MCP server",
-            seed.replicas.clone(),
-        );
-        registry.register(
-            "mcpserver_available_replicas",
-            "Current available replica count per MCP server",
-            seed.available_replicas.clone(),
-        );
-        registry.register(
-            "mcpserver_validation_compliant",
-            "Whether the MCP server is MCP protocol compliant (1 compliant, 0 not, -1 not validated)",
-            seed.compliant.clone(),
-        );
-        registry.register(
-            "mcpserver_protocol_version",
-            "Negotiated MCP protocol version (1 = current version)",
-            seed.protocol_version.clone(),
-        );
-        registry.register(
-            "mcpserver_capabilities",
-            "Announced MCP capabilities (1 = announced, 0 = not)",
-            seed.capabilities.clone(),
-        );
+        let seed = SeedMetrics::default();
+        seed.register(&mut registry);
         Metrics {
             seed,
             registry,
@@ -346,14 +491,90 @@ impl Metrics {
         }
     }
 
+    /// Seed 002's reconcile series of one reconcile of `kind` (`MCPServer`...).
+    pub fn reconciled(&self, kind: &str, ok: bool, seconds: f64) {
+        let controller = kind.to_ascii_lowercase();
+        self.seed
+            .reconcile_total
+            .get_or_create(&ControllerResultLabels {
+                controller: controller.clone(),
+                result: if ok { "success" } else { "error" }.into(),
+            })
+            .inc();
+        self.seed
+            .reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(seconds);
+    }
+
+    /// Seed 002's validation series of one MCP protocol check of a server (its required
+    /// capabilities applied), which took `seconds`.
+    pub fn validated(
+        &self,
+        ns: &str,
+        name: &str,
+        check: &crate::probe::health::Check,
+        seconds: f64,
+    ) {
+        let transport = check
+            .validation
+            .as_ref()
+            .and_then(|v| v.transport.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let success = if check.ok { "true" } else { "false" };
+        self.seed
+            .validator_duration
+            .get_or_create(&ValidatorLabels {
+                transport: transport.clone(),
+                success: success.into(),
+            })
+            .observe(seconds);
+        self.seed
+            .validator_total
+            .get_or_create(&ValidatorResultLabels {
+                transport: transport.clone(),
+                result: success.into(),
+            })
+            .inc();
+        for issue in &check.issues {
+            if issue.level == "error" {
+                self.seed
+                    .validator_errors
+                    .get_or_create(&ValidatorErrorLabels {
+                        error_code: issue.code.clone(),
+                        transport: transport.clone(),
+                    })
+                    .inc();
+            }
+            self.seed
+                .validation_issues
+                .get_or_create(&IssueLabels {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    level: issue.level.into(),
+                    code: issue.code.clone(),
+                })
+                .inc();
+            if let Ok(mut seen) = self.seed.issue_series.lock() {
+                seen.insert((
+                    ns.into(),
+                    name.into(),
+                    issue.level.into(),
+                    issue.code.clone(),
+                ));
+            }
+        }
+    }
+
     /// Seed 002's gauges of a server, from the status written now (`prev`: the one before, whose
-    /// protocol version series is cleared when it changed).
+    /// protocol version series is cleared when it changed) and whether its HPA is on.
     pub fn set_seed_status(
         &self,
         ns: &str,
         name: &str,
         prev: &crate::api::server::MCPServerStatus,
         next: &crate::api::server::MCPServerStatus,
+        hpa_enabled: bool,
     ) {
         let server = || ServerLabels {
             namespace: ns.into(),
@@ -364,7 +585,14 @@ impl Metrics {
         self.seed
             .ready
             .get_or_create(&server())
-            .set(i64::from(state == ServerState::Ready));
+            .set(i64::from(matches!(
+                state,
+                ServerState::Ready | ServerState::Degraded
+            )));
+        self.seed
+            .hpa_enabled
+            .get_or_create(&server())
+            .set(i64::from(hpa_enabled));
         // As the status says it (a status not written by the state machine has none yet).
         let current = next.phase.as_deref().unwrap_or_else(|| seed_phase_of(next));
         for phase in SEED_PHASES {
@@ -443,6 +671,21 @@ impl Metrics {
         };
         self.seed.ready.remove(&server);
         self.seed.compliant.remove(&server);
+        self.seed.hpa_enabled.remove(&server);
+        if let Ok(mut seen) = self.seed.issue_series.lock() {
+            seen.retain(|(n, s, level, code)| {
+                let gone = n == ns && s == name;
+                if gone {
+                    self.seed.validation_issues.remove(&IssueLabels {
+                        namespace: n.clone(),
+                        name: s.clone(),
+                        level: level.clone(),
+                        code: code.clone(),
+                    });
+                }
+                !gone
+            });
+        }
         for phase in SEED_PHASES {
             self.seed.phase.remove(&PhaseLabels {
                 namespace: ns.into(),
@@ -726,8 +969,8 @@ mod tests {
             }),
             ..MCPServerStatus::default()
         };
-        m.set_seed_status("ns", "a", &prev, &prev);
-        m.set_seed_status("ns", "a", &prev, &next);
+        m.set_seed_status("ns", "a", &prev, &prev, false);
+        m.set_seed_status("ns", "a", &prev, &next, true);
         let text = m.encode();
         for line in [
             "mcpserver_ready_total{namespace=\"ns\",name=\"a\"} 1",
@@ -736,6 +979,7 @@ mod tests {
             "mcpserver_replicas{namespace=\"ns\",name=\"a\",transport_type=\"http\"} 2",
             "mcpserver_available_replicas{namespace=\"ns\",name=\"a\",transport_type=\"http\"} 1",
             "mcpserver_validation_compliant{namespace=\"ns\",name=\"a\"} 1",
+            "mcpserver_hpa_enabled{namespace=\"ns\",name=\"a\"} 1",
             "mcpserver_protocol_version{namespace=\"ns\",name=\"a\",version=\"2025-11-25\"} 1",
             "mcpserver_capabilities{namespace=\"ns\",name=\"a\",capability=\"tools\"} 1",
             "mcpserver_capabilities{namespace=\"ns\",name=\"a\",capability=\"resources\"} 0",
@@ -750,5 +994,165 @@ mod tests {
         assert_eq!(seed_phase(ServerState::Cold, false), "Pending");
         m.forget("ns", "a");
         assert!(!m.encode().contains("name=\"a\""), "{}", m.encode());
+    }
+
+    /// Seed 002's reconcile and validation families: the names, types, labels and label values
+    /// its dashboard queries (vitorbari/mcp-operator e591f60, `config/grafana/dashboard.json`).
+    #[test]
+    fn seed_002_reconcile_and_validation_families() {
+        use crate::api::server::ValidationStatus;
+        use crate::probe::health::{Check, Issue};
+        let m = Metrics::new();
+        let text = m.encode();
+        // Before any reconcile: the error series a `result="error"` panel reads exist, at 0.
+        for line in [
+            "# TYPE mcpserver_reconcile counter",
+            "mcpserver_reconcile_total{controller=\"mcpserver\",result=\"error\"} 0",
+            "mcpserver_reconcile_total{controller=\"mcpserver\",result=\"success\"} 0",
+            "mcpserver_reconcile_total{controller=\"mcpservergroup\",result=\"error\"} 0",
+            "# TYPE mcpserver_reconcile_duration_seconds histogram",
+            "mcpserver_reconcile_duration_seconds_count{controller=\"mcpdiscoverysource\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        m.reconciled("MCPServer", true, 0.02);
+        m.reconciled("MCPServer", false, 0.3);
+        m.reconciled("MCPServer", true, 0.004);
+        let checked = |ok: bool, transport: Option<&str>, issues: Vec<Issue>| Check {
+            ok,
+            validation: Some(ValidationStatus {
+                compliant: Some(ok),
+                transport: transport.map(str::to_string),
+                ..ValidationStatus::default()
+            }),
+            issues,
+            ..Check::default()
+        };
+        m.validated(
+            "ns",
+            "a",
+            &checked(true, Some("streamable-http"), vec![]),
+            0.2,
+        );
+        let missing = checked(
+            false,
+            Some("sse"),
+            vec![
+                Issue::error("MISSING_CAPABILITY"),
+                Issue {
+                    level: "warning",
+                    code: "SLOW".into(),
+                },
+            ],
+        );
+        m.validated("ns", "b", &missing, 1.5);
+        m.validated("ns", "b", &missing, 1.5);
+        m.validated(
+            "ns",
+            "c",
+            &checked(false, None, vec![Issue::of_fault("auth-required")]),
+            0.05,
+        );
+        let text = m.encode();
+        for line in [
+            "mcpserver_reconcile_total{controller=\"mcpserver\",result=\"success\"} 2",
+            "mcpserver_reconcile_total{controller=\"mcpserver\",result=\"error\"} 1",
+            // Prometheus' default buckets.
+            "mcpserver_reconcile_duration_seconds_bucket{le=\"0.005\",controller=\"mcpserver\"} 1",
+            "mcpserver_reconcile_duration_seconds_bucket{le=\"0.025\",controller=\"mcpserver\"} 2",
+            "mcpserver_reconcile_duration_seconds_bucket{le=\"10.0\",controller=\"mcpserver\"} 3",
+            "mcpserver_reconcile_duration_seconds_count{controller=\"mcpserver\"} 3",
+            "# TYPE mcp_validator_duration_seconds histogram",
+            "mcp_validator_duration_seconds_bucket{le=\"0.5\",transport=\"streamable-http\",success=\"true\"} 1",
+            "mcp_validator_duration_seconds_bucket{le=\"2.0\",transport=\"sse\",success=\"false\"} 2",
+            "mcp_validator_duration_seconds_bucket{le=\"30.0\",transport=\"unknown\",success=\"false\"} 1",
+            "# TYPE mcp_validator_validations counter",
+            "mcp_validator_validations_total{transport=\"streamable-http\",result=\"true\"} 1",
+            "mcp_validator_validations_total{transport=\"sse\",result=\"false\"} 2",
+            "# TYPE mcp_validator_errors counter",
+            "mcp_validator_errors_total{error_code=\"MISSING_CAPABILITY\",transport=\"sse\"} 2",
+            "mcp_validator_errors_total{error_code=\"AUTH_REQUIRED\",transport=\"unknown\"} 1",
+            "# TYPE mcpserver_validation_issues counter",
+            "mcpserver_validation_issues_total{namespace=\"ns\",name=\"b\",level=\"error\",code=\"MISSING_CAPABILITY\"} 2",
+            "mcpserver_validation_issues_total{namespace=\"ns\",name=\"b\",level=\"warning\",code=\"SLOW\"} 2",
+            "mcpserver_validation_issues_total{namespace=\"ns\",name=\"c\",level=\"error\",code=\"AUTH_REQUIRED\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        // Warnings are issues, not validator errors.
+        assert!(!text.contains("error_code=\"SLOW\""), "{text}");
+        // A deleted server's issue series go; the others' stay.
+        m.forget("ns", "b");
+        let text = m.encode();
+        assert!(!text.contains("name=\"b\""), "{text}");
+        assert!(text.contains("name=\"c\",level=\"error\""), "{text}");
+    }
+
+    /// `mcpserver_ready_total` is 1 while the server serves (its phase is Running), and
+    /// `mcpserver_hpa_enabled` follows the spec.
+    #[test]
+    fn seed_002_ready_means_running_and_hpa_follows_the_spec() {
+        use crate::api::server::MCPServerStatus;
+        let m = Metrics::new();
+        let none = MCPServerStatus::default();
+        for (state, ready, phase) in [
+            (ServerState::Cold, 0, "Pending"),
+            (ServerState::Initializing, 0, "Creating"),
+            (ServerState::Ready, 1, "Running"),
+            (ServerState::Degraded, 1, "Running"),
+            (ServerState::Dead, 0, "Failed"),
+        ] {
+            let s = MCPServerStatus {
+                state: Some(state),
+                ..MCPServerStatus::default()
+            };
+            m.set_seed_status("ns", "a", &none, &s, state == ServerState::Ready);
+            let text = m.encode();
+            for line in [
+                format!("mcpserver_ready_total{{namespace=\"ns\",name=\"a\"}} {ready}"),
+                format!("mcpserver_phase{{namespace=\"ns\",name=\"a\",phase=\"{phase}\"}} 1"),
+                format!(
+                    "mcpserver_hpa_enabled{{namespace=\"ns\",name=\"a\"}} {}",
+                    i64::from(state == ServerState::Ready)
+                ),
+                // Not validated.
+                "mcpserver_validation_compliant{namespace=\"ns\",name=\"a\"} -1".to_string(),
+            ] {
+                assert!(text.contains(&line), "{state:?}: {line} missing in\n{text}");
+            }
+            let current = text
+                .lines()
+                .filter(|l| l.starts_with("mcpserver_phase{") && l.ends_with(" 1"))
+                .count();
+            assert_eq!(current, 1, "{state:?}: one current phase in\n{text}");
+        }
+        m.forget("ns", "a");
+        assert!(!m.encode().contains("name=\"a\""), "{}", m.encode());
+    }
+
+    /// ValidationFailed is a server strict mode holds, as in the seed; an unreachable one (the
+    /// probe found it not compliant too) is Failed.
+    #[test]
+    fn seed_002_validation_failed_is_a_strict_mode_hold() {
+        use crate::api::server::{MCPServerStatus, ValidationStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let dead = |reason: &str| MCPServerStatus {
+            state: Some(ServerState::Dead),
+            validation: Some(ValidationStatus {
+                compliant: Some(false),
+                ..ValidationStatus::default()
+            }),
+            conditions: Some(vec![Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: String::new(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }]),
+            ..MCPServerStatus::default()
+        };
+        assert_eq!(seed_phase_of(&dead("NonCompliant")), "ValidationFailed");
+        assert_eq!(seed_phase_of(&dead("CheckFailing")), "Failed");
     }
 }

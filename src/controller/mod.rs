@@ -203,8 +203,10 @@ impl Ctx {
 
 /// Runs one reconcile, counting it (`mcp_operator_reconcile_total{kind,result,category}`: `ok`
 /// only when nothing went wrong, a Conflict written to status included) and timing it
-/// (`mcp_operator_reconcile_duration_seconds{kind}`). What went wrong is logged at info. A
-/// success resets `obj`'s backoff and ends an API server outage (see [`retry`]).
+/// (`mcp_operator_reconcile_duration_seconds{kind}`), and in seed 002's names
+/// (`mcpserver_reconcile_total{controller,result}`, `mcpserver_reconcile_duration_seconds`).
+/// What went wrong is logged at info. A success resets `obj`'s backoff and ends an API server
+/// outage (see [`retry`]).
 pub async fn measured(
     ctx: &Ctx,
     kind: &str,
@@ -238,10 +240,13 @@ pub async fn measured(
             category: category.as_str().into(),
         })
         .inc();
+    let seconds = t0.elapsed().as_secs_f64();
     ctx.metrics
         .reconcile_duration
         .get_or_create(&metrics::KindLabels { kind: kind.into() })
-        .observe(t0.elapsed().as_secs_f64());
+        .observe(seconds);
+    ctx.metrics
+        .reconciled(kind, matches!(category, pipeline::Category::Ok), seconds);
     r.map(|o| o.action)
 }
 

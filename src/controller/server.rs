@@ -74,7 +74,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
     // 4. decide
     let decision = decide::server(&prev, set, observation, ctx.resync, now);
     // 5. status
-    report(ctx, obj, &prev, &decision, &children).await?;
+    report(ctx, obj, &prev, &decision, &children, set).await?;
     let category = children.failure().map_or(Category::Ok, |(c, _)| c);
     Ok(Outcome::with(category, Action::requeue(decision.requeue)))
 }
@@ -129,7 +129,18 @@ async fn observe(
             message: "health checks disabled".into(),
             ..Default::default()
         }),
-        true => Some(health_check(ctx, &obj.namespace().unwrap_or_default(), set).await),
+        true => {
+            let ns = obj.namespace().unwrap_or_default();
+            let (check, took) = health_check(ctx, &ns, set).await;
+            // Seed 002's validation series count a check as decide will see it (a missing
+            // required capability fails it); TCP checks and unread Secrets are no validation.
+            let check = decide::require_capabilities(check, &set.validation.required_capabilities);
+            if let (Some(took), Some(_)) = (took, &check.validation) {
+                ctx.metrics
+                    .validated(&ns, &obj.name_any(), &check, took.as_secs_f64());
+            }
+            Some(check)
+        }
     };
     decide::ServerObservation {
         generation: obj.metadata.generation,
@@ -158,8 +169,13 @@ fn foreign(children: &Children<Applied>) -> Option<String> {
     Some(super::drift::message(&changes, &managers))
 }
 
-/// One health check of the server (bounded: at most --probe-concurrency run at once).
-async fn health_check(ctx: &Ctx, ns: &str, set: &ServerSettings) -> state::Check {
+/// One health check of the server (bounded: at most --probe-concurrency run at once), and how
+/// long the check itself took (none when it could not start: a Secret not read).
+async fn health_check(
+    ctx: &Ctx,
+    ns: &str,
+    set: &ServerSettings,
+) -> (state::Check, Option<std::time::Duration>) {
     match probe_headers(ctx, ns, set.validation.auth.as_ref()).await {
         Ok(headers) => {
             let target = Target {
@@ -168,13 +184,18 @@ async fn health_check(ctx: &Ctx, ns: &str, set: &ServerSettings) -> state::Check
                 headers,
             };
             let _slot = ctx.probe_slots.acquire().await.ok();
-            ctx.prober.check(&target).await
+            let t0 = std::time::Instant::now();
+            let check = ctx.prober.check(&target).await;
+            (check, Some(t0.elapsed()))
         }
-        Err(message) => state::Check {
-            ok: false,
-            message,
-            ..Default::default()
-        },
+        Err(message) => {
+            let check = state::Check {
+                ok: false,
+                message,
+                ..Default::default()
+            };
+            (check, None)
+        }
     }
 }
 
@@ -186,6 +207,7 @@ async fn report(
     prev: &MCPServerStatus,
     d: &decide::ServerDecision,
     children: &Children<Applied>,
+    set: &ServerSettings,
 ) -> Result<(), StatusError> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     let next = &d.status;
@@ -247,7 +269,8 @@ async fn report(
     }
     let state_now = next.state.unwrap_or(ServerState::Initializing);
     ctx.metrics.set_state(&ns, &name, state_now);
-    ctx.metrics.set_seed_status(&ns, &name, prev, next);
+    ctx.metrics
+        .set_seed_status(&ns, &name, prev, next, set.autoscaling.is_some());
     let labels = ServerLabels {
         namespace: ns,
         name,

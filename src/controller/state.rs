@@ -105,8 +105,8 @@ pub fn next(
         s.last_stopped_at = Some(Time(now));
     }
     s.state = Some(state);
-    s.phase = Some(super::metrics::seed_phase_of(&s).to_string());
     s.conditions = Some(conditions(prev, o, state, &reason, &message, now));
+    s.phase = Some(super::metrics::seed_phase_of(&s).to_string());
     let transition = (prev_state != Some(state)).then_some(Transition {
         from: prev_state,
         to: state,

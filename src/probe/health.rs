@@ -12,6 +12,32 @@ pub struct Check {
     pub message: String,
     pub tools: Option<Vec<String>>,
     pub validation: Option<crate::api::server::ValidationStatus>,
+    /// What the check found wrong, as seed 002 (vitorbari's validator) counts it in
+    /// `mcpserver_validation_issues_total{level,code}` and `mcp_validator_errors_total`.
+    pub issues: Vec<Issue>,
+}
+
+/// One finding of a check: its level (`error`, `warning`) and an upper-case code
+/// (`AUTH_REQUIRED`, `MISSING_CAPABILITY`, `TIMEOUT`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Issue {
+    pub level: &'static str,
+    pub code: String,
+}
+
+impl Issue {
+    pub fn error(code: impl Into<String>) -> Issue {
+        Issue {
+            level: "error",
+            code: code.into(),
+        }
+    }
+
+    /// The code of a probe fault kind (`auth-required` -> `AUTH_REQUIRED`): seed 002's codes
+    /// where the fault is the same one, in its spelling otherwise.
+    pub fn of_fault(kind: &str) -> Issue {
+        Issue::error(kind.to_ascii_uppercase().replace('-', "_"))
+    }
 }
 
 /// What to check: the server's URL, how long a check may take, and headers to send (credentials

@@ -2,7 +2,7 @@
 
 use futures::future::BoxFuture;
 
-use super::health::{Check, Prober, Target};
+use super::health::{Check, Issue, Prober, Target};
 use super::{Probe, ProbeOptions, ProbeReport, TransportChoice, Verdict};
 use crate::api::server::{ServerInfo, ValidationStatus};
 
@@ -58,5 +58,6 @@ pub fn check_of(r: &ProbeReport) -> Check {
             truncated: Some(r.truncated.clone()).filter(|t| !t.is_empty()),
             message: Some(message),
         }),
+        issues: r.error_kind.map(Issue::of_fault).into_iter().collect(),
     }
 }
