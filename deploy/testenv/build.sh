@@ -9,7 +9,11 @@
 #
 # Versions live only in tools/*/go.mod; go.sum there pins every module hash (commit both).
 # Cache: ${HANGAR_TESTENV_CACHE:-$HOME/.cache/hangar-testenv}/<version-key>/bin
-# Usage: deploy/testenv/build.sh [--print-bin]   (--print-bin: only print the bin dir, build nothing)
+#   kubelet, kube-proxy (with --node)                                 <- k8s.io/kubernetes   (tools/k8s)
+#   coredns-<version> (with --node)                                   <- github.com/coredns/coredns (tools/coredns/main.go: only the plugins node.sh uses)
+#
+# Usage: deploy/testenv/build.sh [--print-bin] [--node]
+#   --print-bin: only print the bin dir, build nothing;  --node: also the real node's binaries
 # Env:   HANGAR_TESTENV_CACHE  cache root;  HANGAR_TESTENV_GO_P  go build -p (default 2)
 #        GOSUMDB               default off here (checksum DB unreachable; go.sum is the pin)
 set -euo pipefail
@@ -17,6 +21,8 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 if [[ "${1:-}" == "--print-bin" ]]; then echo "$TESTENV_BIN"; exit 0; fi
+NODE=0
+[[ "${1:-}" == "--node" ]] && NODE=1
 
 export GOTOOLCHAIN=local      # never download another Go toolchain
 export CGO_ENABLED=0          # static binaries, like upstream release builds
@@ -35,8 +41,8 @@ have() { local b; for b in "$@"; do [[ -x "$TESTENV_BIN/$b" ]] || return 1; done
 # ensure_sum DIR: make sure tools/DIR/go.mod+go.sum are complete for the `tool` packages
 # (first run after a version bump); with a committed go.sum this only checks.
 ensure_sum() {
-  local d="$TESTENV_TOOLS/$1"
-  if [[ ! -s "$d/go.sum" ]] || ! ( cd "$d" && go list -deps tool >/dev/null 2>&1 ); then
+  local d="$TESTENV_TOOLS/$1" pkgs="${2:-tool}"
+  if [[ ! -s "$d/go.sum" ]] || ! ( cd "$d" && go list -deps "$pkgs" >/dev/null 2>&1 ); then
     log "$1: go.sum missing or incomplete -> go mod tidy (commit tools/$1/go.mod and go.sum afterwards)"
     ( cd "$d" && GOFLAGS="-mod=mod" "${NICE[@]}" go mod tidy )
   fi
@@ -113,6 +119,21 @@ else
   ensure_sum helm
   gobuild helm "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
     helm=helm.sh/helm/v3/cmd/helm
+fi
+
+if [[ $NODE == 1 ]]; then
+  if have kubelet kube-proxy; then
+    log "kubelet, kube-proxy $K8S_VERSION: cached"
+  else
+    ensure_sum k8s
+    gobuild k8s "$(k8s_ldflags)" kubelet=k8s.io/kubernetes/cmd/kubelet kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
+  fi
+  if have "coredns-$COREDNS_VERSION"; then
+    log "coredns $COREDNS_VERSION: cached"
+  else
+    ensure_sum coredns .
+    gobuild coredns "-s -w" "coredns-$COREDNS_VERSION=."
+  fi
 fi
 
 # kwok Stage definitions (upstream's "fast" node/pod stages + node heartbeat with leases), taken

@@ -10,6 +10,9 @@
 #   up        etcd + kube-apiserver (like controller-runtime's envtest; nothing schedules or runs pods)
 #   up --full also kube-controller-manager, kube-scheduler and kwok with one fake Ready node, so a
 #             Deployment gets scheduled pods that kwok marks Running/Ready (no containers run)
+#   up --node --full plus a real node (kubelet + containerd/runc, CNI, kube-proxy, CoreDNS) in a
+#             network namespace of its own, tainted hangar.test/real-node (see node.sh); needs
+#             `build.sh --node` and, as root, containerd, runc, socat, the CNI plugins
 #
 # Binaries come from deploy/testenv/build.sh's cache (or HANGAR_TESTENV_BIN).
 # State (certs, kubeconfigs, etcd data, logs, pids): ${HANGAR_TESTENV_STATE:-${TMPDIR:-/tmp}/hangar-testenv}
@@ -23,6 +26,8 @@ STATE="${HANGAR_TESTENV_STATE:-${TMPDIR:-/tmp}/hangar-testenv}"
 MARK="$STATE/.hangar-testenv"            # only a dir carrying this marker is ever deleted by `down`
 COMPONENTS=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
 ADMIN_TOKEN_FILE="$STATE/admin.token"
+# shellcheck source=node.sh
+source "$TESTENV_DIR/node.sh"
 
 log() { printf '[testenv-cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -94,6 +99,11 @@ print_env() {
   echo "export HANGAR_TESTENV_BIN=$BIN"
   echo "export HANGAR_TESTENV_STATE=$STATE"
   echo "export HANGAR_TESTENV_MODE=$(cat "$STATE/mode")"
+  if [[ "$(cat "$STATE/mode")" == node ]]; then
+    echo "export HANGAR_TESTENV_NODE=$NODE_NAME"
+    echo "export HANGAR_TESTENV_NODE_NETNS=$(cat "$STATE/node/netns")"
+    echo "export HANGAR_TESTENV_NODE_TAINT=$NODE_TAINT_KEY"
+  fi
 }
 
 # ---------------------------------------------------------------- PKI
@@ -151,11 +161,11 @@ KC
 
 # ---------------------------------------------------------------- up
 up() {
-  local full=0
-  case "${1:-}" in --full) full=1 ;; "") ;; *) die "usage: $0 up [--full]" ;; esac
+  local full=0 node=0
+  case "${1:-}" in --full) full=1 ;; --node) full=1; node=1 ;; "") ;; *) die "usage: $0 up [--full|--node]" ;; esac
   if alive kube-apiserver && api_get /readyz >/dev/null 2>&1; then
     local mode; mode="$(cat "$STATE/mode")"
-    if [[ $full == 1 && $mode != full ]]; then die "already up in mode '$mode' at $STATE; run '$0 down' first"; fi
+    if [[ $node == 1 && $mode != node ]] || [[ $full == 1 && $mode == minimal ]]; then die "already up in mode '$mode' at $STATE; run '$0 down' first"; fi
     log "already up ($mode) at $STATE"
     print_env; return 0
   fi
@@ -164,11 +174,12 @@ up() {
   local need=(kube-apiserver etcd kubectl) b
   [[ $full == 1 ]] && need+=(kube-controller-manager kube-scheduler kwok kwok-stages.yaml)
   for b in "${need[@]}"; do [[ -e "$BIN/$b" ]] || die "missing $BIN/$b: run deploy/testenv/build.sh first"; done
+  [[ $node == 0 ]] || node_check
 
   local t0=$SECONDS
   mkdir -p "$STATE"; chmod 700 "$STATE"; : >"$MARK"
   trap 'rc=$?; if [[ $rc != 0 ]]; then log "up failed; logs kept in $STATE (run: $0 down)"; fi' EXIT
-  echo $([[ $full == 1 ]] && echo full || echo minimal) >"$STATE/mode"
+  if [[ $node == 1 ]]; then echo node; elif [[ $full == 1 ]]; then echo full; else echo minimal; fi >"$STATE/mode"
 
   local etcd_port etcd_peer api_port kcm_port sched_port kwok_port
   etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
@@ -193,11 +204,15 @@ up() {
   # --- kube-apiserver. PodSecurity admission is on by default; ServiceAccount admission only with
   # --full, where kube-controller-manager creates the `default` ServiceAccount of each namespace
   # (envtest disables it the same way, or every pod create would fail on the missing account).
+  # with the real node, the `kubernetes` Service points at the node-side API relay (node.sh), the
+  # one address of the API server that pods can reach
+  local advertise=127.0.0.1
+  [[ $node == 0 ]] || advertise=$NODE_IP
   local admission=()
   [[ $full == 1 ]] || admission=(--disable-admission-plugins=ServiceAccount)
   local api_cmd=("$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --bind-address=127.0.0.1 --advertise-address="$advertise" --secure-port="$api_port" \
     --endpoint-reconciler-type=none \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
     --client-ca-file="$STATE/pki/ca.crt" --token-auth-file="$STATE/pki/tokens.csv" \
@@ -251,6 +266,7 @@ NODE
     # the ServiceAccount admission plugin needs default/default before the first pod there
     wait_for "serviceaccount default/default" 60 kube-controller-manager kc get serviceaccount default -n default
   fi
+  [[ $node == 0 ]] || node_up "$api_port"
   trap - EXIT
   log "up ($(cat "$STATE/mode")) in $((SECONDS - t0)) s; state: $STATE"
   print_env
@@ -261,6 +277,7 @@ down() {
   [[ -e "$STATE" ]] || { log "nothing at $STATE"; return 0; }
   [[ -e "$MARK" ]] || die "$STATE has no $MARK marker: not deleting it"
   local c pid
+  node_down
   for c in "${COMPONENTS[@]}"; do alive "$c" && kill -TERM "$(pid_of "$c")" 2>/dev/null || true; done
   for _ in $(seq 1 40); do
     local any=0
@@ -298,7 +315,7 @@ status() {
   [[ -e "$MARK" ]] || { echo "not up (no state at $STATE)"; return 1; }
   local c
   echo "state: $STATE  mode: $(cat "$STATE/mode" 2>/dev/null)  ports: $(cat "$STATE/ports" 2>/dev/null)"
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok "${NODE_COMPONENTS[@]}"; do
     if alive "$c"; then echo "  $c: running (pid $(pid_of "$c"))"
     elif [[ -e "$STATE/$c.pid" ]]; then echo "  $c: DEAD (log $STATE/$c.log)"; fi
   done
@@ -312,5 +329,5 @@ case "${1:-}" in
   env) [[ -s "$STATE/api.url" ]] || die "not up (no state at $STATE)"; print_env ;;
   status) status ;;
   restart-apiserver) shift; restart_apiserver "$@" ;;
-  *) echo "usage: $0 up [--full] | down | env | status | restart-apiserver [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--full|--node] | down | env | status | restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac

@@ -14,7 +14,10 @@ K8S_VERSION="$(modver k8s k8s.io/kubernetes)"
 ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="$(modver kwok sigs.k8s.io/kwok)"
 HELM_VERSION="$(modver helm helm.sh/helm/v3)"
-for _v in K8S_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION; do
+# the real node's DNS; not part of the cache key (its binary carries the version in its name), so
+# adding the node to a cached control plane builds only the node's parts
+COREDNS_VERSION="$(modver coredns github.com/coredns/coredns)"
+for _v in COREDNS_VERSION K8S_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION; do
   [[ -n "${!_v}" ]] || { echo "testenv: cannot read $_v from $TESTENV_TOOLS/*/go.mod" >&2; exit 1; }
 done
 # The go version is part of the key (static binaries embed the runtime); fall back to "go-unknown"
