@@ -184,3 +184,191 @@ fn a_container_server_really_runs_and_is_probed_through_its_service() {
     let o = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// The hangar image built here (`deploy/image/build.sh hangar`), loaded into the node's containerd.
+/// Built from the release binary; skipped with a note when that binary is absent, unless
+/// HANGAR_REQUIRE_NODE=1.
+fn hangar_image(n: &Node) -> bool {
+    let root = &n.e.root;
+    if !root.join("target/release/hangar").exists() {
+        assert!(
+            std::env::var("HANGAR_REQUIRE_NODE").as_deref() != Ok("1"),
+            "HANGAR_REQUIRE_NODE=1 but no target/release/hangar: run `cargo build --release --locked`"
+        );
+        eprintln!("note: no target/release/hangar; skipping the hangar image test");
+        return false;
+    }
+    let sock = n.e.state.join("node/containerd/containerd.sock");
+    let o = Command::new(root.join("deploy/image/build.sh"))
+        .arg("--load")
+        .arg(&sock)
+        .arg("hangar")
+        .output()
+        .expect("run deploy/image/build.sh");
+    assert!(
+        o.status.success(),
+        "deploy/image/build.sh hangar: {}",
+        text(&o)
+    );
+    true
+}
+
+fn lease_holder(e: &Env, ns: &str, name: &str) -> String {
+    let o = e.kubectl(&[
+        "get",
+        "lease",
+        name,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn ready_pods(e: &Env, ns: &str, selector: &str) -> Vec<Json> {
+    let pods: Json =
+        serde_json::from_str(&e.k(&["get", "pods", "-n", ns, "-l", selector, "-o", "json"]))
+            .unwrap_or(Json::Null);
+    pods["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `helm install` of the chart with the hangar image built here: two controller pods really run
+/// on the real node under the restricted Pod Security Standard, as the chart's ServiceAccount;
+/// one leads; a container-mode server is Ready through the in-cluster controller's MCP probe;
+/// deleting the leader's pod hands over within the lease; `helm upgrade` rolls the pods;
+/// `helm uninstall` leaves the user's MCPServer in place.
+#[test]
+fn helm_install_of_the_hangar_image_runs_the_controller_as_pods() {
+    let Some(n) = node() else { return };
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !hangar_image(&n) {
+        return;
+    }
+    let e = n.e;
+    e.crds();
+    let pid = std::process::id() % 100_000;
+    let release = format!("hangar-node-{pid}");
+    let sys = e.namespace("node-hangar-system", true);
+    let apps = e.namespace("node-apps", true);
+    let chart = e.root.join("deploy/helm/hangar");
+    let chart = chart.to_string_lossy();
+    let placement = format!(
+        r#"{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}},"tolerations":[{{"key":"{}","operator":"Exists","effect":"NoSchedule"}}],"watchNamespaces":["{apps}"]}}"#,
+        n.name, n.taint
+    );
+    let values = e.root.join(format!("target/tmp/node-values-{pid}.json"));
+    std::fs::write(&values, &placement).expect("values file");
+    let values = values.to_string_lossy().into_owned();
+    let helm = |verb: &str, extra: &[&str]| {
+        let mut args = vec![verb, release.as_str(), &chart, "-n", &sys];
+        args.extend_from_slice(&[
+            "-f",
+            &values,
+            "--set",
+            "image.repository=hangar",
+            "--set",
+            "image.tag=dev",
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            "operator.leaderElection.leaseDuration=6s",
+        ]);
+        args.extend_from_slice(extra);
+        let o = e.helm(&args);
+        assert!(o.status.success(), "helm {args:?}: {}", text(&o));
+    };
+    let selector = format!("app.kubernetes.io/instance={release}");
+    let t0 = Instant::now();
+    helm("install", &[]);
+    let pods = wait_for(
+        "two controller pods Ready",
+        Duration::from_secs(180),
+        || {
+            let p = ready_pods(e, &sys, &selector);
+            (p.len() == 2).then_some(p)
+        },
+    );
+    eprintln!(
+        "helm install -> 2 controller pods Ready: {:?}",
+        t0.elapsed()
+    );
+    for p in &pods {
+        assert_eq!(p["spec"]["nodeName"], n.name.as_str(), "{p}");
+        assert_eq!(p["spec"]["serviceAccountName"], release.as_str(), "{p}");
+    }
+    let leader = wait_for("a leader", Duration::from_secs(60), || {
+        let h = lease_holder(e, &sys, &release);
+        pods.iter()
+            .filter_map(|p| p["metadata"]["name"].as_str())
+            .find(|name| h.starts_with(name))
+            .map(str::to_string)
+    });
+
+    // A server, reconciled and probed by the controller in its pod.
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: echo\n  namespace: {apps}\nspec:\n  mode: container\n  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n{}",
+        n.placement()
+    ));
+    let t1 = Instant::now();
+    let ready = wait_for("echo Ready", Duration::from_secs(180), || {
+        let s = n.server(&apps, "echo");
+        (s["status"]["state"] == "Ready").then_some(s)
+    });
+    eprintln!(
+        "apply -> Ready via the in-cluster controller: {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(ready["status"]["toolsCount"], 2, "{ready}");
+
+    // The leader's pod deleted: the other takes over within the lease (6 s) plus its retry.
+    let t2 = Instant::now();
+    e.k(&["delete", "pod", &leader, "-n", &sys, "--wait=false"]);
+    let next = wait_for("a new leader", Duration::from_secs(60), || {
+        let h = lease_holder(e, &sys, &release);
+        (!h.is_empty() && !h.starts_with(&leader)).then_some(h)
+    });
+    eprintln!(
+        "leader pod deleted -> {next} leads after {:?}",
+        t2.elapsed()
+    );
+
+    // An upgrade that changes the pod template rolls the pods.
+    let before: Vec<String> = ready_pods(e, &sys, &selector)
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    helm("upgrade", &["--set", "operator.logLevel=debug"]);
+    wait_for("the upgrade rolled out", Duration::from_secs(180), || {
+        let now = ready_pods(e, &sys, &selector);
+        (now.len() == 2
+            && now.iter().all(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| !before.iter().any(|b| b == name))
+            }))
+        .then_some(())
+    });
+
+    // Uninstall: the controller goes, the user's server stays.
+    let o = e.helm(&["uninstall", &release, "-n", &sys, "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(e.get("mcpserver", &apps, "echo").is_some());
+    for ns in [&apps, &sys] {
+        let _ = e.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+}

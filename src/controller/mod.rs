@@ -17,6 +17,7 @@ pub mod leader;
 pub mod merge;
 pub mod metrics;
 pub mod pipeline;
+pub mod pods;
 pub mod retry;
 mod run;
 /// The namespaces managed: discovery's sources read within it too, so it lives with them.
