@@ -670,3 +670,73 @@ async fn two_gateways_with_one_key_share_sessions_and_refuse_tampered_tokens() {
     let r = post(&http, &format!("{a}{path}"), &sess, &list(5)).await;
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+/// The official conformance suite's server scenarios (`server --url`), run against the everything
+/// server directly and through the gateway in one test: every scenario that passes directly
+/// passes through the gateway, and the same ones fail (the suite's scenarios expect its own
+/// fixture tools and prompts, which the everything server does not all have).
+#[test]
+fn conformance_server_scenarios_pass_through_the_gateway_as_they_pass_directly() {
+    let Some(s) = mcp_servers() else { return };
+    let Some(c) = support::conformance_suite() else {
+        return;
+    };
+    let (_ev, port) = everything(&s);
+    let dir = scratch("conformance");
+    manifests(&dir, &remote("everything", port, ""));
+    let (_gw, base) = gateway(&dir, &[]);
+    let run = |url: &str, out: &str| -> Vec<(String, bool)> {
+        let mut child = Command::new(&c.node)
+            .arg(&c.cli)
+            .args(["server", "--url", url, "-o"])
+            .arg(dir.join(out))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+            s
+        });
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(180) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the conformance suite ran over 180s against {url}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let text = reader.join().unwrap();
+        // `✓ NAME: N passed, M failed` / `✗ ...`, one line per scenario
+        let verdicts: Vec<(String, bool)> = text
+            .lines()
+            .filter_map(|l| {
+                let (pass, rest) = if let Some(r) = l.strip_prefix("✓ ") {
+                    (true, r)
+                } else {
+                    (false, l.strip_prefix("✗ ")?)
+                };
+                Some((rest.split(':').next()?.to_string(), pass))
+            })
+            .collect();
+        eprintln!("== conformance against {url}\n{text}");
+        verdicts
+    };
+    let direct = run(&format!("http://127.0.0.1:{port}/mcp"), "direct");
+    let through = run(&format!("{base}/servers/t/everything/mcp"), "through");
+    assert!(
+        direct.len() >= 20,
+        "the suite listed too few scenarios: {direct:?}"
+    );
+    let passed = direct.iter().filter(|(_, p)| *p).count();
+    assert!(
+        passed >= 10,
+        "only {passed} scenarios pass directly: {direct:?}"
+    );
+    assert_eq!(through, direct, "through the gateway vs directly");
+}
