@@ -455,6 +455,57 @@ async fn both_servers_are_compliant_through_the_gateway_and_bad_input_is_refused
     assert_eq!(r.rpc()["result"]["content"][0]["text"], "5", "{}", r.body);
 }
 
+/// A tool call whose SSE response carries progress notifications for two seconds: each event
+/// reaches the client when the server sends it, not when the response ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_responses_stream_through_unbuffered() {
+    let Some(s) = mcp_servers() else { return };
+    let (_ev, port) = everything(&s);
+    let dir = scratch("streaming");
+    manifests(&dir, &remote("everything", port, ""));
+    let (_gw, base) = gateway(&dir, &[]);
+    let url = format!("{base}/servers/t/everything/mcp");
+    let http = client();
+    let token = open_session(&http, &url).await;
+    let mut body = call(
+        2,
+        "trigger-long-running-operation",
+        json!({"duration": 2, "steps": 4}),
+    );
+    body["params"]["_meta"] = json!({"progressToken": "p1"});
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &token)
+        .header("mcp-protocol-version", LEGACY)
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
+        .unwrap();
+    let started = Instant::now();
+    let resp = http.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = Body::new(resp.into_body(), 1 << 20);
+    let (mut first_progress, mut text) = (None, String::new());
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.chunk())
+        .await
+        .expect("the stream goes on within 20s")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if first_progress.is_none() && text.contains("notifications/progress") {
+            first_progress = Some(started.elapsed());
+        }
+    }
+    let done = started.elapsed();
+    let first = first_progress.unwrap_or_else(|| panic!("no progress event: {text}"));
+    assert!(text.contains("\"id\":2"), "{text}");
+    assert!(
+        done >= Duration::from_millis(1900) && first + Duration::from_millis(900) < done,
+        "first progress at {first:?}, response done at {done:?}: buffered"
+    );
+}
+
 /// `tools.denyList` and `tools.rateLimit` from the manifest: the denied tool is absent from
 /// `tools/list` (both eras) and its call refused without reaching the server; with
 /// `requestsPerMinute: 30` the 31st call within the minute is refused with 429 and Retry-After.
