@@ -791,3 +791,55 @@ fn conformance_server_scenarios_pass_through_the_gateway_as_they_pass_directly()
     );
     assert_eq!(through, direct, "through the gateway vs directly");
 }
+
+/// The gateway re-reads its inputs: a new deny list takes effect without a restart, and an edit
+/// that does not compile leaves the last good routes in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_manifest_replaces_the_routes_and_a_broken_one_keeps_them() {
+    let Some(s) = mcp_servers() else { return };
+    let (_py, port) = python(&s);
+    let dir = scratch("reload");
+    manifests(&dir, &remote("echo", port, ""));
+    let (_gw, base) = gateway(&dir, &[]);
+    let url = format!("{base}/servers/t/echo/mcp");
+    let http = client();
+    let token = open_session(&http, &url).await;
+    let sess = [
+        ("mcp-session-id", token.as_str()),
+        ("mcp-protocol-version", LEGACY),
+    ];
+    assert_eq!(
+        post(&http, &url, &sess, &list(2)).await.tool_names(),
+        vec!["echo", "add"]
+    );
+
+    manifests(
+        &dir,
+        &remote("echo", port, "  tools:\n    denyList: [echo]\n"),
+    );
+    let start = Instant::now();
+    loop {
+        let names = post(&http, &url, &sess, &list(3)).await.tool_names();
+        if names == vec!["add"] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still {names:?} after 15s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // the session opened before the change goes on under the new policy
+    let r = post(&http, &url, &sess, &call(4, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.error_code(), Some(-32003), "{}", r.body);
+
+    manifests(
+        &dir,
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: echo\nspec:\n  mode: remote\n  endpoint: not a url\n",
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        post(&http, &url, &sess, &list(5)).await.tool_names(),
+        vec!["add"]
+    );
+}
