@@ -242,9 +242,13 @@ async fn both_servers_are_compliant_through_the_gateway_and_bad_input_is_refused
     manifests(
         &dir,
         &format!(
-            "{}{}",
-            remote("echo", py_port, ""),
-            remote("everything", ev_port, "")
+            "{}{}{}",
+            remote("echo", py_port, "").replace(
+                "  namespace: t\n",
+                "  namespace: t\n  labels:\n    tier: a\n"
+            ),
+            remote("everything", ev_port, ""),
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServerGroup\nmetadata:\n  name: g\n  namespace: t\nspec:\n  selector:\n    matchLabels:\n      tier: a\n"
         ),
     );
     let (_gw, base) = gateway(&dir, &["--max-body", "64KiB"]);
@@ -262,6 +266,15 @@ async fn both_servers_are_compliant_through_the_gateway_and_bad_input_is_refused
     .await;
     assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
     assert_eq!(r.stateful, Some(true), "a sealed session, continued");
+    // the group of one member serves the member, sessions included
+    for version in [None, Some(LEGACY)] {
+        let r = probe(&format!("{base}/groups/t/g/mcp"), |o| {
+            o.protocol_version = version.map(str::to_string)
+        })
+        .await;
+        assert_eq!(r.verdict, Verdict::Compliant, "{r:?}");
+        assert_eq!(r.tools, vec!["echo".to_string(), "add".to_string()]);
+    }
     let direct = probe(&format!("http://127.0.0.1:{ev_port}/mcp"), |_| {}).await;
     let through = probe(&ev, |_| {}).await;
     assert_eq!(through.verdict, Verdict::Compliant, "{through:?}");
@@ -842,4 +855,56 @@ async fn a_changed_manifest_replaces_the_routes_and_a_broken_one_keeps_them() {
         post(&http, &url, &sess, &list(5)).await.tool_names(),
         vec!["add"]
     );
+}
+
+/// Upstreams that fail: one that accepts and never answers (504 after --upstream-timeout), one
+/// that is not listening (502), both with the JSON-RPC code -32000 and the request's id; and a
+/// container server, which only an in-cluster gateway reaches (503). Needs no MCP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_upstreams_get_gateway_errors_not_hangs() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // accept and hold connections, answering nothing, for as long as the test runs
+        let mut conns = Vec::new();
+        for c in silent.incoming().take(8) {
+            match c {
+                Ok(c) => conns.push(c),
+                Err(_) => break,
+            }
+        }
+        conns.len()
+    });
+    let closed_port = free_tcp_port();
+    let dir = scratch("failing");
+    manifests(
+        &dir,
+        &format!(
+            "{}{}{}",
+            remote("silent", silent_port, ""),
+            remote("closed", closed_port, ""),
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: pod\n  namespace: t\nspec:\n  mode: container\n  image: example/mcp:1\n"
+        ),
+    );
+    let (_gw, base) = gateway(&dir, &["--upstream-timeout", "1s"]);
+    let http = client();
+    for (name, status) in [("silent", 504), ("closed", 502), ("pod", 503)] {
+        let started = Instant::now();
+        let r = post(
+            &http,
+            &format!("{base}/servers/t/{name}/mcp"),
+            &[],
+            &list(7),
+        )
+        .await;
+        assert_eq!(r.status, status, "{name}: {}", r.body);
+        assert_eq!(r.error_code(), Some(-32000), "{name}: {}", r.body);
+        assert_eq!(r.rpc()["id"], 7, "{name}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(held);
 }

@@ -361,10 +361,12 @@ async fn post(
         Body::One(m) => m.method.clone(),
         Body::Batch(_) => Some("batch".into()),
     };
-    (
-        method,
-        post_parsed(gw, route, path, headers, bytes, parsed).await,
-    )
+    // Every answer the gateway gives a request carries the request's id.
+    let id = parsed.id();
+    let result = post_parsed(gw, route, path, headers, bytes, parsed)
+        .await
+        .map_err(|r| if r.id.is_null() { r.with_id(id) } else { r });
+    (method, result)
 }
 
 async fn read_body(body: AxBody, cap: usize) -> Result<Bytes, Refusal> {
