@@ -151,6 +151,7 @@ async fn serve(
         config: proxy::Config {
             max_body: args.max_body,
             upstream_timeout: args.upstream_timeout,
+            loopback: args.listen.ip().is_loopback(),
         },
     });
     if let Some(mut reload) = reload {

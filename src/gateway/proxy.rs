@@ -59,6 +59,8 @@ pub struct Config {
     pub max_body: usize,
     /// Bound on waiting for an upstream's response headers.
     pub upstream_timeout: Duration,
+    /// Listening on loopback: refuse non-loopback `Host`/`Origin` (DNS rebinding).
+    pub loopback: bool,
 }
 
 pub struct Gateway {
@@ -79,6 +81,7 @@ fn reason(code_: i64, status: StatusCode) -> &'static str {
         code::SESSION_NOT_FOUND => "unknown_session",
         code::NO_ROUTE => "no_route",
         code::UPSTREAM_UNAVAILABLE => "unavailable",
+        code::FOREIGN_ORIGIN => "foreign_origin",
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         _ => "bad_request",
     }
@@ -264,6 +267,11 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             ),
         );
     };
+    if gw.config.loopback {
+        if let Err(r) = request::check_local_origin(req.headers()) {
+            return gw.refuse(&path, &r);
+        }
+    }
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let (method, result) = match parts.method {

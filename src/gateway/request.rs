@@ -28,6 +28,8 @@ pub mod code {
     pub const TOOL_DENIED: i64 = -32003;
     /// The server's `tools.rateLimit` is exhausted; see `Retry-After`.
     pub const RATE_LIMITED: i64 = -32004;
+    /// A loopback gateway asked with a non-loopback `Host` or `Origin` (DNS rebinding).
+    pub const FOREIGN_ORIGIN: i64 = -32005;
 }
 
 /// The `_meta` key of a 2026-07-28 request's protocol version.
@@ -317,6 +319,46 @@ pub fn check_headers(body: &Body, headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Whether a host name (no port; IPv6 with or without brackets) is this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// DNS-rebinding protection for a gateway listening on loopback (the spec's "servers MUST
+/// validate the Origin header"): a browser tricked into calling a local port sends the
+/// attacker's name in `Host` and `Origin`. A missing `Origin` is a non-browser client and fine;
+/// `Host` is always sent by HTTP/1.1 clients and must name loopback.
+pub fn check_local_origin(headers: &HeaderMap) -> Result<(), Refusal> {
+    let refuse = || {
+        Refusal::new(
+            StatusCode::FORBIDDEN,
+            code::FOREIGN_ORIGIN,
+            "this gateway listens on loopback and serves only loopback Host and Origin names",
+        )
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    if !host.is_some_and(|a| loopback_host(a.host())) {
+        return Err(refuse());
+    }
+    if let Some(o) = headers.get(http::header::ORIGIN) {
+        let ok = o
+            .to_str()
+            .ok()
+            .and_then(|o| url::Url::parse(o).ok())
+            .is_some_and(|u| u.host_str().is_some_and(loopback_host));
+        if !ok {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +408,31 @@ mod tests {
         assert_eq!(resp.messages()[0].method, None);
         let batch = parse(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#).unwrap();
         assert!(matches!(batch, Body::Batch(ref v) if v.len() == 1));
+    }
+
+    #[test]
+    fn a_loopback_gateway_serves_loopback_names_only() {
+        for ok in [
+            vec![("host", "127.0.0.1:8080")],
+            vec![("host", "localhost")],
+            vec![("host", "[::1]:80"), ("origin", "http://localhost:3000")],
+            vec![("host", "127.0.0.2:1"), ("origin", "http://[::1]:9")],
+        ] {
+            assert_eq!(check_local_origin(&headers(&ok)), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            vec![],
+            vec![("host", "evil.example.com")],
+            vec![("host", "127.0.0.1.evil.example.com:80")],
+            vec![("host", "localhost"), ("origin", "http://evil.example.com")],
+            vec![("host", "localhost"), ("origin", "null")],
+        ] {
+            let r = check_local_origin(&headers(&bad)).unwrap_err();
+            assert_eq!(
+                (r.status, r.code),
+                (StatusCode::FORBIDDEN, code::FOREIGN_ORIGIN)
+            );
+        }
     }
 
     #[test]
