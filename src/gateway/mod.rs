@@ -203,6 +203,14 @@ async fn serve(
         })?;
     let addr = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(%addr, routes, "gateway listening");
+    // No Nagle: a streamed response is written as headers, then body frames; with Nagle on, the
+    // second small write waits for the client's delayed ACK (~40 ms a response).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     // No graceful drain: SSE streams are long-lived by design, and a client reconnects (to any
     // replica: the session is in its token).
     tokio::select! {
