@@ -40,7 +40,7 @@ pub const MAX_BATCH: usize = 1000;
 /// One JSON-RPC message of the body, as far as the gateway cares.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
-    /// The request id (`None` for notifications and... responses keep theirs here too).
+    /// The message's id: a request's or a response's; `None` for a notification.
     pub id: Option<Json>,
     /// `None`: a response (the client answering a server's request: sampling, elicitation).
     pub method: Option<String>,
