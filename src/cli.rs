@@ -277,8 +277,16 @@ fn gateway_cmd(input: InputArgs, gateway: crate::gateway::GatewayArgs) -> Result
         return Ok(2);
     }
     let table = RouteTable::of(&c.decided);
-    // Only local paths are re-read; without PATH (the embedded examples) nothing changes.
-    let reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>> = if input.paths.is_empty() {
+    // Only local files are re-read: not the embedded examples (no PATH), not stdin (read once),
+    // not Git (a fetch a second would hammer the remote).
+    let local_only = !input.paths.is_empty()
+        && !input.paths.iter().any(|p| p.as_os_str() == "-")
+        && !input.fetch_git
+        && !input.catalogs.iter().any(|c| c.contains("git+"));
+    if !local_only {
+        tracing::info!("inputs are not all local files: they are read once, not re-read");
+    }
+    let reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>> = if !local_only {
         None
     } else {
         let mut last = fingerprint(&first);
