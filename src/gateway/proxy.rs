@@ -245,8 +245,13 @@ impl Gateway {
                     },
                 ),
             };
-            if let Some(v) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                out.insert(SESSION, v);
+            match token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                Some(v) => {
+                    out.insert(SESSION, v);
+                }
+                // Only a failing random source (or an absurd backend name) gets here; the
+                // client then sees no session, and its next request fails visibly upstream.
+                None => tracing::warn!(route = path, "could not seal the upstream's session id"),
             }
         }
         out
