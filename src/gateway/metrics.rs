@@ -36,8 +36,13 @@ pub struct Metrics {
     pub duration: Family<OperationLabels, Histogram>,
 }
 
-/// Methods counted under their own name; anything else is `other`.
+/// Methods counted under their own name; anything else is `other`. `GET` and `DELETE` are the
+/// HTTP requests without a JSON-RPC body (the stream, the end of a session), `batch` a JSON-RPC
+/// batch.
 const METHODS: &[&str] = &[
+    "GET",
+    "DELETE",
+    "batch",
     "initialize",
     "ping",
     "server/discover",

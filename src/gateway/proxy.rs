@@ -282,7 +282,7 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (method, result) = match parts.method {
         Method::POST => post(&gw, route, &path, &parts.headers, body).await,
         Method::GET | Method::DELETE => (
-            None,
+            Some(parts.method.as_str().to_string()),
             stream_only(&gw, route, &path, parts.method.clone(), &parts.headers).await,
         ),
         _ => {
