@@ -647,7 +647,7 @@ async fn two_gateways_with_one_key_share_sessions_and_refuse_tampered_tokens() {
     let key = dir.join("session.key");
     std::fs::write(&key, "Zm9yIHRlc3RzIG9ubHk6IDMyIGJ5dGVzIG9mIGtleSEhIQ==\n").unwrap();
     let key = key.to_str().unwrap();
-    let (_a, a) = gateway(&dir, &["--session-key-file", key]);
+    let (_a, a) = gateway(&dir, &["--session-key-file", key, "--log-level", "trace"]);
     let (_b, b) = gateway(&dir, &["--session-key-file", key]);
     let other_key = dir.join("other.key");
     std::fs::write(&other_key, [7u8; 32]).unwrap();
@@ -733,6 +733,19 @@ async fn two_gateways_with_one_key_share_sessions_and_refuse_tampered_tokens() {
     );
     let r = post(&http, &format!("{a}{path}"), &sess, &list(5)).await;
     assert_eq!(r.status, 404, "{}", r.body);
+
+    // a's log, at trace level, holds no token, no key, no header value a client sent
+    let a_port = a.rsplit(':').next().unwrap();
+    let log = std::fs::read_to_string(dir.join(format!("gateway-{a_port}.log"))).unwrap();
+    assert!(log.contains("session keys loaded"), "{log}");
+    for secret in [
+        token.as_str(),
+        tampered.as_str(),
+        "Zm9yIHRlc3Rz",
+        "for tests only",
+    ] {
+        assert!(!log.contains(secret), "the log holds a secret: {secret}");
+    }
 }
 
 /// The official conformance suite's server scenarios (`server --url`), run against the everything
