@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Format {
     Yaml,
     Json,
+    /// The gateway's route table: what `hangar gateway` with the same inputs serves and enforces.
+    Routes,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -139,6 +141,15 @@ pub enum Command {
     /// Check that a URL speaks MCP: transport, protocol version, server, capabilities, tools.
     /// Exit 0 compliant, 1 not (or requires auth, or unreachable), 2 usage error.
     Probe(crate::probe::command::ProbeArgs),
+    /// Serve the MCP data plane from local manifests: /servers/NAMESPACE/NAME/mcp and
+    /// /groups/NAMESPACE/NAME/mcp proxied to their servers under their tool policy and rate
+    /// limits, plus /healthz, /readyz and /metrics. Re-reads the inputs when they change.
+    Gateway {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        gateway: crate::gateway::GatewayArgs,
+    },
     /// Run the reconciler against the cluster of the current kubeconfig context (or in-cluster).
     Controller(crate::controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them under DIR).
@@ -240,6 +251,7 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::controller::main(args).map_err(|e| CliError::Usage(e.to_string()))
         }
         Command::Probe(args) => Ok(crate::probe::command::run(args)),
+        Command::Gateway { input, gateway } => gateway_cmd(input, gateway),
         Command::Check { input, output } => check(&input, output),
         Command::Import { input, out_dir } => import(&input, out_dir.as_deref()),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
@@ -252,6 +264,67 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `hangar gateway`: compiles the inputs (refusing to start on errors), then serves their route
+/// table, re-reading the inputs once a second and replacing the table when they changed and
+/// still compile (a broken edit keeps the last good table, with its diagnostics on stderr).
+fn gateway_cmd(input: InputArgs, gateway: crate::gateway::GatewayArgs) -> Result<u8, CliError> {
+    use crate::gateway::routes::RouteTable;
+    let first = inputs(&input)?;
+    let c = compile_reporting(&first);
+    if c.bundle.is_none() {
+        return Ok(2);
+    }
+    let table = RouteTable::of(&c.decided);
+    // Only local files are re-read: not the embedded examples (no PATH), not stdin (read once),
+    // not Git (a fetch a second would hammer the remote).
+    let local_only = !input.paths.is_empty()
+        && !input.paths.iter().any(|p| p.as_os_str() == "-")
+        && !input.fetch_git
+        && !input.catalogs.iter().any(|c| c.contains("git+"));
+    if !local_only {
+        tracing::info!("inputs are not all local files: they are read once, not re-read");
+    }
+    let reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>> = if !local_only {
+        None
+    } else {
+        let mut last = fingerprint(&first);
+        Some(Box::new(move || {
+            let now = match inputs(&input) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inputs unreadable; keeping the current routes");
+                    return None;
+                }
+            };
+            let f = fingerprint(&now);
+            if f == last {
+                return None;
+            }
+            last = f;
+            let c = compile_reporting(&now);
+            if c.bundle.is_none() {
+                tracing::warn!("inputs do not compile; keeping the current routes");
+                return None;
+            }
+            Some(RouteTable::of(&c.decided))
+        }))
+    };
+    crate::gateway::main(gateway, table, reload).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// A hash of the inputs' paths and texts: whether a re-read found anything new.
+fn fingerprint(inputs: &Inputs) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in &inputs.files {
+        h.update(f.file.path.as_bytes());
+        h.update([0]);
+        h.update(f.file.text.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
 }
 
 /// Compiles and prints the diagnostics to stderr (with a summary when it failed).
@@ -296,6 +369,15 @@ fn render(
     let Some(bundle) = c.bundle.as_ref() else {
         return Ok(2);
     };
+    if format == Format::Routes {
+        if out_dir.is_some() {
+            return Err(CliError::Usage(
+                "-o routes prints to stdout; drop --out-dir".into(),
+            ));
+        }
+        write_stdout(&crate::gateway::routes::RouteTable::of(&c.decided).to_yaml())?;
+        return Ok(0);
+    }
     if bundle
         .objects
         .iter()
@@ -316,7 +398,7 @@ fn render(
         return Ok(0);
     }
     let text = match format {
-        Format::Yaml => compile::to_yaml_stream(&bundle.objects, reveal),
+        Format::Yaml | Format::Routes => compile::to_yaml_stream(&bundle.objects, reveal),
         Format::Json => {
             let items: Vec<Json> = bundle
                 .objects
@@ -509,7 +591,7 @@ fn write_out_dir(
         }
         let body = o.printable(reveal);
         let text = match format {
-            Format::Yaml => crate::diff::to_yaml(&body),
+            Format::Yaml | Format::Routes => crate::diff::to_yaml(&body),
             Format::Json => format!(
                 "{}\n",
                 serde_json::to_string_pretty(&body).unwrap_or_default()

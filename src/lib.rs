@@ -8,6 +8,7 @@ pub mod compile;
 pub mod connect;
 pub mod controller;
 pub mod diff;
+pub mod gateway;
 pub mod logging;
 pub mod probe;
 pub mod source;

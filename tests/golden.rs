@@ -290,3 +290,32 @@ fn import_is_golden_and_re_renders_the_same_objects() {
     assert!(imported >= 3, "expected the vitorbari fixtures to convert");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The gateway's route table (`hangar render -o routes`) of every ok fixture and of the examples
+/// is golden (`golden/routes/<name>.yaml`): a change to what a gateway would serve or enforce is
+/// reviewed like a change to the rendered objects.
+#[test]
+fn routes_render_to_golden() {
+    let mut failures = Vec::new();
+    let mut list = fixtures("ok");
+    list.push(("examples".into(), root().join("examples")));
+    for (name, path) in list {
+        let c = compile(&fixture_inputs(&path));
+        if c.bundle.is_none() {
+            failures.push(format!("{name}: does not compile"));
+            continue;
+        }
+        let table = hangar::gateway::routes::RouteTable::of(&c.decided);
+        let text = if table.routes.is_empty() {
+            String::new()
+        } else {
+            table.to_yaml()
+        };
+        compare(
+            &root().join("golden/routes").join(format!("{name}.yaml")),
+            &text,
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -267,7 +267,7 @@ pub struct CircuitBreaker {
     pub success_threshold: Option<i32>,
 }
 
-/// Tool policy. Declared here and carried in the resolved output; enforced by the gateway (not yet built).
+/// Tool policy, enforced by `hangar gateway`: a denied tool (deny wins over allow) is absent from `tools/list` and its `tools/call` refused; `rateLimit` meters `tools/call` per server.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolsPolicy {

@@ -101,13 +101,33 @@ impl Default for Inputs {
 pub struct Decided {
     pub servers: BTreeMap<(String, String), settings::ServerSettings>,
     pub groups: BTreeMap<(String, String), settings::GroupSettings>,
+    /// Each group's members among the inputs: the servers of its namespace its selector matches,
+    /// by name. Decided here, once, so the gateway's route table and the checks agree on it.
+    pub group_members: BTreeMap<(String, String), Vec<String>>,
     pub sources: BTreeMap<(String, String), settings::SourceSettings>,
 }
 
 impl Decided {
     fn of(resolved: resolve::Resolved) -> Self {
         let key = |m: &model::Meta| (m.namespace.clone(), m.name.clone());
+        let group_members = resolved
+            .groups
+            .iter()
+            .map(|g| {
+                let members = resolved
+                    .servers
+                    .iter()
+                    .filter(|s| {
+                        s.meta.namespace == g.meta.namespace
+                            && check::selector_matches(&g.spec.selector, &s.meta.labels)
+                    })
+                    .map(|s| s.meta.name.clone())
+                    .collect();
+                (key(&g.meta), members)
+            })
+            .collect();
         Decided {
+            group_members,
             servers: resolved
                 .servers
                 .into_iter()

@@ -41,7 +41,7 @@ pub struct ProbeArgs {
 }
 
 /// `1048576`, `512KiB`, `16MiB`: at least 1 KiB, at most 1 GiB.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => t.split_at(i),

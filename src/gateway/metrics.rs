@@ -1,0 +1,115 @@
+//! The gateway's Prometheus series. Every label value is bounded: routes come from the route table
+//! (unknown paths are one `unrouted` value), methods from a fixed list (others are `other`), so a
+//! client cannot grow the series set.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub mcp_method_name: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub route: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub route: String,
+    pub mcp_method_name: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub refusals: Family<RefusalLabels, Counter>,
+    /// Time from receiving a request to the upstream's response headers (the OTel MCP name
+    /// `mcp.server.operation.duration`, as the gateway serves MCP to the client).
+    pub duration: Family<OperationLabels, Histogram>,
+}
+
+/// Methods counted under their own name; anything else is `other`. `GET` and `DELETE` are the
+/// HTTP requests without a JSON-RPC body (the stream, the end of a session), `batch` a JSON-RPC
+/// batch.
+const METHODS: &[&str] = &[
+    "GET",
+    "DELETE",
+    "batch",
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+];
+
+/// A method as a bounded label value.
+pub fn method_label(method: Option<&str>) -> String {
+    match method {
+        None => "response".into(),
+        Some(m) if METHODS.contains(&m) => m.into(),
+        Some(_) => "other".into(),
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "hangar_gateway_requests",
+            "MCP requests the gateway answered, by route, method and HTTP status",
+            requests.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "hangar_gateway_refusals",
+            "Requests the gateway answered itself without forwarding, by reason (tool_denied, rate_limited, bad_request, header_mismatch, too_large, unknown_session, no_route, unavailable, foreign_origin)",
+            refusals.clone(),
+        );
+        let duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "mcp_server_operation_duration_seconds",
+            "Time to the upstream's response headers, as seen by the gateway",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            refusals,
+            duration,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
