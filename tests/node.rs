@@ -372,3 +372,64 @@ fn helm_install_of_the_hangar_image_runs_the_controller_as_pods() {
         let _ = e.kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
 }
+
+/// Servers that cannot become Ready on a real node end Dead within their `startupTimeout`,
+/// with a reason and message saying why, and an Event; the controller stays up.
+#[test]
+fn servers_that_cannot_run_end_dead_with_the_reason() {
+    let Some(n) = node() else { return };
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let e = n.e;
+    e.crds();
+    let ns = e.namespace("node-bad", true);
+    let ctl = n.controller(&ns, "node-bad");
+    let server = |name: &str, body: &str| {
+        format!(
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: container\n  startupTimeout: 20s\n  port: 8000\n  path: /mcp\n{body}{}",
+            n.placement()
+        )
+    };
+    let cases = [
+        // Runs, but speaks plain HTTP, not MCP.
+        (
+            "not-mcp",
+            "  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  command: [/usr/bin/python3, -m, http.server, \"8000\"]\n",
+            "",
+        ),
+    ];
+    let t0 = Instant::now();
+    for (name, body, _) in &cases {
+        e.apply_yaml(&server(name, body));
+    }
+    for (name, _, want) in &cases {
+        let s = wait_for(&format!("{name} Dead"), Duration::from_secs(120), || {
+            assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
+            let s = n.server(&ns, name);
+            (s["status"]["state"] == "Dead").then_some(s)
+        });
+        let ready = s["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or(Json::Null);
+        eprintln!("{name}: Dead after {:?}: {ready}", t0.elapsed());
+        assert!(
+            ready["message"].as_str().is_some_and(|m| m.contains(want)),
+            "{name}: {ready}"
+        );
+        let events = e.k(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        assert!(!events.trim().is_empty(), "{name}: no Event");
+    }
+    assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
+    drop(ctl);
+    let _ = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

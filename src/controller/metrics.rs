@@ -91,31 +91,7 @@ const PROTOCOL_VERSIONS: [&str; 5] = [
     "2026-07-28",
 ];
 
-/// Seed 002's phase of a status (what `status.phase` shows): ValidationFailed, as in the seed,
-/// only for a server strict mode holds (its Ready condition's reason is `NonCompliant`); an
-/// unreachable or crashing server is Failed.
-pub fn seed_phase_of(s: &crate::api::server::MCPServerStatus) -> &'static str {
-    use crate::controller::state::{NON_COMPLIANT, READY};
-    let held = s
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == READY && c.reason == NON_COMPLIANT);
-    seed_phase(s.state.unwrap_or(ServerState::Initializing), held)
-}
-
-/// Seed 002's phase for a hangar state: Cold (not started) is Pending, Initializing is
-/// Creating, Ready and Degraded (serving, with some failures) are Running, Dead is Failed, or
-/// ValidationFailed when a strict-mode validation failed.
-pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
-    match state {
-        ServerState::Cold => "Pending",
-        ServerState::Initializing => "Creating",
-        ServerState::Ready | ServerState::Degraded => "Running",
-        ServerState::Dead if validation_failed => "ValidationFailed",
-        ServerState::Dead => "Failed",
-    }
-}
+pub use super::state::{seed_phase, seed_phase_of};
 
 /// `controller` of seed 002's reconcile series: the kind in lower case (`mcpserver`, as the
 /// seed's only controller says it, `mcpservergroup`, `mcpdiscoverysource`).

@@ -106,7 +106,7 @@ pub fn next(
     }
     s.state = Some(state);
     s.conditions = Some(conditions(prev, o, state, &reason, &message, now));
-    s.phase = Some(super::metrics::seed_phase_of(&s).to_string());
+    s.phase = Some(seed_phase_of(&s).to_string());
     let transition = (prev_state != Some(state)).then_some(Transition {
         from: prev_state,
         to: state,
@@ -340,6 +340,31 @@ pub fn condition(
         message: truncate(message, 1024),
         observed_generation: generation,
         last_transition_time: since,
+    }
+}
+
+/// Seed 002's phase of a status (what `status.phase` shows): ValidationFailed, as in the seed,
+/// only for a server strict mode holds (its Ready condition's reason is `NonCompliant`); an
+/// unreachable or crashing server is Failed.
+pub fn seed_phase_of(s: &crate::api::server::MCPServerStatus) -> &'static str {
+    let held = s
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == READY && c.reason == NON_COMPLIANT);
+    seed_phase(s.state.unwrap_or(ServerState::Initializing), held)
+}
+
+/// Seed 002's phase for a hangar state: Cold (not started) is Pending, Initializing is
+/// Creating, Ready and Degraded (serving, with some failures) are Running, Dead is Failed, or
+/// ValidationFailed when a strict-mode validation failed.
+pub fn seed_phase(state: ServerState, validation_failed: bool) -> &'static str {
+    match state {
+        ServerState::Cold => "Pending",
+        ServerState::Initializing => "Creating",
+        ServerState::Ready | ServerState::Degraded => "Running",
+        ServerState::Dead if validation_failed => "ValidationFailed",
+        ServerState::Dead => "Failed",
     }
 }
 
