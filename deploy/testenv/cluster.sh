@@ -206,14 +206,15 @@ up() {
   # (envtest disables it the same way, or every pod create would fail on the missing account).
   # with the real node, the `kubernetes` Service points at the node-side API relay (node.sh), the
   # one address of the API server that pods can reach
-  local advertise=127.0.0.1
-  [[ $node == 0 ]] || advertise=$NODE_IP
+  # (and its endpoints are written at all: without a node nothing could reach them)
+  local advertise=127.0.0.1 reconciler=none
+  [[ $node == 0 ]] || { advertise=$NODE_IP; reconciler=lease; }
   local admission=()
   [[ $full == 1 ]] || admission=(--disable-admission-plugins=ServiceAccount)
   local api_cmd=("$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address="$advertise" --secure-port="$api_port" \
-    --endpoint-reconciler-type=none \
+    --endpoint-reconciler-type="$reconciler" \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
     --client-ca-file="$STATE/pki/ca.crt" --token-auth-file="$STATE/pki/tokens.csv" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
