@@ -17,6 +17,7 @@ pub mod leader;
 pub mod merge;
 pub mod metrics;
 pub mod pipeline;
+pub mod probes;
 pub mod retry;
 mod run;
 /// The namespaces managed: discovery's sources read within it too, so it lives with them.
@@ -150,9 +151,9 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub server_ar: ApiResource,
     pub group_ar: ApiResource,
-    pub prober: Arc<dyn health::Prober>,
+    /// Health checks, run off the reconcile path (see [`probes`]).
+    pub probes: probes::Probes,
     pub probe_services: bool,
-    pub probe_slots: tokio::sync::Semaphore,
     pub resync: Duration,
     /// The namespaces managed (`--namespace`).
     pub scope: scope::Scope,
