@@ -52,14 +52,6 @@ impl Plan {
     }
 }
 
-/// What a reconcile reads: the latest finished check of the current plan, if there is one yet.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Latest {
-    /// Planned (now or earlier), no check finished yet.
-    Pending,
-    Checked(Check),
-}
-
 /// Whether a finished check wakes the server's reconcile (pure): the first one, a failure, or
 /// one that says something else than the one before.
 pub fn wakes(before: Option<&Check>, now: &Check) -> bool {
@@ -123,20 +115,17 @@ impl Probes {
         })
     }
 
-    /// The latest check of `plan` for the server `ns/name`, starting its checks when they are not
-    /// running for this plan (never waits for one).
-    pub fn latest(&self, ns: &str, name: &str, plan: &Plan) -> Latest {
+    /// The latest finished check of `plan` for the server `ns/name` (`None`: none yet), starting
+    /// its checks when they are not running for this plan. Never waits for a check.
+    pub fn latest(&self, ns: &str, name: &str, plan: &Plan) -> Option<Check> {
         let Ok(mut jobs) = self.jobs.lock() else {
-            return Latest::Pending;
+            return None;
         };
         let key = (ns.to_string(), name.to_string());
         if let Some(job) = jobs.get(&key)
             && job.plan == *plan
         {
-            return match job.latest.lock().ok().and_then(|l| l.clone()) {
-                Some(c) => Latest::Checked(c),
-                None => Latest::Pending,
-            };
+            return job.latest.lock().ok().and_then(|l| l.clone());
         }
         if let Some(old) = jobs.remove(&key) {
             old.task.abort();
@@ -157,7 +146,7 @@ impl Probes {
                 task,
             },
         );
-        Latest::Pending
+        None
     }
 
     /// Stops checking a server (no longer checked: scaled to zero, held, deleted).
@@ -390,15 +379,9 @@ mod tests {
         let t0 = std::time::Instant::now();
         for i in 0..2 {
             let name = format!("dead{i}");
-            assert_eq!(
-                p.latest("ns", &name, &plan("http://hang/mcp", 60)),
-                Latest::Pending
-            );
+            assert_eq!(p.latest("ns", &name, &plan("http://hang/mcp", 60)), None);
         }
-        assert_eq!(
-            p.latest("ns", "ok", &plan("http://ok/mcp", 60)),
-            Latest::Pending
-        );
+        assert_eq!(p.latest("ns", "ok", &plan("http://ok/mcp", 60)), None);
         assert!(t0.elapsed() < Duration::from_secs(1), "latest() waited");
         let woken = tokio::time::timeout(Duration::from_secs(5), wakes.next())
             .await
@@ -408,17 +391,11 @@ mod tests {
         assert_eq!(woken.as_deref(), Some("ok"));
         assert_eq!(
             p.latest("ns", "ok", &plan("http://ok/mcp", 60)),
-            Latest::Checked(check(true, "fine"))
+            Some(check(true, "fine"))
         );
-        assert_eq!(
-            p.latest("ns", "dead0", &plan("http://hang/mcp", 60)),
-            Latest::Pending
-        );
+        assert_eq!(p.latest("ns", "dead0", &plan("http://hang/mcp", 60)), None);
         // A new plan starts over; a stopped or gone server is no longer checked.
-        assert_eq!(
-            p.latest("ns", "ok", &plan("http://ok/v2", 60)),
-            Latest::Pending
-        );
+        assert_eq!(p.latest("ns", "ok", &plan("http://ok/v2", 60)), None);
         assert_eq!(p.len(), 3);
         p.stop("ns", "dead1");
         p.retain(&HashSet::from([("ns".to_string(), "ok".to_string())]));

@@ -93,7 +93,15 @@ async fn connect(
     let c = Connect {
         context: args.context.clone(),
     };
-    let client = super::fence::connect(&c, fence, args.leader.leader_elect).await?;
+    let throttle = super::throttle::ThrottleLayer::new(args.kube_api_qps, args.kube_api_burst);
+    let client = super::fence::connect(&c, fence, args.leader.leader_elect, &throttle).await?;
+    tracing::info!(
+        qps = args.kube_api_qps,
+        burst = args.kube_api_burst,
+        concurrency = args.concurrency,
+        probe_concurrency = args.probe_concurrency,
+        "API client rate limit and concurrency"
+    );
     tracing::info!(namespaces = %scope, "managing");
     let apis = scope.dynamic(&client, &resource(crate::api::Kind::Server));
     if let Some(api) = apis.first()

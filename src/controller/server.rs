@@ -15,7 +15,7 @@ use super::metrics::ServerLabels;
 use super::pipeline::{
     self, Applied, Category, Children, InvalidSpec, Outcome, PruneError, StatusError,
 };
-use super::probes::{Latest, Plan};
+use super::probes::Plan;
 use super::state::{self, Workload};
 use super::{Ctx, Error, event, event_of};
 use crate::api::Kind;
@@ -139,8 +139,8 @@ async fn observe(
             (Some(disabled), false)
         }
         true => match ctx.probes.latest(&ns, &name, &Plan::of(set)) {
-            Latest::Checked(c) => (Some(c), false),
-            Latest::Pending => (None, true),
+            Some(c) => (Some(c), false),
+            None => (None, true),
         },
     };
     decide::ServerObservation {
