@@ -715,7 +715,13 @@ fn remote_server_follows_its_real_mcp_endpoint() {
         ]);
         notes.contains("Dead -> Ready").then_some(notes)
     });
-    for from_to in ["new -> Ready", "Ready -> Degraded", "Degraded -> Dead"] {
+    // Checks run off the reconcile path: a new server is Initializing until its first one is in.
+    for from_to in [
+        "new -> Initializing",
+        "Initializing -> Ready",
+        "Ready -> Degraded",
+        "Degraded -> Dead",
+    ] {
         assert!(
             notes.contains(from_to),
             "no `{from_to}` in the Events:\n{notes}"
