@@ -750,7 +750,7 @@ fn silent_listener(secs: u64) -> u16 {
 }
 
 /// Health checks run off the reconcile path: servers whose endpoint accepts and never answers
-/// (each check waits out its 10 s timeout) do not slow the others, even with 2 reconcile workers
+/// (each check waits out its 30 s timeout) do not slow the others, even with 2 reconcile workers
 /// for 6 hung servers; no reconcile waits on a probe; and once settled the checks that go on
 /// re-apply nothing.
 #[test]
@@ -783,11 +783,18 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
     e.apply_yaml(
         &hung
             .iter()
-            .map(|n| remote(n, silent, "10s"))
+            .map(|n| remote(n, silent, "30s"))
             .collect::<String>(),
     );
     // Their first checks are under way (and hang) before the healthy servers exist.
     std::thread::sleep(Duration::from_secs(2));
+    // Ready as this controller sees it (its own metric: the suite's shared controller, which
+    // watches every namespace, may be reconciling the same servers).
+    let ready_here = |n: &str| {
+        ctl.metric(&format!(
+            "mcp_operator_provider_state{{namespace=\"{ns}\",name=\"{n}\",state=\"Ready\"}}"
+        )) == 1.0
+    };
     let t0 = std::time::Instant::now();
     e.apply_yaml(
         &fine
@@ -795,18 +802,29 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
             .map(|n| remote(n, port, "2s"))
             .collect::<String>(),
     );
-    for n in &fine {
-        wait_state(e, &ns, n, "Ready", T);
+    while !fine.iter().all(|n| ready_here(n)) {
+        assert!(
+            t0.elapsed() < T,
+            "the healthy servers not Ready:\n{}\n{}",
+            ctl.metrics_text()
+                .lines()
+                .filter(|l| l.starts_with("mcp_operator_provider_state") && l.ends_with(" 1"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     let converged = t0.elapsed();
     eprintln!("6 healthy servers Ready {converged:?} after their apply, beside 6 hung ones");
+    // Behind the hung checks that would take their 30 s timeout at least.
     assert!(
-        converged < Duration::from_secs(8),
+        converged < Duration::from_secs(15),
         "the healthy servers waited behind the hung checks: {converged:?}\n{}",
         ctl.log_tail()
     );
     for n in &hung {
-        assert_ne!(state_of(e, &ns, n).as_deref(), Some("Ready"), "{n}");
+        assert!(!ready_here(n), "{n} is Ready");
     }
     // The hung checks end in their timeout and say so, in the hung servers' status.
     wait_for("a hung check's finding in status", T, || {
@@ -817,7 +835,7 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
             .to_string();
         (!m.contains("no health check yet")).then_some(m)
     });
-    // No reconcile waited on a probe: every one took under 1.024 s (a hung check takes 10 s).
+    // No reconcile waited on a probe: every one took under 1.024 s (a hung check takes 30 s).
     let count = ctl.metric("mcp_operator_reconcile_duration_seconds_count{kind=\"MCPServer\"}");
     let fast: f64 = ctl
         .metrics_text()
@@ -842,7 +860,7 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(asked(), before, "health checks re-applied children");
     for n in &fine {
-        assert_eq!(state_of(e, &ns, n).as_deref(), Some("Ready"), "{n}");
+        assert!(ready_here(n), "{n} no longer Ready");
     }
 }
 
