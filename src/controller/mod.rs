@@ -66,10 +66,10 @@ pub struct ControllerArgs {
     pub concurrency: u16,
     /// API requests a second on average, client side (a token bucket; 0: no limit). Watches
     /// take one when they start; the leader election's renewals are never limited.
-    #[arg(long, default_value_t = 50.0, value_name = "QPS")]
+    #[arg(long, default_value_t = 200.0, value_name = "QPS")]
     pub kube_api_qps: f64,
     /// API requests sent at once before --kube-api-qps paces them.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = 400, value_name = "N")]
     pub kube_api_burst: u32,
     /// Resync interval of Ready servers (drift is caught sooner through the watches).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
