@@ -715,11 +715,152 @@ fn remote_server_follows_its_real_mcp_endpoint() {
         ]);
         notes.contains("Dead -> Ready").then_some(notes)
     });
-    for from_to in ["new -> Ready", "Ready -> Degraded", "Degraded -> Dead"] {
+    // Checks run off the reconcile path: a new server is Initializing until its first one is in.
+    for from_to in [
+        "new -> Initializing",
+        "Initializing -> Ready",
+        "Ready -> Degraded",
+        "Degraded -> Dead",
+    ] {
         assert!(
             notes.contains(from_to),
             "no `{from_to}` in the Events:\n{notes}"
         );
+    }
+}
+
+/// A loopback listener that accepts connections and never answers (holding at most 256 of them)
+/// for `secs` seconds: what a hung server looks like to its health check.
+fn silent_listener(secs: u64) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    l.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut held = Vec::new();
+        while std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((c, _)) if held.len() < 256 => held.push(c),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    port
+}
+
+/// Health checks run off the reconcile path: servers whose endpoint accepts and never answers
+/// (each check waits out its 30 s timeout) do not slow the others, even with 2 reconcile workers
+/// for 6 hung servers; no reconcile waits on a probe; and once settled the checks that go on
+/// re-apply nothing.
+#[test]
+fn hung_health_checks_do_not_slow_the_other_servers() {
+    let Some(e) = env() else { return };
+    let Some(mcp) = support::mcp_servers() else {
+        return;
+    };
+    e.crds();
+    let ns = e.namespace("hung", false);
+    let ctl = Controller::spawn(
+        e,
+        &ControllerOpts {
+            kubeconfig: None,
+            args: &["--namespace", &ns, "--concurrency", "2"],
+            name: "hung",
+        },
+    );
+    ctl.wait_ready(T);
+    let silent = silent_listener(240);
+    let port = support::free_tcp_port();
+    let _server = support::start_mcp_python(&mcp, port);
+    let remote = |name: &str, port: u16, timeout: &str| {
+        format!(
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 60s\n  healthCheck:\n    interval: 2s\n    timeout: {timeout}\n    failureThreshold: 2\n---\n"
+        )
+    };
+    let hung: Vec<String> = (0..6).map(|i| format!("hung-{i}")).collect();
+    let fine: Vec<String> = (0..6).map(|i| format!("fine-{i}")).collect();
+    e.apply_yaml(
+        &hung
+            .iter()
+            .map(|n| remote(n, silent, "30s"))
+            .collect::<String>(),
+    );
+    // Their first checks are under way (and hang) before the healthy servers exist.
+    std::thread::sleep(Duration::from_secs(2));
+    // Ready as this controller sees it (its own metric: the suite's shared controller, which
+    // watches every namespace, may be reconciling the same servers).
+    let ready_here = |n: &str| {
+        ctl.metric(&format!(
+            "mcp_operator_provider_state{{namespace=\"{ns}\",name=\"{n}\",state=\"Ready\"}}"
+        )) == 1.0
+    };
+    let t0 = std::time::Instant::now();
+    e.apply_yaml(
+        &fine
+            .iter()
+            .map(|n| remote(n, port, "2s"))
+            .collect::<String>(),
+    );
+    while !fine.iter().all(|n| ready_here(n)) {
+        assert!(
+            t0.elapsed() < T,
+            "the healthy servers not Ready:\n{}\n{}",
+            ctl.metrics_text()
+                .lines()
+                .filter(|l| l.starts_with("mcp_operator_provider_state") && l.ends_with(" 1"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let converged = t0.elapsed();
+    eprintln!("6 healthy servers Ready {converged:?} after their apply, beside 6 hung ones");
+    // Behind the hung checks that would take their 30 s timeout at least.
+    assert!(
+        converged < Duration::from_secs(15),
+        "the healthy servers waited behind the hung checks: {converged:?}\n{}",
+        ctl.log_tail()
+    );
+    for n in &hung {
+        assert!(!ready_here(n), "{n} is Ready");
+    }
+    // The hung checks end in their timeout and say so, in the hung servers' status.
+    wait_for("a hung check's finding in status", T, || {
+        let s = e.get("mcpserver", &ns, "hung-0")?;
+        let m = s
+            .pointer("/status/conditions/0/message")?
+            .as_str()?
+            .to_string();
+        (!m.contains("no health check yet")).then_some(m)
+    });
+    // No reconcile waited on a probe: every one took under 1.024 s (a hung check takes 30 s).
+    let count = ctl.metric("mcp_operator_reconcile_duration_seconds_count{kind=\"MCPServer\"}");
+    let fast: f64 = ctl
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("mcp_operator_reconcile_duration_seconds_bucket{"))
+        .filter(|l| l.contains("kind=\"MCPServer\"") && l.contains("le=\"1.024\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(count > 0.0, "{}", ctl.metrics_text());
+    assert_eq!(
+        fast,
+        count,
+        "a reconcile took a second or more:\n{}",
+        ctl.metrics_text()
+    );
+    // Settled: the checks go on (every 2 s) and ask the API server nothing about children.
+    let asked = || {
+        ctl.metric("hangar_child_applies_total{result=\"unchanged\"}")
+            + ctl.metric("hangar_child_applies_total{result=\"written\"}")
+    };
+    let before = asked();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(asked(), before, "health checks re-applied children");
+    for n in &fine {
+        assert!(ready_here(n), "{n} no longer Ready");
     }
 }
 

@@ -108,7 +108,10 @@ pub struct ServerObservation {
     pub deployment_replicas: Option<i32>,
     pub held: bool,
     pub probed: bool,
+    /// The latest finished health check (probes run off the reconcile path).
     pub check: Option<Check>,
+    /// Checked, but no check of the current plan has finished yet.
+    pub check_pending: bool,
     /// Why applying the children failed (reason, message).
     pub apply_error: Option<(String, String)>,
     /// Foreign changes to what runs ([`super::drift::message`]).
@@ -141,6 +144,7 @@ pub fn server(
         workload: o.workload,
         hold: hold(set, prev, o.held, check.as_ref()),
         check,
+        check_pending: o.check_pending,
         apply_error: o.apply_error,
         endpoint: Some(set.url.clone()).filter(|u| !u.is_empty()),
         foreign: o.foreign,
@@ -149,7 +153,7 @@ pub fn server(
         interval: set.health.interval,
     };
     let (status, transition) = state::next(prev, &observed, now);
-    let requeue = requeue(&status, o.probed, set, resync, now);
+    let requeue = requeue(&status, set, resync, now);
     ServerDecision {
         status,
         transition,
@@ -157,18 +161,18 @@ pub fn server(
     }
 }
 
-/// When to look at a server again: at its check interval while it is checked or unwell, at the
-/// end of its startup window while it starts, else at the resync.
+/// When to look at a server again: at its check interval while it is unwell (a failed apply is
+/// retried then), at the end of its startup window while it starts (the interval at most), else
+/// at the resync. Health checks wake it on their own when they have news (see
+/// [`super::probes`]): a checked server that stays healthy is not requeued at its interval.
 pub fn requeue(
     next: &MCPServerStatus,
-    probed: bool,
     set: &ServerSettings,
     resync: Duration,
     now: Timestamp,
 ) -> Duration {
     let interval = set.health.interval;
     match next.state.unwrap_or(ServerState::Initializing) {
-        _ if probed => interval,
         ServerState::Initializing => {
             let started = next
                 .last_started_at
@@ -436,18 +440,14 @@ mod tests {
         };
         let resync = Duration::from_secs(600);
         assert_eq!(
-            requeue(&starting, false, &set, resync, at(105)),
+            requeue(&starting, &set, resync, at(105)),
             Duration::from_secs(16)
-        );
-        assert_eq!(
-            requeue(&starting, true, &set, resync, at(105)),
-            Duration::from_secs(60)
         );
         let ready = MCPServerStatus {
             state: Some(ServerState::Ready),
             ..MCPServerStatus::default()
         };
-        assert_eq!(requeue(&ready, false, &set, resync, at(105)), resync);
+        assert_eq!(requeue(&ready, &set, resync, at(105)), resync);
     }
 
     #[test]

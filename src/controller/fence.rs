@@ -235,7 +235,11 @@ pub enum ClientError {
 /// A kube client whose every request and socket write passes `fence`: kube's own stack
 /// (base URI, retries of 429/503/504, auth, extra headers, rustls, timeouts) over a fenced
 /// TCP connector, with the per-request check innermost.
-pub fn client(config: kube::Config, fence: Arc<Fence>) -> Result<kube::Client, ClientError> {
+pub fn client(
+    config: kube::Config,
+    fence: Arc<Fence>,
+    throttle: &super::throttle::ThrottleLayer,
+) -> Result<kube::Client, ClientError> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
@@ -260,6 +264,7 @@ pub fn client(config: kube::Config, fence: Arc<Fence>) -> Result<kube::Client, C
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(retry)
+        .layer(throttle.clone())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_response(FencedIo::into_inner)
@@ -275,13 +280,16 @@ pub async fn connect(
     c: &crate::connect::Connect,
     fence: &Arc<Fence>,
     leader_elect: bool,
+    throttle: &super::throttle::ThrottleLayer,
 ) -> Result<kube::Client, crate::connect::ConnectError> {
     use crate::connect::ConnectError;
     let config = crate::connect::config(c).await?;
     if config.proxy_url.is_some() && !leader_elect {
-        return kube::Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()));
+        let builder = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| ConnectError::Client(e.to_string()))?;
+        return Ok(builder.with_layer(throttle).build());
     }
-    client(config, fence.clone()).map_err(|e| ConnectError::Client(e.to_string()))
+    client(config, fence.clone(), throttle).map_err(|e| ConnectError::Client(e.to_string()))
 }
 
 /// The TCP connector under TLS, fenced: no connection is opened and no byte is written past

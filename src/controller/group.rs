@@ -32,7 +32,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Erro
     }
     let prev: MCPServerGroupStatus = state::prev_status(obj);
     // 1. compiled
-    let compiled = match pipeline::compiled(obj, Kind::Group) {
+    let compiled = match pipeline::compiled(obj, Kind::Group).await {
         Ok(c) => c,
         Err(invalid) => return Ok(invalid.report(ctx, obj, &ctx.group_ar, |_| {}).await?),
     };

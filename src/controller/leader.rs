@@ -375,9 +375,11 @@ async fn elect(
     mut release: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     let timings = Timings::of(args.leader_election_lease_duration);
-    // Fenced too: a paused leader's election thread does not send a renewal either.
+    // Fenced too: a paused leader's election thread does not send a renewal either. Not
+    // throttled: renewals never queue behind the reconciles' requests.
+    let unthrottled = super::throttle::ThrottleLayer::new(0.0, 1);
     let client = loop {
-        match super::fence::connect(&connect, &fence, true).await {
+        match super::fence::connect(&connect, &fence, true, &unthrottled).await {
             Ok(c) => break c,
             Err(e) => tracing::warn!(error = %e, "leader election: no API client"),
         }

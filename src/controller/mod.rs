@@ -18,12 +18,14 @@ pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod pods;
+pub mod probes;
 pub mod retry;
 mod run;
 /// The namespaces managed: discovery's sources read within it too, so it lives with them.
 pub use crate::source::scope;
 pub mod server;
 pub mod state;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -59,9 +61,17 @@ pub struct ControllerArgs {
     /// kube-public and kube-node-lease, which are managed only when listed here.
     #[arg(long, value_delimiter = ',', value_parser = parse_namespace, value_name = "NS")]
     pub namespace: Vec<String>,
-    /// Reconciles running at once, per kind.
+    /// Reconciles running at once, per kind (a server's children are applied at once within
+    /// its reconcile; health checks run apart, see --probe-concurrency).
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// API requests a second on average, client side (a token bucket; 0: no limit). Watches
+    /// take one when they start; the leader election's renewals are never limited.
+    #[arg(long, default_value_t = 200.0, value_name = "QPS")]
+    pub kube_api_qps: f64,
+    /// API requests sent at once before --kube-api-qps paces them.
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    pub kube_api_burst: u32,
     /// Resync interval of Ready servers (drift is caught sooner through the watches).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
@@ -151,9 +161,9 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub server_ar: ApiResource,
     pub group_ar: ApiResource,
-    pub prober: Arc<dyn health::Prober>,
+    /// Health checks, run off the reconcile path (see [`probes`]).
+    pub probes: probes::Probes,
     pub probe_services: bool,
-    pub probe_slots: tokio::sync::Semaphore,
     pub resync: Duration,
     /// The namespaces managed (`--namespace`).
     pub scope: scope::Scope,

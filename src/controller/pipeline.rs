@@ -149,14 +149,28 @@ pub struct InvalidSpec {
     pub message: String,
 }
 
-/// Step 1: compiles one resource of `kind` as a user would have written it.
-pub fn compiled(obj: &DynamicObject, kind: crate::api::Kind) -> Result<Compiled, InvalidSpec> {
+/// Step 1: compiles one resource of `kind` as a user would have written it, on a blocking
+/// thread (off the async workers: what the reconciles and timers run on).
+pub async fn compiled(
+    obj: &DynamicObject,
+    kind: crate::api::Kind,
+) -> Result<Compiled, InvalidSpec> {
+    let inputs = compile_input(obj, kind.name());
+    let compilation = tokio::task::spawn_blocking(move || compile(&inputs))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, name = %obj.name_any(), "compile task failed");
+            InvalidSpec {
+                reason: "InvalidSpec",
+                message: format!("the compiler failed: {e}"),
+            }
+        })?;
     let Compilation {
         bundle,
         decided,
         diagnostics,
         files,
-    } = compile(&compile_input(obj, kind.name()));
+    } = compilation;
     let Some(bundle) = bundle else {
         return Err(InvalidSpec {
             reason: "InvalidSpec",

@@ -93,7 +93,15 @@ async fn connect(
     let c = Connect {
         context: args.context.clone(),
     };
-    let client = super::fence::connect(&c, fence, args.leader.leader_elect).await?;
+    let throttle = super::throttle::ThrottleLayer::new(args.kube_api_qps, args.kube_api_burst);
+    let client = super::fence::connect(&c, fence, args.leader.leader_elect, &throttle).await?;
+    tracing::info!(
+        qps = args.kube_api_qps,
+        burst = args.kube_api_burst,
+        concurrency = args.concurrency,
+        probe_concurrency = args.probe_concurrency,
+        "API client rate limit and concurrency"
+    );
     tracing::info!(namespaces = %scope, "managing");
     let apis = scope.dynamic(&client, &resource(crate::api::Kind::Server));
     if let Some(api) = apis.first()
@@ -154,6 +162,10 @@ fn context(
     let applier = Applier::new(client.clone(), FIELD_MANAGER, false)
         .superseding(&[crate::apply::FIELD_MANAGER])
         .with_write_counter(write_counter(metrics.clone()));
+    let prober: Arc<dyn health::Prober> = match args.health_check {
+        HealthCheckKind::Mcp => Arc::new(crate::probe::McpProber::new().map_err(RunError::Probe)?),
+        HealthCheckKind::Tcp => Arc::new(health::TcpProber),
+    };
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -165,14 +177,15 @@ fn context(
         recorder: Recorder::new(client.clone(), reporter),
         server_ar: server_ar.clone(),
         group_ar: group_ar.clone(),
-        prober: match args.health_check {
-            HealthCheckKind::Mcp => {
-                Arc::new(crate::probe::McpProber::new().map_err(RunError::Probe)?)
-            }
-            HealthCheckKind::Tcp => Arc::new(health::TcpProber),
-        },
+        probes: super::probes::Probes::new(
+            prober,
+            args.probe_concurrency,
+            client.clone(),
+            scope.clone(),
+            server_ar.clone(),
+            metrics.clone(),
+        ),
         probe_services: args.probe_services,
-        probe_slots: tokio::sync::Semaphore::new(args.probe_concurrency.max(1)),
         resync: args.resync,
         scope,
         swept: Mutex::new(HashSet::new()),
@@ -250,7 +263,8 @@ fn servers(
     let mut ctl = Controller::for_stream_with(stream, store.clone(), ar.clone())
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .trigger_backoff(NoBackoff)
-        .reconcile_on(retried_on_recovery(ctx, &store, &ar));
+        .reconcile_on(retried_on_recovery(ctx, &store, &ar))
+        .reconcile_on(ctx.probes.wakes());
     for kind in pipeline::child_kinds() {
         ctl = ctl.owns_stream_with(owned(scope, client, &kind, &ctx.applied), kind);
     }
@@ -362,7 +376,7 @@ fn spawn_readiness(
     });
 }
 
-/// Forgets the metric series of servers that are gone.
+/// Forgets the metric series of servers that are gone, and stops their health checks.
 fn spawn_forgetting(server_store: &Store<DynamicObject>, ctx: &Arc<Ctx>) {
     let (ss, c) = (server_store.clone(), ctx.clone());
     tokio::spawn(async move {
@@ -384,6 +398,7 @@ fn spawn_forgetting(server_store: &Store<DynamicObject>, ctx: &Arc<Ctx>) {
             for (ns, name) in gone {
                 c.metrics.forget(&ns, &name);
             }
+            c.probes.retain(&live);
         }
     });
 }

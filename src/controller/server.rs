@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use serde_json::{Value as Json, json};
 
 use super::decide;
-use super::health::Target;
 use super::metrics::ServerLabels;
 use super::pipeline::{
     self, Applied, Category, Children, InvalidSpec, Outcome, PruneError, StatusError,
 };
+use super::probes::Plan;
 use super::state::{self, Workload};
 use super::{Ctx, Error, event, event_of};
 use crate::api::Kind;
@@ -45,7 +45,7 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
     let now = (ctx.clock)();
 
     // 1. compiled
-    let compiled = match pipeline::compiled(obj, Kind::Server) {
+    let compiled = match pipeline::compiled(obj, Kind::Server).await {
         Ok(c) => c,
         Err(invalid) => return Ok(invalid.report(ctx, obj, &ctx.server_ar, |_| {}).await?),
     };
@@ -100,7 +100,7 @@ async fn prune_once_per_spec(
         .await
 }
 
-/// Step 3: everything a check reads: the Deployment's answer, and the health check itself.
+/// Step 3: everything a check reads: the Deployment's answer, and the latest health check.
 async fn observe(
     ctx: &Ctx,
     obj: &DynamicObject,
@@ -122,25 +122,26 @@ async fn observe(
         .map(|r| r as i32);
     let desired = set.desired_replicas(deployment_replicas);
     let probed = decide::should_probe(set, ctx.probe_services, desired, workload.as_ref(), held);
-    let check = match probed {
-        false => None,
-        true if !set.health.enabled => Some(state::Check {
-            ok: true,
-            message: "health checks disabled".into(),
-            ..Default::default()
-        }),
-        true => {
-            let ns = obj.namespace().unwrap_or_default();
-            let (check, took) = health_check(ctx, &ns, set).await;
-            // Seed 002's validation series count a check as decide will see it (a missing
-            // required capability fails it); TCP checks and unread Secrets are no validation.
-            let check = decide::require_capabilities(check, &set.validation.required_capabilities);
-            if let (Some(took), Some(_)) = (took, &check.validation) {
-                ctx.metrics
-                    .validated(&ns, &obj.name_any(), &check, took.as_secs_f64());
-            }
-            Some(check)
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    // Never waits on a probe: the latest finished check, its next one due on its own.
+    let (check, check_pending) = match probed {
+        false => {
+            ctx.probes.stop(&ns, &name);
+            (None, false)
         }
+        true if !set.health.enabled => {
+            ctx.probes.stop(&ns, &name);
+            let disabled = state::Check {
+                ok: true,
+                message: "health checks disabled".into(),
+                ..Default::default()
+            };
+            (Some(disabled), false)
+        }
+        true => match ctx.probes.latest(&ns, &name, &Plan::of(set)) {
+            Some(c) => (Some(c), false),
+            None => (None, true),
+        },
     };
     decide::ServerObservation {
         generation: obj.metadata.generation,
@@ -149,6 +150,7 @@ async fn observe(
         held,
         probed,
         check,
+        check_pending,
         apply_error: children.failure().map(|(c, m)| (c.reason().to_string(), m)),
         foreign: foreign(children),
     }
@@ -167,36 +169,6 @@ fn foreign(children: &Children<Applied>) -> Option<String> {
     let managers =
         super::drift::template_managers(live, &[super::FIELD_MANAGER, crate::apply::FIELD_MANAGER]);
     Some(super::drift::message(&changes, &managers))
-}
-
-/// One health check of the server (bounded: at most --probe-concurrency run at once), and how
-/// long the check itself took (none when it could not start: a Secret not read).
-async fn health_check(
-    ctx: &Ctx,
-    ns: &str,
-    set: &ServerSettings,
-) -> (state::Check, Option<std::time::Duration>) {
-    match probe_headers(ctx, ns, set.validation.auth.as_ref()).await {
-        Ok(headers) => {
-            let target = Target {
-                url: set.url.clone(),
-                timeout: set.health.timeout,
-                headers,
-            };
-            let _slot = ctx.probe_slots.acquire().await.ok();
-            let t0 = std::time::Instant::now();
-            let check = ctx.prober.check(&target).await;
-            (check, Some(t0.elapsed()))
-        }
-        Err(message) => {
-            let check = state::Check {
-                ok: false,
-                message,
-                ..Default::default()
-            };
-            (check, None)
-        }
-    }
 }
 
 /// Step 5: status (only when it changed), an Event per transition and per apply failure, and
@@ -290,67 +262,4 @@ async fn report(
             .inc_by(u64::try_from(nf - pf).unwrap_or(0));
     }
     Ok(())
-}
-
-/// The header `validation.auth` asks the probe to send, its value read from the Secret now (so a
-/// rotated credential is used at the next check). The error names the Secret and key, never the
-/// value.
-async fn probe_headers(
-    ctx: &Ctx,
-    ns: &str,
-    auth: Option<&crate::compile::settings::ProbeAuth>,
-) -> Result<http::HeaderMap, String> {
-    let mut headers = http::HeaderMap::new();
-    let Some(auth) = auth else {
-        return Ok(headers);
-    };
-    let secret = &auth.secret;
-    let key = auth.key.as_str();
-    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let found = match api.get_opt(secret).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(format!("validation.auth: Secret {ns}/{secret} not found")),
-        Err(e) if super::scope::is_forbidden(&e) => {
-            return Err(format!(
-                "validation.auth: {}",
-                ctx.scope.secret_forbidden(ns, secret)
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "validation.auth: cannot read Secret {ns}/{secret}: {e}"
-            ));
-        }
-    };
-    let value = found
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            found
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|s| s.clone().into_bytes())
-        })
-        .ok_or_else(|| format!("validation.auth: Secret {ns}/{secret} has no key `{key}`"))?;
-    let value = String::from_utf8(value).map_err(|_| {
-        format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not UTF-8 text")
-    })?;
-    let value = value.trim();
-    let scheme = auth.scheme.as_str();
-    let text = if scheme.is_empty() {
-        value.to_string()
-    } else {
-        format!("{scheme} {value}")
-    };
-    let name = http::HeaderName::from_bytes(auth.header.as_bytes())
-        .map_err(|_| "validation.auth: `header` is not a valid HTTP header name".to_string())?;
-    let mut v = http::HeaderValue::from_str(&text).map_err(|_| {
-        format!("validation.auth: key `{key}` of Secret {ns}/{secret} is not a valid header value")
-    })?;
-    v.set_sensitive(true);
-    headers.insert(name, v);
-    Ok(headers)
 }

@@ -37,6 +37,10 @@ pub struct Observed {
     pub desired: i32,
     pub workload: Option<Workload>,
     pub check: Option<Check>,
+    /// Checked, but the first check of the current plan has not finished (checks run off the
+    /// reconcile path): a server that was up keeps its state until it has; one that starts is
+    /// not Ready before it.
+    pub check_pending: bool,
     /// Why applying the children failed (reason, message), when it did.
     pub apply_error: Option<(String, String)>,
     /// `validation.strictMode` found the server non-compliant: held as Dead (a container server
@@ -181,6 +185,12 @@ fn verdict(
             "ScaledToZero".into(),
             "0 replicas wanted; the server starts on demand".into(),
         )
+    } else if let (true, Some(state), Some((reason, message))) = (
+        o.check_pending && was_up && !restarting,
+        prev_state,
+        ready_condition(prev),
+    ) {
+        (state, reason, message)
     } else {
         if restarting {
             s.last_started_at = Some(Time(now));
@@ -193,10 +203,13 @@ fn verdict(
             }
         } else {
             let w = o.workload.clone().unwrap_or_default();
-            let check_ok = o.check.as_ref().is_none_or(|c| c.ok);
+            let check_ok = o.check.as_ref().is_none_or(|c| c.ok) && !o.check_pending;
             let what = format!("{}/{} replicas ready", w.ready, o.desired);
             let what = match &o.check {
                 Some(c) if !c.ok => format!("{what}; {}", c.message),
+                None if o.check_pending && w.ready > 0 => {
+                    format!("{what}; awaiting the first health check")
+                }
                 _ => what,
             };
             (
@@ -258,6 +271,15 @@ fn verdict(
             }
         }
     }
+}
+
+/// The reason and message of the previous Ready condition.
+fn ready_condition(prev: &MCPServerStatus) -> Option<(String, String)> {
+    prev.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == READY)
+        .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
 /// The Ready and Reconciled conditions.
@@ -398,6 +420,7 @@ mod tests {
                 available: ready,
             }),
             check: None,
+            check_pending: false,
             apply_error: None,
             hold: None,
             endpoint: None,
@@ -535,6 +558,54 @@ mod tests {
             (rec.status.as_str(), rec.reason.as_str()),
             ("False", "Conflict")
         );
+    }
+
+    #[test]
+    fn a_pending_first_check_keeps_a_server_up_and_a_new_one_starting() {
+        // New container server, replica ready, its first check not finished: not Ready yet.
+        let mut o = obs(1, 1);
+        o.check_pending = true;
+        let (s, _) = next(&MCPServerStatus::default(), &o, t(0));
+        assert_eq!(state(&s), ServerState::Initializing);
+        // The check passes: Ready.
+        o.check_pending = false;
+        o.check = Some(Check {
+            ok: true,
+            message: "fine".into(),
+            ..Check::default()
+        });
+        let (ready, _) = next(&s, &o, t(1));
+        assert_eq!(state(&ready), ServerState::Ready);
+        // A restart of the controller (or a new check plan): pending again, still Ready, and
+        // nothing counted or rewritten.
+        o.check = None;
+        o.check_pending = true;
+        let (kept, tr) = next(&ready, &o, t(50));
+        assert_eq!(kept, ready);
+        assert!(tr.is_none());
+        // A remote server with nothing checked yet starts, and is kept up later the same way.
+        let mut r = obs(1, 0);
+        r.remote = true;
+        r.workload = None;
+        r.check_pending = true;
+        let (s, _) = next(&MCPServerStatus::default(), &r, t(0));
+        assert_eq!(state(&s), ServerState::Initializing);
+        let (failing, _) = next(
+            &ready,
+            &Observed {
+                check: Some(Check {
+                    ok: false,
+                    message: "down".into(),
+                    ..Check::default()
+                }),
+                check_pending: false,
+                ..r.clone()
+            },
+            t(60),
+        );
+        assert_eq!(state(&failing), ServerState::Degraded);
+        let (still, _) = next(&failing, &r, t(200));
+        assert_eq!(still, failing, "a pending check counts no failure");
     }
 
     #[test]

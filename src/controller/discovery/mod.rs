@@ -101,7 +101,7 @@ async fn reconcile_source(obj: &DynamicObject, ctx: &DiscoveryCtx) -> Result<Out
     }
     let prev: MCPDiscoverySourceStatus = state::prev_status(obj);
     // 1. compiled
-    let compiled = match pipeline::compiled(obj, Kind::DiscoverySource) {
+    let compiled = match pipeline::compiled(obj, Kind::DiscoverySource).await {
         Ok(c) => c,
         Err(invalid) => return Ok(report_invalid(ctx, obj, &invalid).await?),
     };
