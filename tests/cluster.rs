@@ -835,20 +835,22 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
             .to_string();
         (!m.contains("no health check yet")).then_some(m)
     });
-    // No reconcile waited on a probe: every one took under 1.024 s (a hung check takes 30 s).
+    // No reconcile waited on a probe: every one took under 8.192 s, where one waiting on a hung
+    // check would take its 30 s (not a timing claim: a loaded 2-core machine has seen a reconcile
+    // take over a second; those figures belong in benches/).
     let count = ctl.metric("mcp_operator_reconcile_duration_seconds_count{kind=\"MCPServer\"}");
     let fast: f64 = ctl
         .metrics_text()
         .lines()
         .filter(|l| l.starts_with("mcp_operator_reconcile_duration_seconds_bucket{"))
-        .filter(|l| l.contains("kind=\"MCPServer\"") && l.contains("le=\"1.024\""))
+        .filter(|l| l.contains("kind=\"MCPServer\"") && l.contains("le=\"8.192\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(count > 0.0, "{}", ctl.metrics_text());
     assert_eq!(
         fast,
         count,
-        "a reconcile took a second or more:\n{}",
+        "a reconcile took 8 s or more:\n{}",
         ctl.metrics_text()
     );
     // Settled: the checks go on (every 2 s) and ask the API server nothing about children.
