@@ -983,9 +983,34 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     // The pods pass the namespace's restricted Pod Security level (else the ReplicaSet gets
     // none).
     wait_for("the chart's two controller pods", T, || {
-        let selector = format!("app.kubernetes.io/instance={release}");
+        let selector =
+            format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=operator");
         (e.names("pods", &ns, &selector).len() == 2).then_some(())
     });
+    // The gateway's two pods pass the restricted level too (kwok's pods run nothing: not waited
+    // for Ready); its ServiceAccount reads what it watches and nothing else.
+    wait_for("the chart's two gateway pods", T, || {
+        let selector =
+            format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=gateway");
+        (e.names("pods", &ns, &selector).len() == 2).then_some(())
+    });
+    let gw = format!("system:serviceaccount:{ns}:{release}-core");
+    for yes in [
+        &["watch", "mcpservers.mcp-hangar.io", "-A"][..],
+        &["list", "mcpservergroups.mcp-hangar.io", "-A"],
+        &["watch", "endpointslices.discovery.k8s.io", "-A"],
+    ] {
+        assert!(can_i(e, &gw, yes), "the gateway may not {yes:?}");
+    }
+    for no in [
+        &["get", "secrets", "-n", &ns][..],
+        &["patch", "mcpservers.mcp-hangar.io", "-A"],
+        &["patch", "mcpservers.mcp-hangar.io/status", "-A"],
+        &["list", "pods", "-A"],
+        &["create", "deployments.apps", "-n", &ns],
+    ] {
+        assert!(!can_i(e, &gw, no), "the gateway may {no:?}");
+    }
 
     // What the ServiceAccount may do: what hangar calls, nothing more; no Secret anywhere
     // (cluster-wide mode without rbac.secretNamespaces).

@@ -292,7 +292,8 @@ fn helm_install_of_the_hangar_image_runs_the_controller_as_pods() {
         let o = e.helm(&args);
         assert!(o.status.success(), "helm {args:?}: {}", text(&o));
     };
-    let selector = format!("app.kubernetes.io/instance={release}");
+    let selector =
+        format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=operator");
     let t0 = Instant::now();
     helm("install", &[]);
     let pods = wait_for(
