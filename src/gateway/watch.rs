@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::DynamicObject;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 
@@ -258,7 +259,7 @@ impl State {
                     c.feed(ev, slice);
                 }
             }
-            // The watcher retries with backoff on its own; the table stays as it is meanwhile.
+            // The watch retries with backoff; the table stays as it is meanwhile.
             Msg::Failed(kind, e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
         }
     }
@@ -282,6 +283,7 @@ pub async fn run(client: Client, scope: Scope, gw: Arc<Gateway>, ready: Arc<Atom
     for (i, api) in servers.into_iter().enumerate() {
         watches.push(
             watcher::watcher(api, wc.clone())
+                .default_backoff()
                 .map(move |r| {
                     r.map_or_else(|e| Msg::Failed("MCPServer", e), |ev| Msg::Server(i, ev))
                 })
@@ -291,6 +293,7 @@ pub async fn run(client: Client, scope: Scope, gw: Arc<Gateway>, ready: Arc<Atom
     for (i, api) in groups.into_iter().enumerate() {
         watches.push(
             watcher::watcher(api, wc.clone())
+                .default_backoff()
                 .map(move |r| {
                     r.map_or_else(|e| Msg::Failed("MCPServerGroup", e), |ev| Msg::Group(i, ev))
                 })
@@ -300,6 +303,7 @@ pub async fn run(client: Client, scope: Scope, gw: Arc<Gateway>, ready: Arc<Atom
     for (i, api) in slices.into_iter().enumerate() {
         watches.push(
             watcher::watcher(api, sc.clone())
+                .default_backoff()
                 .map(move |r| {
                     r.map_or_else(|e| Msg::Failed("EndpointSlice", e), |ev| Msg::Slice(i, ev))
                 })
