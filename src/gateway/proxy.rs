@@ -172,7 +172,7 @@ impl Gateway {
             NoTarget::NoReadyEndpoint => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 code::UPSTREAM_UNAVAILABLE,
-                "the server has no ready endpoint (a local gateway knows none: it does not watch EndpointSlices)",
+                "the server has no ready pod (and a local gateway knows none: only `hangar gateway --cluster` watches EndpointSlices)",
             ),
             NoTarget::SessionEndpointGone => Refusal::new(
                 StatusCode::NOT_FOUND,

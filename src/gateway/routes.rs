@@ -80,8 +80,9 @@ impl Upstream {
                         .iter()
                         .find(|a| a.as_str() == p)
                         .ok_or(NoTarget::SessionEndpointGone)?,
-                    None if ready.is_empty() => return Err(NoTarget::NoReadyEndpoint),
-                    None => &ready[n % ready.len()],
+                    None => ready
+                        .get(n % ready.len().max(1))
+                        .ok_or(NoTarget::NoReadyEndpoint)?,
                 };
                 Ok(Target {
                     url: format!("http://{addr}{path}"),
