@@ -49,9 +49,10 @@ pub struct InputArgs {
     /// default the remote HEAD; PATH: a directory or file in the repository).
     #[arg(long = "catalog", value_name = "[SOURCE=]PATH|git+URL[#[REF][:PATH]]")]
     pub catalogs: Vec<String>,
-    /// Namespace for objects that name none.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// Namespace for objects that name none [default: default]. With `gateway --cluster`: the
+    /// namespaces watched, comma-separated (default: every namespace but the system ones).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
     /// Fetch every `type: Git` MCPDiscoverySource among the inputs and compile what it reads,
     /// exactly as the controller does (GitOps preview). Credentials as for `--catalog git+`.
     #[arg(long)]
@@ -141,12 +142,20 @@ pub enum Command {
     /// Check that a URL speaks MCP: transport, protocol version, server, capabilities, tools.
     /// Exit 0 compliant, 1 not (or requires auth, or unreachable), 2 usage error.
     Probe(crate::probe::command::ProbeArgs),
-    /// Serve the MCP data plane from local manifests: /servers/NAMESPACE/NAME/mcp and
-    /// /groups/NAMESPACE/NAME/mcp proxied to their servers under their tool policy and rate
-    /// limits, plus /healthz, /readyz and /metrics. Re-reads the inputs when they change.
+    /// Serve the MCP data plane: /servers/NAMESPACE/NAME/mcp and /groups/NAMESPACE/NAME/mcp
+    /// proxied to their servers under their tool policy and rate limits, plus /healthz, /readyz
+    /// and /metrics. From local manifests (re-read when they change), or with --cluster from the
+    /// MCPServers, MCPServerGroups and EndpointSlices of the cluster.
     Gateway {
         #[command(flatten)]
         input: InputArgs,
+        /// In-cluster mode: watch MCPServer, MCPServerGroup and EndpointSlices (in the namespaces
+        /// of --namespace, else cluster-wide) instead of reading PATH; ready after the first sync.
+        #[arg(long, conflicts_with_all = ["paths", "catalogs", "fetch_git"])]
+        cluster: bool,
+        /// Kubeconfig context of --cluster (default: the current one, or in-cluster config).
+        #[arg(long, requires = "cluster")]
+        context: Option<String>,
         #[command(flatten)]
         gateway: crate::gateway::GatewayArgs,
     },
@@ -251,7 +260,13 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::controller::main(args).map_err(|e| CliError::Usage(e.to_string()))
         }
         Command::Probe(args) => Ok(crate::probe::command::run(args)),
-        Command::Gateway { input, gateway } => gateway_cmd(input, gateway),
+        Command::Gateway {
+            input,
+            cluster: true,
+            context,
+            gateway,
+        } => gateway_cluster(input, context, gateway),
+        Command::Gateway { input, gateway, .. } => gateway_cmd(input, gateway),
         Command::Check { input, output } => check(&input, output),
         Command::Import { input, out_dir } => import(&input, out_dir.as_deref()),
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
@@ -311,7 +326,31 @@ fn gateway_cmd(input: InputArgs, gateway: crate::gateway::GatewayArgs) -> Result
             Some(RouteTable::of(&c.decided))
         }))
     };
-    crate::gateway::main(gateway, table, reload).map_err(|e| CliError::Usage(e.to_string()))
+    crate::gateway::main(gateway, crate::gateway::Source::Local { table, reload })
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// `hangar gateway --cluster`: the route table from the cluster's resources.
+fn gateway_cluster(
+    input: InputArgs,
+    context: Option<String>,
+    gateway: crate::gateway::GatewayArgs,
+) -> Result<u8, CliError> {
+    let mut namespaces = Vec::new();
+    for ns in input.namespace.iter().flat_map(|n| n.split(',')) {
+        let ns = ns.trim();
+        if ns.is_empty() {
+            continue;
+        }
+        crate::compile::units::check_dns1123_label(ns)
+            .map_err(|e| CliError::Usage(format!("--namespace {ns}: {e}")))?;
+        namespaces.push(ns.to_string());
+    }
+    let source = crate::gateway::Source::Cluster {
+        connect: crate::connect::Connect { context },
+        scope: crate::source::scope::Scope::new(&namespaces),
+    };
+    crate::gateway::main(gateway, source).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// A hash of the inputs' paths and texts: whether a re-read found anything new.

@@ -32,9 +32,19 @@ fn objects(yaml: &str) -> Vec<Json> {
         .collect()
 }
 
+/// Whether an object belongs to the gateway (its own component label); `kinds` and `one` look at
+/// the operator's objects only, the gateway's are checked by `gateway_objects`.
+fn is_gateway(o: &Json) -> bool {
+    o["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+}
+
+fn gateway_objects(objs: &[Json]) -> Vec<Json> {
+    objs.iter().filter(|o| is_gateway(o)).cloned().collect()
+}
+
 fn kinds(objs: &[Json]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
-    for o in objs {
+    for o in objs.iter().filter(|o| !is_gateway(o)) {
         *m.entry(o["kind"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
     }
@@ -59,7 +69,10 @@ fn assert_args(deploy: &Json, want: &[&str]) {
 }
 
 fn one<'a>(objs: &'a [Json], kind: &str) -> &'a Json {
-    let found: Vec<&Json> = objs.iter().filter(|o| o["kind"] == kind).collect();
+    let found: Vec<&Json> = objs
+        .iter()
+        .filter(|o| o["kind"] == kind && !is_gateway(o))
+        .collect();
     assert_eq!(found.len(), 1, "one {kind} expected");
     found[0]
 }
@@ -242,6 +255,222 @@ fn lint_template_and_package_with_default_and_all_options() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The bundled gateway: two restricted replicas of `hangar gateway --cluster` behind the Service
+/// RELEASE-core (so the seed's `hangar.url=http://mcp-hangar-core:8080` names it), a session key
+/// Secret mounted (generated, or the user's with hangar.existingSecret/secretKey), RBAC that only
+/// reads MCPServer/Group and EndpointSlices, and the servers' NetworkPolicy letting it in;
+/// hangar.url (an external gateway) or gateway.enabled=false installs none of it.
+#[test]
+fn the_gateway_is_installed_with_least_privilege_unless_an_external_one_is_named() {
+    let Some(e) = env() else { return };
+    let out = helm_ok(e, &["template", "mcp-hangar", CHART, "-n", "mcp-system"]);
+    let objs = gateway_objects(&objects(&out));
+    let mut k = BTreeMap::new();
+    for o in &objs {
+        *k.entry(o["kind"].as_str().unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+    }
+    let want: BTreeMap<String, i32> = [
+        ("ClusterRole", 1),
+        ("ClusterRoleBinding", 1),
+        ("Deployment", 1),
+        ("Secret", 1),
+        ("Service", 1),
+        ("ServiceAccount", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(k, want);
+    let svc = named(&objs, "Service", Some("mcp-system"), "mcp-hangar-core");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080, "{svc}");
+    assert_eq!(
+        svc["spec"]["selector"]["app.kubernetes.io/component"], "gateway",
+        "{svc}"
+    );
+    let deploy = named(&objs, "Deployment", Some("mcp-system"), "mcp-hangar-core");
+    assert_restricted(deploy);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_args(
+        deploy,
+        &[
+            "\"gateway\"",
+            "--cluster",
+            "--listen=0.0.0.0:8080",
+            "--session-key-file=/etc/hangar/session/session-key",
+        ],
+    );
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "mcp-hangar-core");
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "mcp-hangar-core-session-key"
+    );
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+    let secret = named(
+        &objs,
+        "Secret",
+        Some("mcp-system"),
+        "mcp-hangar-core-session-key",
+    );
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["session-key"].as_str().unwrap_or(""))
+        .unwrap();
+    assert!(key.len() >= 32, "a session key of {} bytes", key.len());
+    // Reads, never writes; no Secret through the API (the key is a mounted volume).
+    let cr = named(&objs, "ClusterRole", None, "mcp-hangar-core");
+    for res in ["mcpservers", "mcpservergroups", "endpointslices"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(grants(cr, res, verb), "no {verb} {res} in {cr}");
+        }
+        assert!(!grants(cr, res, "patch") && !grants(cr, res, "create"));
+    }
+    assert!(!grants(cr, "secrets", "get") && !grants(cr, "mcpservers/status", "patch"));
+    assert_eq!(cr["rules"].as_array().map(Vec::len), Some(2), "{cr}");
+    let crb = named(&objs, "ClusterRoleBinding", None, "mcp-hangar-core");
+    assert_eq!(crb["subjects"][0]["name"], "mcp-hangar-core", "{crb}");
+
+    // watchNamespaces: the same reads as a Role in each, and --namespace.
+    let (_, all) = template(e, &["--set", "watchNamespaces={team-a,team-b}"]);
+    let objs = gateway_objects(&all);
+    assert!(!objs.iter().any(|o| o["kind"] == "ClusterRole"));
+    for ns in ["team-a", "team-b"] {
+        let r = named(&objs, "Role", Some(ns), "hangar-core");
+        assert!(grants(r, "endpointslices", "watch") && grants(r, "mcpservers", "list"));
+        named(&objs, "RoleBinding", Some(ns), "hangar-core");
+    }
+    assert_args(
+        named(&objs, "Deployment", Some("mcp-system"), "hangar-core"),
+        &["--namespace=team-a,team-b"],
+    );
+
+    // The user's Secret and key: none generated, that one mounted.
+    let (_, all) = template(
+        e,
+        &[
+            "--set",
+            "hangar.existingSecret=mcp-hangar-credentials",
+            "--set",
+            "hangar.secretKey=api-key",
+        ],
+    );
+    let objs = gateway_objects(&all);
+    assert!(!objs.iter().any(|o| o["kind"] == "Secret"));
+    let deploy = named(&objs, "Deployment", Some("mcp-system"), "hangar-core");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "mcp-hangar-credentials"
+    );
+    assert_args(deploy, &["--session-key-file=/etc/hangar/session/api-key"]);
+
+    // NetworkPolicy: the servers' pods let the gateway in; the gateway's own policy.
+    let (_, all) = template(
+        e,
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.namespaces={mcp-servers}",
+        ],
+    );
+    let iso = named(
+        &all,
+        "NetworkPolicy",
+        Some("mcp-servers"),
+        "hangar-mcp-server-isolation",
+    );
+    let from = iso["spec"]["ingress"][0]["from"].to_string();
+    assert!(
+        from.contains(r#""app.kubernetes.io/component":"gateway""#),
+        "{from}"
+    );
+    named(&all, "NetworkPolicy", Some("mcp-system"), "hangar-core");
+
+    // An external gateway, or none: nothing of the gateway installed.
+    for set in [
+        "hangar.url=http://mcp-hangar-core.elsewhere:8080",
+        "gateway.enabled=false",
+    ] {
+        let (_, all) = template(e, &["--set", set]);
+        assert!(gateway_objects(&all).is_empty(), "{set}");
+        let (_, all) = template(
+            e,
+            &[
+                "--set",
+                set,
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "networkPolicy.namespaces={mcp-servers}",
+            ],
+        );
+        let iso = named(
+            &all,
+            "NetworkPolicy",
+            Some("mcp-servers"),
+            "hangar-mcp-server-isolation",
+        );
+        assert!(!iso.to_string().contains("gateway"), "{set}: {iso}");
+    }
+}
+
+/// The session key Secret is generated at install and kept by `helm upgrade` (looked up), so
+/// sessions survive an upgrade. Real install; the gateway's pods are not waited for.
+#[test]
+fn the_generated_session_key_survives_an_upgrade() {
+    let Some(e) = env() else { return };
+    let _one = one_at_a_time();
+    e.crds();
+    let ns = e.namespace("gwkey", false);
+    let release = format!("gwkey{}", std::process::id() % 100_000);
+    helm_ok(e, &["install", &release, CHART, "-n", &ns, "--skip-crds"]);
+    let secret = format!("{release}-hangar-core-session-key");
+    let key = || {
+        e.k(&[
+            "get",
+            "secret",
+            &secret,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.data.session-key}",
+        ])
+    };
+    let before = key();
+    assert!(before.len() >= 44, "{before}");
+    helm_ok(
+        e,
+        &[
+            "upgrade",
+            &release,
+            CHART,
+            "-n",
+            &ns,
+            "--skip-crds",
+            "--set",
+            "gateway.replicaCount=3",
+        ],
+    );
+    assert_eq!(key(), before, "the upgrade changed the session key");
+    let d = e.k(&[
+        "get",
+        "deployment",
+        &format!("{release}-hangar-core"),
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(d, "3");
+    helm_ok(e, &["uninstall", &release, "-n", &ns]);
+    e.k(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// Whether any rule of `role` grants `verb` on `resource` (its API group aside).
 fn grants(role: &Json, resource: &str, verb: &str) -> bool {
     role["rules"].as_array().into_iter().flatten().any(|r| {
@@ -412,10 +641,16 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
                 "must be one of 'Always', 'IfNotPresent'",
             ],
         ),
+        (&["--set", "hangar.url=mcp-hangar-core"], &["/hangar/url"]),
         (
-            &["--set", "hangar.url=http://x"],
-            &["additional properties 'hangar' not allowed"],
+            &["--set", "hangar.existingSecret=Not_A_Name"],
+            &["/hangar/existingSecret"],
         ),
+        (
+            &["--set", "gateway.port=80"],
+            &["/gateway/port", "minimum: got 80"],
+        ),
+        (&["--set", "gateway.enabld=false"], &["/gateway", "enabld"]),
         (
             &[
                 "--set",
@@ -748,9 +983,34 @@ fn helm_install_gives_a_working_least_privilege_operator() {
     // The pods pass the namespace's restricted Pod Security level (else the ReplicaSet gets
     // none).
     wait_for("the chart's two controller pods", T, || {
-        let selector = format!("app.kubernetes.io/instance={release}");
+        let selector =
+            format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=operator");
         (e.names("pods", &ns, &selector).len() == 2).then_some(())
     });
+    // The gateway's two pods pass the restricted level too (kwok's pods run nothing: not waited
+    // for Ready); its ServiceAccount reads what it watches and nothing else.
+    wait_for("the chart's two gateway pods", T, || {
+        let selector =
+            format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=gateway");
+        (e.names("pods", &ns, &selector).len() == 2).then_some(())
+    });
+    let gw = format!("system:serviceaccount:{ns}:{release}-core");
+    for yes in [
+        &["watch", "mcpservers.mcp-hangar.io", "-A"][..],
+        &["list", "mcpservergroups.mcp-hangar.io", "-A"],
+        &["watch", "endpointslices.discovery.k8s.io", "-A"],
+    ] {
+        assert!(can_i(e, &gw, yes), "the gateway may not {yes:?}");
+    }
+    for no in [
+        &["get", "secrets", "-n", &ns][..],
+        &["patch", "mcpservers.mcp-hangar.io", "-A"],
+        &["patch", "mcpservers.mcp-hangar.io/status", "-A"],
+        &["list", "pods", "-A"],
+        &["create", "deployments.apps", "-n", &ns],
+    ] {
+        assert!(!can_i(e, &gw, no), "the gateway may {no:?}");
+    }
 
     // What the ServiceAccount may do: what hangar calls, nothing more; no Secret anywhere
     // (cluster-wide mode without rbac.secretNamespaces).

@@ -292,7 +292,8 @@ fn helm_install_of_the_hangar_image_runs_the_controller_as_pods() {
         let o = e.helm(&args);
         assert!(o.status.success(), "helm {args:?}: {}", text(&o));
     };
-    let selector = format!("app.kubernetes.io/instance={release}");
+    let selector =
+        format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=operator");
     let t0 = Instant::now();
     helm("install", &[]);
     let pods = wait_for(
@@ -432,4 +433,90 @@ fn servers_that_cannot_run_end_dead_with_the_reason() {
     assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
     drop(ctl);
     let _ = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// `hangar gateway --cluster` inside the node's network namespace, in front of a container-mode
+/// server whose pod really runs: the gateway finds the pod through the EndpointSlice that
+/// Kubernetes made for the server's Service and reaches it at its pod IP; the probe through the
+/// gateway sees the server's tools less the denied one.
+#[test]
+fn the_gateway_reaches_a_real_pod_through_its_endpoint_slice() {
+    let Some(n) = node() else { return };
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let e = n.e;
+    e.crds();
+    let ns = e.namespace("node-gw", true);
+    let ctl = n.controller(&ns, "node-gw");
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  mode: container\n  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n  tools:\n    denyList: [add]\n{}",
+        n.placement()
+    ));
+    wait_for(
+        "echo Ready on the real node",
+        Duration::from_secs(180),
+        || {
+            assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
+            (n.server(&ns, "echo")["status"]["state"] == "Ready").then_some(())
+        },
+    );
+    let dir = e.root.join("target/tmp");
+    let log = dir.join(format!("node-gateway-{}.log", std::process::id()));
+    let port = support::free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &n.netns])
+        .arg(&e.hangar)
+        .args([
+            "gateway",
+            "--cluster",
+            "--namespace",
+            &ns,
+            "--listen",
+            &addr,
+        ])
+        .env("KUBECONFIG", &e.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("gateway log"))
+        .spawn()
+        .expect("start hangar gateway in the node's netns");
+    let _gw = support::Proc(child);
+    let url = format!("http://{addr}/servers/{ns}/echo/mcp");
+    let probe = || {
+        Command::new("ip")
+            .args(["netns", "exec", &n.netns])
+            .arg(&e.hangar)
+            .args(["probe", &url, "-o", "json", "--timeout", "10s"])
+            .output()
+            .expect("hangar probe in the node's netns")
+    };
+    let report: Json = wait_for(
+        "the probe through the gateway",
+        Duration::from_secs(60),
+        || {
+            let o = probe();
+            let r: Json = serde_json::from_slice(&o.stdout).ok()?;
+            (o.status.success()).then_some(r)
+        },
+    );
+    let tools = report.to_string();
+    assert!(tools.contains("\"echo\""), "{report}");
+    assert!(
+        !tools.contains("\"add\""),
+        "the denied tool listed: {report}"
+    );
+    let pod_ip = e.k(&[
+        "get",
+        "endpointslices",
+        "-n",
+        &ns,
+        "-l",
+        "kubernetes.io/service-name=echo",
+        "-o",
+        "jsonpath={.items[0].endpoints[0].addresses[0]}",
+    ]);
+    assert!(pod_ip.starts_with("10.245.0."), "a pod IP: {pod_ip}");
+    drop(ctl);
+    let o = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -206,7 +206,8 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
             role: FileRole::Catalog { bind: bind.clone() },
         }));
     }
-    if let Err(e) = crate::compile::units::check_dns1123_label(&args.namespace) {
+    let namespace = args.namespace.as_deref().unwrap_or("default");
+    if let Err(e) = crate::compile::units::check_dns1123_label(namespace) {
         return Err(CliError::Usage(format!("--namespace: {e}")));
     }
     if let Some(last) = errors.pop() {
@@ -217,6 +218,6 @@ pub fn inputs_with(args: &InputArgs, git: &[Option<Vec<SourceFile>>]) -> Result<
     }
     Ok(Inputs {
         files: input_files,
-        default_namespace: args.namespace.clone(),
+        default_namespace: namespace.to_string(),
     })
 }

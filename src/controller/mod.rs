@@ -41,7 +41,6 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value as Json, json};
 
 use crate::apply::Applier;
-use crate::compile::{FileRole, InputFile, Inputs, SourceFile};
 use crate::connect::ConnectError;
 use metrics::Metrics;
 
@@ -282,62 +281,8 @@ pub fn event_of(warning: bool, reason: &str, action: &str, note: &str) -> Event 
     }
 }
 
-pub fn resource(kind: crate::api::Kind) -> ApiResource {
-    let plural = match kind {
-        crate::api::Kind::Server => "mcpservers",
-        crate::api::Kind::Group => "mcpservergroups",
-        crate::api::Kind::DiscoverySource => "mcpdiscoverysources",
-    };
-    ApiResource {
-        group: crate::api::GROUP.into(),
-        version: crate::api::VERSION.into(),
-        api_version: crate::api::API_VERSION.into(),
-        kind: kind.name().into(),
-        plural: plural.into(),
-    }
-}
-
-/// Compiler input for one resource from the cluster: what a user would have written.
-pub fn compile_input(obj: &DynamicObject, kind: &str) -> Inputs {
-    let mut meta = serde_json::Map::new();
-    meta.insert("name".into(), json!(obj.name_any()));
-    if let Some(ns) = &obj.metadata.namespace {
-        meta.insert("namespace".into(), json!(ns));
-    }
-    if let Some(l) = obj.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
-        meta.insert("labels".into(), json!(l));
-    }
-    if let Some(a) = obj.metadata.annotations.as_ref() {
-        let a: serde_json::Map<String, Json> = a
-            .iter()
-            .filter(|(k, _)| !k.starts_with("kubectl.kubernetes.io/"))
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        if !a.is_empty() {
-            meta.insert("annotations".into(), Json::Object(a));
-        }
-    }
-    let mut doc = serde_json::Map::new();
-    doc.insert("apiVersion".into(), json!(crate::api::API_VERSION));
-    doc.insert("kind".into(), json!(kind));
-    doc.insert("metadata".into(), Json::Object(meta));
-    if let Some(spec) = obj.data.get("spec") {
-        doc.insert("spec".into(), spec.clone());
-    }
-    let ns = obj
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let text = serde_json::to_string_pretty(&Json::Object(doc)).unwrap_or_default();
-    Inputs {
-        files: vec![InputFile {
-            file: SourceFile::new(format!("{kind}/{ns}/{}", obj.name_any()), text),
-            role: FileRole::Inputs,
-        }],
-        default_namespace: ns,
-    }
-}
+/// Shared with the gateway, which compiles the same resources: they live with the sources.
+pub use crate::source::objects::{compile_input, resource};
 
 /// The owner reference every child of `owner` carries.
 pub fn owner_reference(owner: &DynamicObject, ar: &ApiResource) -> Option<Json> {

@@ -4,16 +4,17 @@
 //! and `tools/call`, `tools.rateLimit` on `tools/call`. Session ids are sealed tokens
 //! ([`session`]), so every gateway process holding the key serves every session.
 //!
-//! Local mode (this module today): the route table comes from local manifests, compiled exactly
-//! as `hangar render` compiles them ([`routes::RouteTable::of`]). The in-cluster watch of
-//! MCPServer/Group and EndpointSlices will produce the same table and store it in the same
-//! `ArcSwap`; container servers' pod addresses are its seam ([`routes::Upstream::Endpoints`]).
+//! Two sources of the route table, one code path: local mode compiles local manifests exactly
+//! as `hangar render` compiles them ([`routes::RouteTable::of`]); in-cluster mode (`--cluster`)
+//! watches MCPServer/Group and EndpointSlices and compiles them with the same `compile()`
+//! ([`watch`]), container servers reaching their ready pods. Either stores its table in the same
+//! `ArcSwap`.
 //!
 //! Not yet: group strategies, failover and circuit breakers (a group sends new sessions to its
 //! first member: [`routes::Route::pick`]), legacy HTTP+SSE upstreams, the activator for
 //! `replicas: 0`.
 //!
-//! The layering: the gateway uses api, compile and probe; the CLI hands it a compiled table.
+//! The layering: the gateway uses api, compile, source and probe; the CLI hands it a source.
 
 pub mod filter;
 pub mod metrics;
@@ -22,10 +23,12 @@ pub mod proxy;
 pub mod request;
 pub mod routes;
 pub mod session;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -79,6 +82,23 @@ pub enum GatewayError {
     Serve(std::io::Error),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+}
+
+/// Where the route table comes from.
+pub enum Source {
+    /// Local manifests, compiled; `reload`, when given, is polled for a new table (the CLI's
+    /// re-read of changed manifests).
+    Local {
+        table: RouteTable,
+        reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>>,
+    },
+    /// The cluster: MCPServer, MCPServerGroup and EndpointSlices watched ([`watch`]).
+    Cluster {
+        connect: crate::connect::Connect,
+        scope: crate::source::scope::Scope,
+    },
 }
 
 /// The session keys from the arguments, the environment, or (local mode) a fresh one.
@@ -119,26 +139,31 @@ pub fn sealer(args: &GatewayArgs) -> Result<Sealer, GatewayError> {
     Ok(s)
 }
 
-/// Serves `table` until Ctrl-C / SIGTERM. `reload`, when given, is polled for a new table (the
-/// CLI's re-read of changed manifests); a table it returns replaces the current one atomically.
-pub fn main(
-    args: GatewayArgs,
-    table: RouteTable,
-    reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>>,
-) -> Result<u8, GatewayError> {
+/// Serves the routes of `source` until Ctrl-C / SIGTERM; a new table replaces the current one
+/// atomically.
+pub fn main(args: GatewayArgs, source: Source) -> Result<u8, GatewayError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(GatewayError::Runtime)?;
-    rt.block_on(serve(args, table, reload))
+    rt.block_on(serve(args, source))
 }
 
-async fn serve(
-    args: GatewayArgs,
-    table: RouteTable,
-    reload: Option<Box<dyn FnMut() -> Option<RouteTable> + Send>>,
-) -> Result<u8, GatewayError> {
+async fn serve(args: GatewayArgs, source: Source) -> Result<u8, GatewayError> {
     let sealer = sealer(&args)?;
+    // Local mode is ready once its table is compiled, which it is before we listen; in-cluster
+    // mode once every watch has listed.
+    let ready = Arc::new(AtomicBool::new(false));
+    let (table, reload, cluster) = match source {
+        Source::Local { table, reload } => {
+            ready.store(true, Ordering::SeqCst);
+            (table, reload, None)
+        }
+        Source::Cluster { connect, scope } => {
+            let client = crate::connect::client(&connect).await?;
+            (RouteTable::default(), None, Some((client, scope)))
+        }
+    };
     let http =
         crate::probe::http::Http::new(Duration::from_secs(5)).map_err(GatewayError::Client)?;
     let routes = table.routes.len();
@@ -173,11 +198,34 @@ async fn serve(
             }
         });
     }
+    if let Some((client, scope)) = cluster {
+        tokio::spawn(watch::run(
+            client,
+            scope,
+            Arc::clone(&gw),
+            Arc::clone(&ready),
+        ));
+    }
     let m = Arc::clone(&gw);
+    let r = Arc::clone(&ready);
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        // Local mode is ready once its table is compiled, which it is before we listen.
-        .route("/readyz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = r.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (http::StatusCode::OK, "ok\n")
+                    } else {
+                        (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: the first sync of the watches is not done\n",
+                        )
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {

@@ -9,6 +9,7 @@
 //! and the client's session token (the upstream gets its own id back).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -24,12 +25,15 @@ use super::filter;
 use super::metrics::{Metrics, OperationLabels, RefusalLabels, RequestLabels, method_label};
 use super::policy::Limits;
 use super::request::{self, Body, Refusal, code};
-use super::routes::{Backend, Route, RouteTable, Upstream};
+use super::routes::{Backend, NoTarget, Route, RouteTable, Target};
 use super::session::{Sealer, Session};
 use crate::api::server::Transport;
 use crate::probe::http::Http;
 
 const SESSION: &str = "mcp-session-id";
+
+/// New sessions so far: a container server's new session goes to its next ready pod.
+static NEXT_SESSION: AtomicUsize = AtomicUsize::new(0);
 
 /// Request headers passed to the upstream (besides the session id, which is replaced).
 const FORWARD: &[&str] = &[
@@ -152,8 +156,9 @@ impl Gateway {
         Ok(Some((Arc::clone(b), s)))
     }
 
-    /// The upstream URL of a backend, or why it cannot be served here.
-    fn upstream_url<'b>(&self, b: &'b Backend) -> Result<&'b str, Refusal> {
+    /// Where a backend's request goes (for a container server: the session's pod, or a ready
+    /// pod for a new session), or why it cannot be served here.
+    fn upstream_target(&self, b: &Backend, session: Option<&Session>) -> Result<Target, Refusal> {
         if b.transport == Transport::Sse {
             return Err(Refusal::new(
                 StatusCode::BAD_GATEWAY,
@@ -161,14 +166,20 @@ impl Gateway {
                 "this server speaks the legacy HTTP+SSE transport, which the gateway does not bridge yet",
             ));
         }
-        match &b.upstream {
-            Upstream::Remote { url } => Ok(url),
-            Upstream::Endpoints { .. } => Err(Refusal::new(
+        let pinned = session.and_then(|s| s.endpoint.as_deref());
+        let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        b.upstream.target(pinned, n).map_err(|e| match e {
+            NoTarget::NoReadyEndpoint => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 code::UPSTREAM_UNAVAILABLE,
-                "container servers are reached through their EndpointSlices, which a local gateway does not watch",
-            )),
-        }
+                "the server has no ready pod (and a local gateway knows none: only `hangar gateway --cluster` watches EndpointSlices)",
+            ),
+            NoTarget::SessionEndpointGone => Refusal::new(
+                StatusCode::NOT_FOUND,
+                code::SESSION_NOT_FOUND,
+                "session not found: its server pod is gone; start a new one with initialize",
+            ),
+        })
     }
 
     /// Sends to the upstream under the header timeout.
@@ -225,6 +236,7 @@ impl Gateway {
         &self,
         path: &str,
         backend: &Backend,
+        endpoint: Option<&str>,
         upstream: &HeaderMap,
         current: Option<(&Session, &str)>,
     ) -> HeaderMap {
@@ -242,6 +254,7 @@ impl Gateway {
                     &Session {
                         backend: backend.server.clone(),
                         upstream: sid.to_string(),
+                        endpoint: endpoint.map(str::to_string),
                     },
                 ),
             };
@@ -327,15 +340,21 @@ async fn stream_only(
         Some((b, _)) => Arc::clone(b),
         None => Arc::clone(route.pick().ok_or_else(no_backend)?),
     };
-    let url = gw.upstream_url(&backend)?;
+    let target = gw.upstream_target(&backend, opened.as_ref().map(|(_, s)| s))?;
     let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
     let resp = gw
-        .send(method, url, headers, upstream, Bytes::new())
+        .send(method, &target.url, headers, upstream, Bytes::new())
         .await?;
     let token = headers.get(SESSION).and_then(|v| v.to_str().ok());
     let current = opened.as_ref().zip(token).map(|((_, s), t)| (s, t));
     let (p, incoming) = resp.into_parts();
-    let hs = gw.response_headers(path, &backend, &p.headers, current);
+    let hs = gw.response_headers(
+        path,
+        &backend,
+        target.endpoint.as_deref(),
+        &p.headers,
+        current,
+    );
     Ok(with_headers(p.status, hs, AxBody::new(incoming)))
 }
 
@@ -475,13 +494,21 @@ async fn post_parsed(
             }
         }
     }
-    let url = gw.upstream_url(&backend)?;
+    let target = gw.upstream_target(&backend, opened.as_ref().map(|(_, s)| s))?;
     let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
-    let resp = gw.send(Method::POST, url, headers, upstream, bytes).await?;
+    let resp = gw
+        .send(Method::POST, &target.url, headers, upstream, bytes)
+        .await?;
     let token = headers.get(SESSION).and_then(|v| v.to_str().ok());
     let current = opened.as_ref().zip(token).map(|((_, s), t)| (s, t));
     let (p, incoming) = resp.into_parts();
-    let hs = gw.response_headers(path, &backend, &p.headers, current);
+    let hs = gw.response_headers(
+        path,
+        &backend,
+        target.endpoint.as_deref(),
+        &p.headers,
+        current,
+    );
     let Some(list_id) = listing.filter(|_| p.status.is_success()) else {
         return Ok(with_headers(p.status, hs, AxBody::new(incoming)));
     };

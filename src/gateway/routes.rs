@@ -35,9 +35,62 @@ pub enum Upstream {
     /// A remote server: its `endpoint` URL.
     Remote { url: String },
     /// A container server: reached through its pods' addresses, which come from its
-    /// EndpointSlices in the cluster. Local mode has none; the cluster watch fills this seam
-    /// (until then such a route answers 503).
-    Endpoints { service_url: String },
+    /// EndpointSlices in the cluster ([`RouteTable::with_endpoints`]). Local mode has none, so
+    /// such a route answers 503 there.
+    Endpoints {
+        service_url: String,
+        /// The MCP path on each pod (the server's decided `path`).
+        path: String,
+        /// The ready pods' `IP:PORT` (of the Service's MCP port), sorted, none twice.
+        ready: Vec<String>,
+    },
+}
+
+/// Ready endpoints by Service (namespace, name): `IP:PORT` of the MCP port, from EndpointSlices.
+pub type ReadyEndpoints = BTreeMap<(String, String), Vec<String>>;
+
+/// Where one request goes: a URL, and for a container server the pod it pins the session to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub endpoint: Option<String>,
+}
+
+/// Why a backend has no target for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoTarget {
+    /// A container server with no ready endpoint (or in local mode, none known).
+    NoReadyEndpoint,
+    /// The session's pod is no longer among the ready endpoints: its upstream session is gone.
+    SessionEndpointGone,
+}
+
+impl Upstream {
+    /// The target of a request: the session's pinned pod when it has one, else (a new session)
+    /// the `n`th ready pod, wrapping around.
+    pub fn target(&self, pinned: Option<&str>, n: usize) -> Result<Target, NoTarget> {
+        match self {
+            Upstream::Remote { url } => Ok(Target {
+                url: url.clone(),
+                endpoint: None,
+            }),
+            Upstream::Endpoints { path, ready, .. } => {
+                let addr = match pinned {
+                    Some(p) => ready
+                        .iter()
+                        .find(|a| a.as_str() == p)
+                        .ok_or(NoTarget::SessionEndpointGone)?,
+                    None => ready
+                        .get(n % ready.len().max(1))
+                        .ok_or(NoTarget::NoReadyEndpoint)?,
+                };
+                Ok(Target {
+                    url: format!("http://{addr}{path}"),
+                    endpoint: Some(addr.clone()),
+                })
+            }
+        }
+    }
 }
 
 /// The tool policy of one server, from `tools`.
@@ -128,12 +181,18 @@ pub struct RouteTable {
     pub routes: BTreeMap<String, Route>,
 }
 
-fn backend(key: ServerKey, s: &ServerSettings) -> Backend {
+fn backend(key: ServerKey, s: &ServerSettings, endpoints: &ReadyEndpoints) -> Backend {
     Backend {
         upstream: match s.mode {
             Mode::Remote => Upstream::Remote { url: s.url.clone() },
+            // A container server's Service is named after the server.
             Mode::Container => Upstream::Endpoints {
                 service_url: s.url.clone(),
+                path: s.path.clone(),
+                ready: endpoints
+                    .get(&(key.namespace.clone(), key.name.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
             },
         },
         transport: s.transport,
@@ -147,8 +206,14 @@ fn backend(key: ServerKey, s: &ServerSettings) -> Backend {
 }
 
 impl RouteTable {
-    /// The routes of a compilation's decided settings.
+    /// The routes of a compilation's decided settings, with no endpoint known (local mode).
     pub fn of(decided: &Decided) -> RouteTable {
+        Self::with_endpoints(decided, &ReadyEndpoints::new())
+    }
+
+    /// The routes of a compilation's decided settings, container servers reaching the ready
+    /// endpoints of their Service (in-cluster mode). Pure: same inputs, same table.
+    pub fn with_endpoints(decided: &Decided, endpoints: &ReadyEndpoints) -> RouteTable {
         let mut backends: BTreeMap<(String, String), Arc<Backend>> = BTreeMap::new();
         let mut routes = BTreeMap::new();
         for ((ns, name), s) in &decided.servers {
@@ -156,7 +221,7 @@ impl RouteTable {
                 namespace: ns.clone(),
                 name: name.clone(),
             };
-            let b = Arc::new(backend(key, s));
+            let b = Arc::new(backend(key, s, endpoints));
             backends.insert((ns.clone(), name.clone()), Arc::clone(&b));
             let r = Route {
                 kind: RouteKind::Server,
@@ -205,7 +270,7 @@ impl RouteTable {
                     .map(|b| {
                         let (mode, url) = match &b.upstream {
                             Upstream::Remote { url } => ("remote", url),
-                            Upstream::Endpoints { service_url } => ("endpoints", service_url),
+                            Upstream::Endpoints { service_url, .. } => ("endpoints", service_url),
                         };
                         let mut tools = serde_json::Map::new();
                         if !b.tools.allow.is_empty() {

@@ -56,6 +56,9 @@ pub struct Session {
     pub backend: ServerKey,
     /// The upstream's own `Mcp-Session-Id`.
     pub upstream: String,
+    /// A container server's pod (`IP:PORT`) the session lives on; sealed after the backend as
+    /// `NS/NAME#IP:PORT` (names are DNS-1123, so never hold `#`).
+    pub endpoint: Option<String>,
 }
 
 /// The keys of a gateway process: the first seals, all open.
@@ -145,7 +148,10 @@ impl Sealer {
     /// Seals a session for `route` (the route's path).
     pub fn seal(&self, route: &str, s: &Session) -> Option<String> {
         let key = self.keys.first()?;
-        let backend = s.backend.id();
+        let backend = match &s.endpoint {
+            Some(e) => format!("{}#{e}", s.backend.id()),
+            None => s.backend.id(),
+        };
         let len = u16::try_from(backend.len()).ok()?;
         let mut plain = Vec::with_capacity(2 + backend.len() + s.upstream.len() + 16);
         plain.extend_from_slice(&len.to_be_bytes());
@@ -196,6 +202,10 @@ impl Sealer {
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
         let (backend, upstream) = rest.split_at_checked(len).ok_or(OpenError::Malformed)?;
         let backend = std::str::from_utf8(backend).map_err(|_| OpenError::Malformed)?;
+        let (backend, endpoint) = match backend.split_once('#') {
+            Some((b, e)) => (b, Some(e.to_string())),
+            None => (backend, None),
+        };
         let (namespace, name) = backend.split_once('/').ok_or(OpenError::Malformed)?;
         let upstream = String::from_utf8(upstream.to_vec()).map_err(|_| OpenError::Malformed)?;
         Ok(Session {
@@ -204,6 +214,7 @@ impl Sealer {
                 name: name.into(),
             },
             upstream,
+            endpoint,
         })
     }
 }
@@ -219,7 +230,21 @@ mod tests {
                 name: "echo".into(),
             },
             upstream: "0123abcd-upstream".into(),
+            endpoint: None,
         }
+    }
+
+    #[test]
+    fn a_pinned_endpoint_is_sealed_with_the_backend() {
+        let a = Sealer::new(&[vec![7u8; 32]]).unwrap();
+        let s = Session {
+            endpoint: Some("10.1.2.3:8080".into()),
+            ..session()
+        };
+        let t = a.seal("/servers/ns/echo/mcp", &s).unwrap();
+        assert_eq!(a.open("/servers/ns/echo/mcp", &t).unwrap(), s);
+        let t = a.seal("/servers/ns/echo/mcp", &session()).unwrap();
+        assert_eq!(a.open("/servers/ns/echo/mcp", &t).unwrap().endpoint, None);
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod cluster;
 pub mod embedded;
 pub mod files;
 pub mod git;
+pub mod objects;
 pub mod scope;

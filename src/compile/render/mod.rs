@@ -4,6 +4,7 @@
 mod group;
 pub mod labels;
 mod server;
+pub use server::PORT_NAME;
 
 use std::collections::BTreeMap;
 use std::ops::Range;

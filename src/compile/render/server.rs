@@ -34,7 +34,8 @@ use crate::compile::resolve::{ResolvedServer, SOURCE_ANNOTATION};
 use crate::compile::settings::whole_secs;
 
 const CONTAINER: &str = "mcp";
-const PORT_NAME: &str = "mcp";
+/// The name of the MCP port of a container server's Service (and so of its EndpointSlices' port).
+pub const PORT_NAME: &str = "mcp";
 const METRICS_PORT_NAME: &str = "metrics";
 
 fn meta(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> ObjectMeta {

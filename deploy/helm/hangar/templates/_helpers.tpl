@@ -93,3 +93,47 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [events]
   verbs: [create, patch]
 {{- end }}
+
+{{/* The gateway's selector labels (component gateway: the operator's selector never matches
+     its pods, nor its selector the operator's). */}}
+{{- define "hangar.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hangar.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "hangar.gatewayLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "hangar.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: hangar
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Whether the bundled gateway is installed: gateway.enabled, and no external one (hangar.url). */}}
+{{- define "hangar.gatewayEnabled" -}}
+{{- if and .Values.gateway.enabled (not .Values.hangar.url) }}true{{ end }}
+{{- end }}
+
+{{/* The gateway's Service: `RELEASE-core` for the release `mcp-hangar`, so the seed's
+     `hangar.url=http://mcp-hangar-core:8080` names it. */}}
+{{- define "hangar.gatewayName" -}}
+{{- printf "%s-core" (include "hangar.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the session-token key, and its key. */}}
+{{- define "hangar.sessionSecretName" -}}
+{{- default (printf "%s-session-key" (include "hangar.gatewayName" .)) .Values.hangar.existingSecret }}
+{{- end }}
+{{- define "hangar.sessionSecretKey" -}}
+{{- default "session-key" .Values.hangar.secretKey }}
+{{- end }}
+
+{{- define "hangar.gatewayRules" -}}
+- apiGroups: [mcp-hangar.io]
+  resources: [mcpservers, mcpservergroups]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+{{- end }}
