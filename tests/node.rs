@@ -390,12 +390,25 @@ fn servers_that_cannot_run_end_dead_with_the_reason() {
             n.placement()
         )
     };
+    // (name, spec, what the Ready condition's message says)
     let cases = [
         // Runs, but speaks plain HTTP, not MCP.
         (
             "not-mcp",
             "  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  command: [/usr/bin/python3, -m, http.server, \"8000\"]\n",
-            "",
+            "1/1 replicas ready;",
+        ),
+        // An image no registry has (and none is reachable): the pull error, named.
+        (
+            "no-image",
+            "  image: registry.invalid/hangar/nope:1.0.0\n  imagePullPolicy: IfNotPresent\n",
+            "ImagePull",
+        ),
+        // Exits at once: the crash loop, with its exit code.
+        (
+            "crash",
+            "  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  command: [/usr/bin/python3, -c, \"import sys; sys.exit(3)\"]\n",
+            "exit code 3",
         ),
     ];
     let t0 = Instant::now();
@@ -418,6 +431,14 @@ fn servers_that_cannot_run_end_dead_with_the_reason() {
             ready["message"].as_str().is_some_and(|m| m.contains(want)),
             "{name}: {ready}"
         );
+        // The pods' own reason where they have one; a server that runs but fails its checks
+        // times out.
+        let reason = ready["reason"].as_str().unwrap_or_default();
+        if *name == "not-mcp" {
+            assert_eq!(reason, "StartupTimeout", "{ready}");
+        } else {
+            assert_ne!(reason, "StartupTimeout", "{name}: {ready}");
+        }
         let events = e.k(&[
             "get",
             "events",

@@ -112,6 +112,8 @@ pub struct ServerObservation {
     pub check: Option<Check>,
     /// Checked, but no check of the current plan has finished yet.
     pub check_pending: bool,
+    /// Why the pods are not ready, when they are not ([`super::pods::problem`]).
+    pub pod_problem: Option<super::pods::PodProblem>,
     /// Why applying the children failed (reason, message).
     pub apply_error: Option<(String, String)>,
     /// Foreign changes to what runs ([`super::drift::message`]).
@@ -145,6 +147,7 @@ pub fn server(
         hold: hold(set, prev, o.held, check.as_ref()),
         check,
         check_pending: o.check_pending,
+        pod_problem: o.pod_problem.map(|p| (p.reason, p.message)),
         apply_error: o.apply_error,
         endpoint: Some(set.url.clone()).filter(|u| !u.is_empty()),
         foreign: o.foreign,

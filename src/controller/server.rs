@@ -19,7 +19,7 @@ use super::probes::Plan;
 use super::state::{self, Workload};
 use super::{Ctx, Error, event, event_of};
 use crate::api::Kind;
-use crate::api::server::{MCPServerStatus, ServerState};
+use crate::api::server::{MCPServerStatus, Mode, ServerState};
 use crate::compile::render::labels::SERVER_LABEL;
 use crate::compile::settings::ServerSettings;
 
@@ -143,8 +143,14 @@ async fn observe(
             None => (None, true),
         },
     };
+    let short = workload.as_ref().is_none_or(|w| w.ready < desired);
+    let pod_problem = match set.mode {
+        Mode::Container if desired > 0 && short => pod_problem(ctx, &ns, &name).await,
+        _ => None,
+    };
     decide::ServerObservation {
         generation: obj.metadata.generation,
+        pod_problem,
         workload,
         deployment_replicas,
         held,
@@ -153,6 +159,22 @@ async fn observe(
         check_pending,
         apply_error: children.failure().map(|(c, m)| (c.reason().to_string(), m)),
         foreign: foreign(children),
+    }
+}
+
+/// Why the server's pods are not ready (one LIST of its pods, only while it is short of ready
+/// replicas). A LIST that fails (a controller without `list pods`, an outage) finds nothing: the
+/// state then says what the Deployment says, as before.
+async fn pod_problem(ctx: &Ctx, ns: &str, name: &str) -> Option<super::pods::PodProblem> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(ctx.client.clone(), ns);
+    let lp = kube::api::ListParams::default().labels(&format!("{}={name}", SERVER_LABEL));
+    match api.list(&lp).await {
+        Ok(pods) => super::pods::problem(&pods.items),
+        Err(e) => {
+            tracing::debug!(namespace = ns, server = name, error = %e, "listing the server's pods failed");
+            None
+        }
     }
 }
 

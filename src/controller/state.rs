@@ -41,6 +41,9 @@ pub struct Observed {
     /// reconcile path): a server that was up keeps its state until it has; one that starts is
     /// not Ready before it.
     pub check_pending: bool,
+    /// Why the server's pods are not ready, in the kubelet's words (reason, message; see
+    /// [`super::pods`]), when they are not.
+    pub pod_problem: Option<(String, String)>,
     /// Why applying the children failed (reason, message), when it did.
     pub apply_error: Option<(String, String)>,
     /// `validation.strictMode` found the server non-compliant: held as Dead (a container server
@@ -212,6 +215,10 @@ fn verdict(
                 }
                 _ => what,
             };
+            let what = match &o.pod_problem {
+                Some((_, why)) if w.ready < o.desired => format!("{what}; {why}"),
+                _ => what,
+            };
             (
                 w.ready >= o.desired && check_ok,
                 w.ready > 0 && check_ok,
@@ -244,9 +251,15 @@ fn verdict(
                 }
                 (ServerState::Initializing, "Starting".into(), what)
             } else {
+                // The pods' own reason when they have one (ImagePullBackOff, CrashLoopBackOff,
+                // ...): it says what to fix.
+                let reason = match &o.pod_problem {
+                    Some((r, _)) => r.clone(),
+                    None => "StartupTimeout".into(),
+                };
                 (
                     ServerState::Dead,
-                    "StartupTimeout".into(),
+                    reason,
                     format!(
                         "not healthy within startupTimeout {}s: {what}",
                         o.startup_timeout.as_secs()
@@ -421,6 +434,7 @@ mod tests {
             }),
             check: None,
             check_pending: false,
+            pod_problem: None,
             apply_error: None,
             hold: None,
             endpoint: None,
@@ -498,6 +512,48 @@ mod tests {
         // Recovers when it becomes ready.
         let (s, _) = next(&s, &obs(1, 1), t(40));
         assert_eq!(state(&s), ServerState::Ready);
+    }
+
+    #[test]
+    fn a_pod_problem_is_said_while_starting_and_is_the_reason_of_a_timeout() {
+        let mut o = obs(1, 0);
+        o.pod_problem = Some((
+            "ImagePullBackOff".into(),
+            "pod s-1, container server: ImagePullBackOff: no such host".into(),
+        ));
+        let (s, _) = next(&MCPServerStatus::default(), &o, t(0));
+        assert_eq!(state(&s), ServerState::Initializing);
+        let ready = condition_of(&s, READY);
+        assert_eq!(ready.reason, "Starting");
+        assert_eq!(
+            ready.message,
+            "0/1 replicas ready; pod s-1, container server: ImagePullBackOff: no such host"
+        );
+        let (s, tr) = next(&s, &o, t(31));
+        assert_eq!(state(&s), ServerState::Dead);
+        let tr = tr.unwrap();
+        assert_eq!(tr.reason, "ImagePullBackOff");
+        assert!(
+            tr.message
+                .starts_with("not healthy within startupTimeout 30s: 0/1 replicas ready; pod s-1"),
+            "{}",
+            tr.message
+        );
+        // Ready replicas: a problem of some other pod is not the server's.
+        let mut o = obs(1, 1);
+        o.pod_problem = Some(("CrashLoopBackOff".into(), "pod old".into()));
+        let (s, _) = next(&s, &o, t(40));
+        assert_eq!(state(&s), ServerState::Ready);
+        assert_eq!(condition_of(&s, READY).message, "1/1 replicas ready");
+    }
+
+    fn condition_of(s: &MCPServerStatus, ty: &str) -> Condition {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == ty)
+            .cloned()
+            .unwrap()
     }
 
     #[test]

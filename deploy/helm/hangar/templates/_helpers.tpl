@@ -84,6 +84,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# Why a server's pods are not ready (a pull error, a crash loop): listed, never changed.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Discovery: ConfigMap catalogs (read, and watched for changes).
 - apiGroups: [""]
   resources: [configmaps]
