@@ -185,6 +185,37 @@ fn a_container_server_really_runs_and_is_probed_through_its_service() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// The TypeScript "everything" server (Node 22) as a container-mode MCPServer under the
+/// restricted Pod Security Standard: it needs nothing writable, and the probe through its Service
+/// sees its tools.
+#[test]
+fn the_everything_server_really_runs_under_the_restricted_defaults() {
+    let Some(n) = node() else { return };
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let e = n.e;
+    e.crds();
+    let ns = e.namespace("node-every", true);
+    let ctl = n.controller(&ns, "node-every");
+    e.apply_yaml(&format!(
+        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: everything\n  namespace: {ns}\nspec:\n  mode: container\n  image: hangar.test/mcp-everything:1\n  imagePullPolicy: Never\n  port: 3001\n  path: /mcp\n{}",
+        n.placement()
+    ));
+    let t0 = Instant::now();
+    let ready = wait_for("everything Ready", Duration::from_secs(180), || {
+        assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
+        let s = n.server(&ns, "everything");
+        (s["status"]["state"] == "Ready").then_some(s)
+    });
+    eprintln!("everything: apply -> Ready: {:?}", t0.elapsed());
+    let tools: Vec<&str> = ready["status"]["tools"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    assert!(tools.contains(&"echo"), "{ready}");
+    drop(ctl);
+    let _ = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// The hangar image built here (`deploy/image/build.sh hangar`), loaded into the node's containerd.
 /// Built from the release binary; skipped with a note when that binary is absent, unless
 /// HANGAR_REQUIRE_NODE=1.
