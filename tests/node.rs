@@ -281,6 +281,7 @@ fn ready_pods(e: &Env, ns: &str, selector: &str) -> Vec<Json> {
 /// `helm install` of the chart with the hangar image built here: two controller pods really run
 /// on the real node under the restricted Pod Security Standard, as the chart's ServiceAccount;
 /// one leads; a container-mode server is Ready through the in-cluster controller's MCP probe;
+/// the chart's two gateway pods run there too, and the server answers through their Service;
 /// deleting the leader's pod hands over within the lease; `helm upgrade` rolls the pods;
 /// `helm uninstall` leaves the user's MCPServer in place.
 #[test]
@@ -366,6 +367,29 @@ fn helm_install_of_the_hangar_image_runs_the_controller_as_pods() {
         t1.elapsed()
     );
     assert_eq!(ready["status"]["toolsCount"], 2, "{ready}");
+
+    // The chart's gateway, in pods on the same node: an agent's view, from inside the node's
+    // network, through its Service (RELEASE-core:8080) to the server's pod.
+    let gw = format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=gateway");
+    wait_for("two gateway pods Ready", Duration::from_secs(180), || {
+        (ready_pods(e, &sys, &gw).len() == 2).then_some(())
+    });
+    let url = format!("http://{release}-core.{sys}.svc:8080/servers/{apps}/echo/mcp");
+    let probe = wait_for(
+        "the server through the gateway",
+        Duration::from_secs(60),
+        || {
+            let o = Command::new("ip")
+                .args(["netns", "exec", &n.netns])
+                .arg(&e.hangar)
+                .args(["probe", &url])
+                .output()
+                .ok()?;
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            (o.status.success() && out.contains("MCP compliant")).then_some(out)
+        },
+    );
+    assert!(probe.contains("echo, add"), "{probe}");
 
     // The leader's pod deleted: the other takes over within the lease (6 s) plus its retry.
     let t2 = Instant::now();
