@@ -9,12 +9,13 @@
 //! MCPServer/Group and EndpointSlices will produce the same table and store it in the same
 //! `ArcSwap`; container servers' pod addresses are its seam ([`routes::Upstream::Endpoints`]).
 //!
-//! Not yet: group strategies, failover and circuit breakers (a group sends new sessions to its
-//! first member: [`routes::Route::pick`]), legacy HTTP+SSE upstreams, the activator for
-//! `replicas: 0`.
+//! Group strategies, failover and member health are in [`balance`], the per-server circuit
+//! breaker in [`breaker`]. Not yet: legacy HTTP+SSE upstreams, the activator for `replicas: 0`.
 //!
 //! The layering: the gateway uses api, compile and probe; the CLI hands it a compiled table.
 
+pub mod balance;
+pub mod breaker;
 pub mod filter;
 pub mod metrics;
 pub mod policy;
@@ -146,6 +147,8 @@ async fn serve(
         routes: ArcSwap::from_pointee(table),
         sealer,
         limits: policy::Limits::default(),
+        balancer: balance::Balancer::default(),
+        breakers: breaker::Breakers::default(),
         metrics: metrics::Metrics::default(),
         http,
         config: proxy::Config {

@@ -67,6 +67,8 @@ pub struct Gateway {
     pub routes: ArcSwap<RouteTable>,
     pub sealer: Sealer,
     pub limits: Limits,
+    pub balancer: super::balance::Balancer,
+    pub breakers: super::breaker::Breakers,
     pub metrics: Metrics,
     pub http: Http,
     pub config: Config,
@@ -82,6 +84,8 @@ fn reason(code_: i64, status: StatusCode) -> &'static str {
         code::NO_ROUTE => "no_route",
         code::UPSTREAM_UNAVAILABLE => "unavailable",
         code::FOREIGN_ORIGIN => "foreign_origin",
+        code::CIRCUIT_OPEN => "circuit_open",
+        code::GROUP_UNHEALTHY => "group_unhealthy",
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         _ => "bad_request",
     }
@@ -111,7 +115,16 @@ impl Gateway {
             .inc();
         // Status and code only: the message may quote a client's header values.
         tracing::debug!(route, status = r.status.as_u16(), code = r.code, "refused");
-        json_response(r.status, &r.body())
+        let mut resp = json_response(r.status, &r.body());
+        // The breaker's and the group's refusals say when to come back, in the body and here.
+        let after = r
+            .data
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64());
+        if let Some(v) = after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 
     fn count(&self, route: &str, method: Option<&str>, status: StatusCode) {
@@ -153,7 +166,7 @@ impl Gateway {
     }
 
     /// The upstream URL of a backend, or why it cannot be served here.
-    fn upstream_url<'b>(&self, b: &'b Backend) -> Result<&'b str, Refusal> {
+    pub(super) fn upstream_url<'b>(&self, b: &'b Backend) -> Result<&'b str, Refusal> {
         if b.transport == Transport::Sse {
             return Err(Refusal::new(
                 StatusCode::BAD_GATEWAY,
@@ -172,7 +185,7 @@ impl Gateway {
     }
 
     /// Sends to the upstream under the header timeout.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: &str,
@@ -411,13 +424,14 @@ async fn post_parsed(
 ) -> Result<Response, Refusal> {
     request::check_headers(&parsed, headers)?;
     let opened = gw.session(route, path, headers)?;
-    let backend = match &opened {
-        Some((b, _)) => Arc::clone(b),
-        None => Arc::clone(route.pick().ok_or_else(no_backend)?),
+    // A sealed session stays on its member; anything else goes where the strategy says.
+    let candidates = match &opened {
+        Some((b, _)) => vec![Arc::clone(b)],
+        None => gw.balancer.candidates(route, Instant::now())?,
     };
+    let backend = Arc::clone(candidates.first().ok_or_else(no_backend)?);
     let policy = &backend.tools;
     let id = parsed.id();
-    let mut listing = None;
     match &parsed {
         Body::Batch(items) => {
             let governed = items.iter().any(|m| m.method().starts_with("tools/"));
@@ -470,14 +484,20 @@ async fn post_parsed(
                         }
                     }
                 }
-                "tools/list" if policy.filters() && m.is_request() => listing = Some(id.clone()),
                 _ => {}
             }
         }
     }
-    let url = gw.upstream_url(&backend)?;
     let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
-    let resp = gw.send(Method::POST, url, headers, upstream, bytes).await?;
+    let (backend, resp) =
+        super::balance::forward(gw, route, &candidates, &parsed, headers, upstream, bytes).await?;
+    // The member that answered filters its own listing (members may differ in policy).
+    let listing = match &parsed {
+        Body::One(m) if m.method() == "tools/list" && m.is_request() && backend.tools.filters() => {
+            Some(id.clone())
+        }
+        _ => None,
+    };
     let token = headers.get(SESSION).and_then(|v| v.to_str().ok());
     let current = opened.as_ref().zip(token).map(|((_, s), t)| (s, t));
     let (p, incoming) = resp.into_parts();
