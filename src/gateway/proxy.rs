@@ -444,29 +444,30 @@ async fn post_parsed(
             }
         }
         Body::One(m) => {
-            match m.method() {
-                "tools/call" => {
-                    let tool = m.name.as_deref().unwrap_or("");
-                    if !policy.allows(tool) {
-                        let r = Refusal::new(
+            if m.method() == "tools/call" {
+                let tool = m.name.as_deref().unwrap_or("");
+                if !policy.allows(tool) {
+                    let r = Refusal::new(
                         StatusCode::OK,
                         code::TOOL_DENIED,
-                        format!("tool `{tool}` is not allowed on this server (tools.allowList/denyList)"),
+                        format!(
+                            "tool `{tool}` is not allowed on this server (tools.allowList/denyList)"
+                        ),
                     )
                     .with_id(id.clone());
-                        return Err(if m.is_request() {
-                            r
-                        } else {
-                            Refusal {
-                                status: StatusCode::FORBIDDEN,
-                                ..r
-                            }
-                        });
-                    }
-                    if let Some(rl) = &policy.rate_limit {
-                        if let Err(refused) = gw.limits.check(&backend.server, rl) {
-                            let secs = refused.retry_after_secs();
-                            let mut r = Refusal::new(
+                    return Err(if m.is_request() {
+                        r
+                    } else {
+                        Refusal {
+                            status: StatusCode::FORBIDDEN,
+                            ..r
+                        }
+                    });
+                }
+                if let Some(rl) = &policy.rate_limit {
+                    if let Err(refused) = gw.limits.check(&backend.server, rl) {
+                        let secs = refused.retry_after_secs();
+                        let mut r = Refusal::new(
                             StatusCode::TOO_MANY_REQUESTS,
                             code::RATE_LIMITED,
                             format!(
@@ -475,16 +476,14 @@ async fn post_parsed(
                             ),
                         )
                         .with_id(id.clone());
-                            r.data = Some(Box::new(serde_json::json!({"retryAfterSeconds": secs})));
-                            let mut resp = gw.refuse(path, &r);
-                            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                                resp.headers_mut().insert(header::RETRY_AFTER, v);
-                            }
-                            return Ok(resp);
+                        r.data = Some(Box::new(serde_json::json!({"retryAfterSeconds": secs})));
+                        let mut resp = gw.refuse(path, &r);
+                        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                            resp.headers_mut().insert(header::RETRY_AFTER, v);
                         }
+                        return Ok(resp);
                     }
                 }
-                _ => {}
             }
         }
     }
