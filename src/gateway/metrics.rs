@@ -105,7 +105,7 @@ impl Default for Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "hangar_gateway_refusals",
-            "Requests the gateway answered itself without forwarding, by reason (tool_denied, rate_limited, bad_request, header_mismatch, too_large, unknown_session, no_route, unavailable, foreign_origin)",
+            "Requests the gateway answered itself without forwarding, by reason (tool_denied, rate_limited, bad_request, header_mismatch, too_large, unknown_session, no_route, unavailable, foreign_origin, circuit_open, group_unhealthy)",
             refusals.clone(),
         );
         let duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
