@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,21 @@ pub struct OperationLabels {
     pub mcp_method_name: String,
 }
 
+/// A server: bounded by the route table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -34,6 +50,11 @@ pub struct Metrics {
     /// Time from receiving a request to the upstream's response headers (the OTel MCP name
     /// `mcp.server.operation.duration`, as the gateway serves MCP to the client).
     pub duration: Family<OperationLabels, Histogram>,
+    /// Each server's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Family<ServerLabels, Gauge>,
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    /// Requests sent again to another group member after one failed.
+    pub retries: Family<ServerLabels, Counter>,
 }
 
 /// Methods counted under their own name; anything else is `other`. `GET` and `DELETE` are the
@@ -84,7 +105,7 @@ impl Default for Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "hangar_gateway_refusals",
-            "Requests the gateway answered itself without forwarding, by reason (tool_denied, rate_limited, bad_request, header_mismatch, too_large, unknown_session, no_route, unavailable, foreign_origin)",
+            "Requests the gateway answered itself without forwarding, by reason (tool_denied, rate_limited, bad_request, header_mismatch, too_large, unknown_session, no_route, unavailable, foreign_origin, circuit_open, group_unhealthy)",
             refusals.clone(),
         );
         let duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
@@ -95,8 +116,29 @@ impl Default for Metrics {
             "Time to the upstream's response headers, as seen by the gateway",
             duration.clone(),
         );
+        let breaker_state = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "hangar_gateway_breaker_state",
+            "Each server's circuit breaker as the gateway last saw it: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let breaker_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "hangar_gateway_breaker_transitions",
+            "Circuit breaker state changes, by server and from/to state",
+            breaker_transitions.clone(),
+        );
+        let retries = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "hangar_gateway_failover_retries",
+            "Requests a group sent again to another member, by the member that failed",
+            retries.clone(),
+        );
         Metrics {
             registry,
+            breaker_state,
+            breaker_transitions,
+            retries,
             requests,
             refusals,
             duration,

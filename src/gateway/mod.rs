@@ -10,12 +10,13 @@
 //! ([`watch`]), container servers reaching their ready pods. Either stores its table in the same
 //! `ArcSwap`.
 //!
-//! Not yet: group strategies, failover and circuit breakers (a group sends new sessions to its
-//! first member: [`routes::Route::pick`]), legacy HTTP+SSE upstreams, the activator for
-//! `replicas: 0`.
+//! Group strategies, failover and member health are in [`balance`], the per-server circuit
+//! breaker in [`breaker`]. Not yet: legacy HTTP+SSE upstreams, the activator for `replicas: 0`.
 //!
 //! The layering: the gateway uses api, compile, source and probe; the CLI hands it a source.
 
+pub mod balance;
+pub mod breaker;
 pub mod filter;
 pub mod metrics;
 pub mod policy;
@@ -171,6 +172,8 @@ async fn serve(args: GatewayArgs, source: Source) -> Result<u8, GatewayError> {
         routes: ArcSwap::from_pointee(table),
         sealer,
         limits: policy::Limits::default(),
+        balancer: balance::Balancer::default(),
+        breakers: breaker::Breakers::default(),
         metrics: metrics::Metrics::default(),
         http,
         config: proxy::Config {

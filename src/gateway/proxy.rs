@@ -71,6 +71,8 @@ pub struct Gateway {
     pub routes: ArcSwap<RouteTable>,
     pub sealer: Sealer,
     pub limits: Limits,
+    pub balancer: super::balance::Balancer,
+    pub breakers: super::breaker::Breakers,
     pub metrics: Metrics,
     pub http: Http,
     pub config: Config,
@@ -86,6 +88,8 @@ fn reason(code_: i64, status: StatusCode) -> &'static str {
         code::NO_ROUTE => "no_route",
         code::UPSTREAM_UNAVAILABLE => "unavailable",
         code::FOREIGN_ORIGIN => "foreign_origin",
+        code::CIRCUIT_OPEN => "circuit_open",
+        code::GROUP_UNHEALTHY => "group_unhealthy",
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         _ => "bad_request",
     }
@@ -115,7 +119,16 @@ impl Gateway {
             .inc();
         // Status and code only: the message may quote a client's header values.
         tracing::debug!(route, status = r.status.as_u16(), code = r.code, "refused");
-        json_response(r.status, &r.body())
+        let mut resp = json_response(r.status, &r.body());
+        // The breaker's and the group's refusals say when to come back, in the body and here.
+        let after = r
+            .data
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64());
+        if let Some(v) = after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 
     fn count(&self, route: &str, method: Option<&str>, status: StatusCode) {
@@ -158,7 +171,11 @@ impl Gateway {
 
     /// Where a backend's request goes (for a container server: the session's pod, or a ready
     /// pod for a new session), or why it cannot be served here.
-    fn upstream_target(&self, b: &Backend, session: Option<&Session>) -> Result<Target, Refusal> {
+    pub(super) fn upstream_target(
+        &self,
+        b: &Backend,
+        session: Option<&Session>,
+    ) -> Result<Target, Refusal> {
         if b.transport == Transport::Sse {
             return Err(Refusal::new(
                 StatusCode::BAD_GATEWAY,
@@ -183,7 +200,7 @@ impl Gateway {
     }
 
     /// Sends to the upstream under the header timeout.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: &str,
@@ -430,13 +447,14 @@ async fn post_parsed(
 ) -> Result<Response, Refusal> {
     request::check_headers(&parsed, headers)?;
     let opened = gw.session(route, path, headers)?;
-    let backend = match &opened {
-        Some((b, _)) => Arc::clone(b),
-        None => Arc::clone(route.pick().ok_or_else(no_backend)?),
+    // A sealed session stays on its member; anything else goes where the strategy says.
+    let candidates = match &opened {
+        Some((b, _)) => vec![Arc::clone(b)],
+        None => gw.balancer.candidates(route, Instant::now())?,
     };
+    let backend = Arc::clone(candidates.first().ok_or_else(no_backend)?);
     let policy = &backend.tools;
     let id = parsed.id();
-    let mut listing = None;
     match &parsed {
         Body::Batch(items) => {
             let governed = items.iter().any(|m| m.method().starts_with("tools/"));
@@ -449,29 +467,30 @@ async fn post_parsed(
             }
         }
         Body::One(m) => {
-            match m.method() {
-                "tools/call" => {
-                    let tool = m.name.as_deref().unwrap_or("");
-                    if !policy.allows(tool) {
-                        let r = Refusal::new(
+            if m.method() == "tools/call" {
+                let tool = m.name.as_deref().unwrap_or("");
+                if !policy.allows(tool) {
+                    let r = Refusal::new(
                         StatusCode::OK,
                         code::TOOL_DENIED,
-                        format!("tool `{tool}` is not allowed on this server (tools.allowList/denyList)"),
+                        format!(
+                            "tool `{tool}` is not allowed on this server (tools.allowList/denyList)"
+                        ),
                     )
                     .with_id(id.clone());
-                        return Err(if m.is_request() {
-                            r
-                        } else {
-                            Refusal {
-                                status: StatusCode::FORBIDDEN,
-                                ..r
-                            }
-                        });
-                    }
-                    if let Some(rl) = &policy.rate_limit {
-                        if let Err(refused) = gw.limits.check(&backend.server, rl) {
-                            let secs = refused.retry_after_secs();
-                            let mut r = Refusal::new(
+                    return Err(if m.is_request() {
+                        r
+                    } else {
+                        Refusal {
+                            status: StatusCode::FORBIDDEN,
+                            ..r
+                        }
+                    });
+                }
+                if let Some(rl) = &policy.rate_limit {
+                    if let Err(refused) = gw.limits.check(&backend.server, rl) {
+                        let secs = refused.retry_after_secs();
+                        let mut r = Refusal::new(
                             StatusCode::TOO_MANY_REQUESTS,
                             code::RATE_LIMITED,
                             format!(
@@ -480,25 +499,27 @@ async fn post_parsed(
                             ),
                         )
                         .with_id(id.clone());
-                            r.data = Some(Box::new(serde_json::json!({"retryAfterSeconds": secs})));
-                            let mut resp = gw.refuse(path, &r);
-                            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                                resp.headers_mut().insert(header::RETRY_AFTER, v);
-                            }
-                            return Ok(resp);
+                        r.data = Some(Box::new(serde_json::json!({"retryAfterSeconds": secs})));
+                        let mut resp = gw.refuse(path, &r);
+                        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                            resp.headers_mut().insert(header::RETRY_AFTER, v);
                         }
+                        return Ok(resp);
                     }
                 }
-                "tools/list" if policy.filters() && m.is_request() => listing = Some(id.clone()),
-                _ => {}
             }
         }
     }
-    let target = gw.upstream_target(&backend, opened.as_ref().map(|(_, s)| s))?;
-    let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
-    let resp = gw
-        .send(Method::POST, &target.url, headers, upstream, bytes)
-        .await?;
+    let session = opened.as_ref().map(|(_, s)| s);
+    let (backend, target, resp) =
+        super::balance::forward(gw, route, &candidates, &parsed, headers, session, bytes).await?;
+    // The member that answered filters its own listing (members may differ in policy).
+    let listing = match &parsed {
+        Body::One(m) if m.method() == "tools/list" && m.is_request() && backend.tools.filters() => {
+            Some(id.clone())
+        }
+        _ => None,
+    };
     let token = headers.get(SESSION).and_then(|v| v.to_str().ok());
     let current = opened.as_ref().zip(token).map(|((_, s), t)| (s, t));
     let (p, incoming) = resp.into_parts();

@@ -30,6 +30,10 @@ pub mod code {
     pub const RATE_LIMITED: i64 = -32004;
     /// A loopback gateway asked with a non-loopback `Host` or `Origin` (DNS rebinding).
     pub const FOREIGN_ORIGIN: i64 = -32005;
+    /// The server's circuit breaker is open; see `Retry-After`.
+    pub const CIRCUIT_OPEN: i64 = -32006;
+    /// Fewer of the group's members are healthy than its `healthPolicy` needs; see `Retry-After`.
+    pub const GROUP_UNHEALTHY: i64 = -32007;
 }
 
 /// The `_meta` key of a 2026-07-28 request's protocol version.

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use crate::api::group::Strategy;
 use crate::api::server::{Mode, Transport};
 use crate::compile::Decided;
-use crate::compile::settings::{RateLimit, ServerSettings};
+use crate::compile::settings::{Breaker, Failover, GroupHealth, RateLimit, ServerSettings};
 
 /// A server by namespace and name: the backend identity sealed into session tokens.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,6 +123,11 @@ pub struct Backend {
     pub upstream: Upstream,
     pub transport: Transport,
     pub tools: ToolPolicy,
+    /// The server's `circuitBreaker`, enforced by [`super::breaker`].
+    pub breaker: Breaker,
+    /// The server's `healthCheck.interval`: how long a group member counted unhealthy stays out
+    /// before traffic tries it again ([`super::balance`]).
+    pub recheck: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,9 +153,17 @@ pub struct Route {
     pub name: String,
     /// The route's backends, sorted by server: one for a server, the members for a group.
     pub backends: Vec<Arc<Backend>>,
-    /// A group's strategy (a server's route has none). Only the seam exists: a group's new
-    /// sessions go to its first member until strategies are built.
+    /// A group's strategy (a server's route has none), applied by [`super::balance`].
     pub strategy: Option<Strategy>,
+    /// A group's failover and health policy (a server's route has none).
+    pub group: Option<GroupPolicy>,
+}
+
+/// What a group decides beyond its strategy, from its [`crate::compile::settings::GroupSettings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPolicy {
+    pub failover: Failover,
+    pub health: GroupHealth,
 }
 
 impl Route {
@@ -169,7 +182,7 @@ impl Route {
         self.backends.iter().find(|b| &b.server == server)
     }
 
-    /// The backend for a request that names none (no session). Strategy seam: the first member.
+    /// The first backend (GET/DELETE without a session; POSTs go through [`super::balance`]).
     pub fn pick(&self) -> Option<&Arc<Backend>> {
         self.backends.first()
     }
@@ -201,6 +214,8 @@ fn backend(key: ServerKey, s: &ServerSettings, endpoints: &ReadyEndpoints) -> Ba
             deny: s.tools.deny.iter().cloned().collect(),
             rate_limit: s.tools.rate_limit.clone(),
         },
+        breaker: s.circuit_breaker.clone(),
+        recheck: s.health.interval,
         server: key,
     }
 }
@@ -229,6 +244,7 @@ impl RouteTable {
                 name: name.clone(),
                 backends: vec![b],
                 strategy: None,
+                group: None,
             };
             routes.insert(r.path(), r);
         }
@@ -247,6 +263,10 @@ impl RouteTable {
                 name: name.clone(),
                 backends: members,
                 strategy: Some(g.strategy),
+                group: Some(GroupPolicy {
+                    failover: g.failover.clone(),
+                    health: g.health.clone(),
+                }),
             };
             routes.insert(r.path(), r);
         }
