@@ -21,12 +21,18 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value as Json;
 
+use super::balance::repeatable;
+use super::breaker;
 use super::filter;
-use super::metrics::{Metrics, OperationLabels, RefusalLabels, RequestLabels, method_label};
+use super::metrics::{
+    Metrics, OperationLabels, RefusalLabels, RequestLabels, ServerLabels, TransitionLabels,
+    method_label,
+};
 use super::policy::Limits;
 use super::request::{self, Body, Refusal, code};
-use super::routes::{Backend, NoTarget, Route, RouteTable, Target};
+use super::routes::{Backend, NoTarget, Route, RouteTable, ServerKey, Target};
 use super::session::{Sealer, Session};
+use crate::api::group::RetryOn;
 use crate::api::server::Transport;
 use crate::probe::http::Http;
 
@@ -512,7 +518,7 @@ async fn post_parsed(
     }
     let session = opened.as_ref().map(|(_, s)| s);
     let (backend, target, resp) =
-        super::balance::forward(gw, route, &candidates, &parsed, headers, session, bytes).await?;
+        forward(gw, route, &candidates, &parsed, headers, session, bytes).await?;
     // The member that answered filters its own listing (members may differ in policy).
     let listing = match &parsed {
         Body::One(m) if m.method() == "tools/list" && m.is_request() && backend.tools.filters() => {
@@ -559,4 +565,163 @@ async fn post_parsed(
             .unwrap_or(body),
     };
     Ok(with_headers(p.status, hs, AxBody::from(filtered)))
+}
+
+// Sending to a route's members: strategy order, failover, breakers (the pure parts are in
+// [`super::balance`] and [`super::breaker`]).
+
+fn labels(s: &ServerKey) -> ServerLabels {
+    ServerLabels {
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+    }
+}
+
+/// Publishes a server's breaker state, and logs and counts a transition.
+fn breaker_seen(gw: &Gateway, server: &ServerKey, t: breaker::Transition) {
+    let state = gw.breakers.state(server);
+    gw.metrics
+        .breaker_state
+        .get_or_create(&labels(server))
+        .set(state.gauge());
+    if let Some((from, to)) = t {
+        gw.metrics
+            .breaker_transitions
+            .get_or_create(&TransitionLabels {
+                namespace: server.namespace.clone(),
+                name: server.name.clone(),
+                from: from.as_str(),
+                to: to.as_str(),
+            })
+            .inc();
+        tracing::warn!(
+            namespace = %server.namespace,
+            name = %server.name,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker changed state"
+        );
+    }
+}
+
+/// An admitted request's breaker slot, given back if the request ends without an outcome (the
+/// client went away mid-request), so a half-open breaker never runs out of trial slots.
+struct Slot<'g> {
+    gw: &'g Gateway,
+    server: &'g ServerKey,
+    done: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.gw.breakers.release(self.server);
+        }
+    }
+}
+
+fn circuit_open(r: breaker::Refused) -> Refusal {
+    let secs = r.retry_after_secs();
+    let mut f = Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::CIRCUIT_OPEN,
+        format!("the server's circuit breaker is open; retry after {secs}s"),
+    );
+    f.data = Some(Box::new(serde_json::json!({"retryAfterSeconds": secs})));
+    f
+}
+
+/// Sends a POST to the first candidate whose breaker admits it. A member with an open breaker
+/// is skipped (nothing was sent, so that is no retry). When the route is a group with failover
+/// enabled, the request names no session and is [`repeatable`], a failure of a kind in
+/// `retryOn` is sent again to the next candidate, at most `maxRetries` times, `retryDelay`
+/// apart. Every outcome feeds the server's breaker and the member's health.
+pub(super) async fn forward(
+    gw: &Gateway,
+    route: &Route,
+    candidates: &[Arc<Backend>],
+    parsed: &Body,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+    bytes: Bytes,
+) -> Result<(Arc<Backend>, Target, http::Response<hyper::body::Incoming>), Refusal> {
+    let upstream = session.map(|s| s.upstream.as_str());
+    let failover = route
+        .group
+        .as_ref()
+        .map(|g| &g.failover)
+        .filter(|f| f.enabled && upstream.is_none() && repeatable(parsed));
+    let most = failover.map_or(1, |f| 1 + usize::try_from(f.max_retries).unwrap_or(0));
+    let (mut sent, mut last) = (0usize, None::<Refusal>);
+    for (i, b) in candidates.iter().enumerate() {
+        if sent >= most {
+            break;
+        }
+        // Not the member's fault (a transport or mode this gateway cannot serve): say so now.
+        let target = gw.upstream_target(b, session)?;
+        let (admitted, t) = gw.breakers.admit(&b.server, &b.breaker, Instant::now());
+        breaker_seen(gw, &b.server, t);
+        if let Err(refused) = admitted {
+            last = Some(circuit_open(refused));
+            continue;
+        }
+        let mut slot = Slot {
+            gw,
+            server: &b.server,
+            done: false,
+        };
+        if sent > 0 {
+            if let Some(f) = failover {
+                tokio::time::sleep(f.retry_delay).await;
+            }
+        }
+        sent += 1;
+        let result = {
+            let _flight = gw.balancer.start(&b.server);
+            gw.send(Method::POST, &target.url, headers, upstream, bytes.clone())
+                .await
+        };
+        let fault = match &result {
+            Ok(r) if r.status().is_server_error() => Some(RetryOn::ServerError),
+            Ok(_) => None,
+            Err(r) if r.status == StatusCode::GATEWAY_TIMEOUT => Some(RetryOn::Timeout),
+            Err(_) => Some(RetryOn::ConnectionError),
+        };
+        let now = Instant::now();
+        slot.done = true;
+        let t = gw
+            .breakers
+            .record(&b.server, &b.breaker, fault.is_none(), now);
+        breaker_seen(gw, &b.server, t);
+        gw.balancer.record(&b.server, fault.is_none(), now);
+        let again = fault.is_some_and(|k| failover.is_some_and(|f| f.retry_on.contains(&k)))
+            && sent < most
+            && i + 1 < candidates.len();
+        match result {
+            Ok(r) if !again => return Ok((Arc::clone(b), target, r)),
+            Err(e) if !again => return Err(e),
+            Ok(r) => {
+                last = Some(Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    code::UPSTREAM_UNAVAILABLE,
+                    format!("upstream answered {}", r.status().as_u16()),
+                ));
+            }
+            Err(e) => last = Some(e),
+        }
+        gw.metrics.retries.get_or_create(&labels(&b.server)).inc();
+        tracing::info!(
+            route = %route.path(),
+            namespace = %b.server.namespace,
+            name = %b.server.name,
+            "member failed a repeatable request: sending it to the next member"
+        );
+    }
+    Err(last.unwrap_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::UPSTREAM_UNAVAILABLE,
+            "no member could take the request",
+        )
+    }))
 }
