@@ -663,7 +663,7 @@ fn remote_server_follows_its_real_mcp_endpoint() {
     e.controller();
     let ns = e.namespace("remote", false);
     let port = support::free_tcp_port();
-    let server = support::start_mcp_python(&mcp, port);
+    let server = mcp.python_on("streamable-http", port);
     let doc = format!(
         "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: far\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 20s\n  healthCheck:\n    interval: 2s\n    timeout: 1s\n    failureThreshold: 2\n"
     );
@@ -698,7 +698,7 @@ fn remote_server_follows_its_real_mcp_endpoint() {
     drop(server);
     wait_state(e, &ns, "far", "Degraded", T);
     wait_state(e, &ns, "far", "Dead", T);
-    let _server = support::start_mcp_python(&mcp, port);
+    let _server = mcp.python_on("streamable-http", port);
     wait_state(e, &ns, "far", "Ready", T);
     // One Event per transition, each naming where it came from: the second Ready is not folded
     // into the first.
@@ -772,7 +772,7 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
     ctl.wait_ready(T);
     let silent = silent_listener(240);
     let port = support::free_tcp_port();
-    let _server = support::start_mcp_python(&mcp, port);
+    let _server = mcp.python_on("streamable-http", port);
     let remote = |name: &str, port: u16, timeout: &str| {
         format!(
             "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  startupTimeout: 60s\n  healthCheck:\n    interval: 2s\n    timeout: {timeout}\n    failureThreshold: 2\n---\n"
@@ -1019,7 +1019,7 @@ fn strict_mode_holds_a_server_missing_required_capabilities() {
     e.controller();
     let ns = e.namespace("strict", false);
     let port = support::free_tcp_port();
-    let _server = support::start_mcp_python(&mcp, port);
+    let _server = mcp.python_on("streamable-http", port);
     // The Python SDK server announces tools, resources and prompts, not completions.
     let doc = format!(
         "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: picky\n  namespace: {ns}\nspec:\n  mode: remote\n  endpoint: http://127.0.0.1:{port}/mcp\n  healthCheck:\n    interval: 2s\n  validation:\n    strictMode: true\n    requiredCapabilities: [tools, completions]\n"
@@ -1467,7 +1467,7 @@ fn seed_002_fleet(e: &'static support::Env, base: &str) -> Option<Seed002Fleet> 
     );
     ctl.wait_ready(T);
     let port = support::free_tcp_port();
-    let mcp = support::start_mcp_python(&mcp, port);
+    let mcp = mcp.python_on("streamable-http", port);
     let closed = support::free_tcp_port();
     let remote = |name: &str, extra: &str| {
         format!(

@@ -16,30 +16,12 @@ use serde_json::{Value as Json, json};
 
 use hangar::probe::http::{Body, Http};
 use hangar::probe::{Probe, ProbeOptions, ProbeReport, TransportChoice, Verdict};
-use support::{McpServers, Proc, free_tcp_port, mcp_servers, start_listening, wait_for};
+use support::{Proc, free_tcp_port, mcp_servers};
 
 mod support;
 
 const MODERN: &str = "2026-07-28";
 const LEGACY: &str = "2025-11-25";
-
-fn python(s: &McpServers) -> (Proc, u16) {
-    let port = free_tcp_port();
-    let mut c = Command::new(&s.python);
-    c.arg(&s.script)
-        .arg("streamable-http")
-        .arg(port.to_string());
-    (start_listening(c, port), port)
-}
-
-fn everything(s: &McpServers) -> (Proc, u16) {
-    let port = free_tcp_port();
-    let mut c = Command::new("node");
-    c.arg(&s.everything)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string());
-    (start_listening(c, port), port)
-}
 
 /// A scratch directory for one test (manifests, keys, logs).
 fn scratch(name: &str) -> PathBuf {
@@ -62,22 +44,12 @@ fn gateway(dir: &Path, args: &[&str]) -> (Proc, String) {
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join(format!("gateway-{port}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hangar"))
-        .arg("gateway")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hangar"));
+    cmd.arg("gateway")
         .arg(dir.join("manifests"))
         .args(["--listen", &addr])
-        .args(args)
-        .env_remove(hangar::gateway::KEY_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_for("the gateway's /readyz", Duration::from_secs(30), || {
-        support::http_get(&addr, "/readyz").filter(|(s, _)| *s == 200)
-    });
-    (p, format!("http://{addr}"))
+        .args(args);
+    support::spawn_gateway(cmd, &addr, log)
 }
 
 fn manifests(dir: &Path, text: &str) {
@@ -98,22 +70,8 @@ impl Reply {
 
     /// The JSON-RPC response in the body: the JSON body, or the SSE event that has an `id`.
     fn rpc(&self) -> Json {
-        if self
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("text/event-stream"))
-        {
-            for line in self.body.lines() {
-                if let Some(d) = line.strip_prefix("data:") {
-                    if let Ok(v) = serde_json::from_str::<Json>(d.trim()) {
-                        if v.get("id").is_some() {
-                            return v;
-                        }
-                    }
-                }
-            }
-            panic!("no response in the SSE body: {}", self.body);
-        }
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        support::rpc_response(&self.body)
+            .unwrap_or_else(|| panic!("no JSON-RPC response in the body: {}", self.body))
     }
 
     fn error_code(&self) -> Option<i64> {
@@ -236,8 +194,8 @@ fn client() -> Http {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_servers_are_compliant_through_the_gateway_and_bad_input_is_refused() {
     let Some(s) = mcp_servers() else { return };
-    let (_py, py_port) = python(&s);
-    let (_ev, ev_port) = everything(&s);
+    let (_py, py_port) = s.python("streamable-http");
+    let (_ev, ev_port) = s.everything("streamableHttp");
     let dir = scratch("compliant");
     manifests(
         &dir,
@@ -473,7 +431,7 @@ async fn both_servers_are_compliant_through_the_gateway_and_bad_input_is_refused
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_responses_stream_through_unbuffered() {
     let Some(s) = mcp_servers() else { return };
-    let (_ev, port) = everything(&s);
+    let (_ev, port) = s.everything("streamableHttp");
     let dir = scratch("streaming");
     manifests(&dir, &remote("everything", port, ""));
     let (_gw, base) = gateway(&dir, &[]);
@@ -525,7 +483,7 @@ async fn sse_responses_stream_through_unbuffered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_tools_are_hidden_and_refused_and_the_rate_limit_holds() {
     let Some(s) = mcp_servers() else { return };
-    let (_py, port) = python(&s);
+    let (_py, port) = s.python("streamable-http");
     let dir = scratch("policy");
     manifests(
         &dir,
@@ -641,7 +599,7 @@ async fn denied_tools_are_hidden_and_refused_and_the_rate_limit_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_with_one_key_share_sessions_and_refuse_tampered_tokens() {
     let Some(s) = mcp_servers() else { return };
-    let (_py, port) = python(&s);
+    let (_py, port) = s.python("streamable-http");
     let dir = scratch("sessions");
     manifests(&dir, &remote("echo", port, ""));
     let key = dir.join("session.key");
@@ -759,7 +717,7 @@ fn conformance_server_scenarios_pass_through_the_gateway_as_they_pass_directly()
     let Some(c) = support::conformance_suite() else {
         return;
     };
-    let (_ev, port) = everything(&s);
+    let (_ev, port) = s.everything("streamableHttp");
     let dir = scratch("conformance");
     manifests(&dir, &remote("everything", port, ""));
     let (_gw, base) = gateway(&dir, &[]);
@@ -837,7 +795,7 @@ fn conformance_server_scenarios_pass_through_the_gateway_as_they_pass_directly()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_manifest_replaces_the_routes_and_a_broken_one_keeps_them() {
     let Some(s) = mcp_servers() else { return };
-    let (_py, port) = python(&s);
+    let (_py, port) = s.python("streamable-http");
     let dir = scratch("reload");
     manifests(&dir, &remote("echo", port, ""));
     let (_gw, base) = gateway(&dir, &[]);

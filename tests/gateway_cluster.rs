@@ -7,7 +7,7 @@
 //! Skipped with a note without a cluster or the MCP servers, unless HANGAR_REQUIRE_CLUSTER=1 /
 //! HANGAR_REQUIRE_MCP=1.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use http_body_util::Full;
 use serde_json::{Value as Json, json};
 
 use hangar::probe::http::{Body, Http};
-use support::{Env, Proc, free_tcp_port, mcp_servers, start_mcp_python, wait_for};
+use support::{Env, Proc, free_tcp_port, mcp_servers};
 
 mod support;
 
@@ -30,20 +30,10 @@ fn gateway(env: &Env, ns: &str, log: &str) -> (Proc, String) {
             .join(format!("{log}-{}.log", std::process::id())),
     )
     .unwrap();
-    let child = Command::new(&env.hangar)
-        .args(["gateway", "--cluster", "--namespace", ns, "--listen", &addr])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env_remove(hangar::gateway::KEY_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_for("the gateway's /readyz", Duration::from_secs(30), || {
-        support::http_get(&addr, "/readyz").filter(|(s, _)| *s == 200)
-    });
-    (p, format!("http://{addr}"))
+    let mut cmd = Command::new(&env.hangar);
+    cmd.args(["gateway", "--cluster", "--namespace", ns, "--listen", &addr])
+        .env("KUBECONFIG", &env.kubeconfig);
+    support::spawn_gateway(cmd, &addr, log)
 }
 
 struct Reply {
@@ -55,16 +45,7 @@ struct Reply {
 impl Reply {
     /// The JSON-RPC response: the JSON body, or the SSE event with an `id`.
     fn rpc(&self) -> Json {
-        for line in self.body.lines() {
-            if let Some(d) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Json>(d.trim()) {
-                    if v.get("id").is_some() {
-                        return v;
-                    }
-                }
-            }
-        }
-        serde_json::from_str(&self.body).unwrap_or(Json::Null)
+        support::rpc_response(&self.body).unwrap_or(Json::Null)
     }
 
     fn tool_names(&self) -> Vec<String> {
@@ -188,7 +169,7 @@ async fn servers_created_changed_and_deleted_in_the_cluster_change_the_routes() 
     let Some(s) = mcp_servers() else { return };
     env.crds();
     let port = free_tcp_port();
-    let _py = start_mcp_python(&s, port);
+    let _py = s.python_on("streamable-http", port);
     let ns = env.namespace("gwc-remote", false);
     let (_gw, base) = gateway(env, &ns, "gateway-cluster-remote");
     let url = format!("{base}/servers/{ns}/echo/mcp");
@@ -244,7 +225,7 @@ async fn a_container_server_is_reached_through_its_endpoint_slice() {
     let Some(s) = mcp_servers() else { return };
     env.crds();
     let port = free_tcp_port();
-    let _py = start_mcp_python(&s, port);
+    let _py = s.python_on("streamable-http", port);
     let ns = env.namespace("gwc-slice", false);
     env.apply_yaml(&format!(
         "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: box\n  namespace: {ns}\nspec:\n  mode: container\n  image: hangar.test/mcp-python:1\n  port: 8080\n  tools:\n    denyList: [add]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: box\n  namespace: {ns}\nspec:\n  ports:\n  - name: mcp\n    port: 8080\n"

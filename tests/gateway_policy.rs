@@ -6,7 +6,7 @@
 //! Skipped with a note without the installed servers, unless HANGAR_REQUIRE_MCP=1.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,29 +14,12 @@ use http_body_util::Full;
 use serde_json::{Value as Json, json};
 
 use hangar::probe::http::{Body, Http};
-use support::{McpServers, Proc, free_tcp_port, mcp_servers, start_listening, wait_for};
+use support::{Proc, free_tcp_port, mcp_servers};
 
 mod support;
 
 const MODERN: &str = "2026-07-28";
 const LEGACY: &str = "2025-11-25";
-
-fn python_on(s: &McpServers, port: u16) -> Proc {
-    let mut c = Command::new(&s.python);
-    c.arg(&s.script)
-        .arg("streamable-http")
-        .arg(port.to_string());
-    start_listening(c, port)
-}
-
-fn everything(s: &McpServers) -> (Proc, u16) {
-    let port = free_tcp_port();
-    let mut c = Command::new("node");
-    c.arg(&s.everything)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string());
-    (start_listening(c, port), port)
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -64,21 +47,14 @@ fn gateway(dir: &Path, text: &str) -> (Proc, String) {
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hangar"))
-        .arg("gateway")
-        .arg(dir.join("manifests"))
-        .args(["--listen", &addr, "--upstream-timeout", "5s"])
-        .env_remove(hangar::gateway::KEY_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_for("the gateway's /readyz", Duration::from_secs(30), || {
-        support::http_get(&addr, "/readyz").filter(|(s, _)| *s == 200)
-    });
-    (p, format!("http://{addr}"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hangar"));
+    cmd.arg("gateway").arg(dir.join("manifests")).args([
+        "--listen",
+        &addr,
+        "--upstream-timeout",
+        "5s",
+    ]);
+    support::spawn_gateway(cmd, &addr, log)
 }
 
 struct Reply {
@@ -89,16 +65,8 @@ struct Reply {
 
 impl Reply {
     fn rpc(&self) -> Json {
-        for line in self.body.lines() {
-            if let Some(d) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Json>(d.trim()) {
-                    if v.get("id").is_some() {
-                        return v;
-                    }
-                }
-            }
-        }
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        support::rpc_response(&self.body)
+            .unwrap_or_else(|| panic!("no JSON-RPC response in the body: {}", self.body))
     }
 
     fn code(&self) -> Option<i64> {
@@ -168,9 +136,9 @@ fn client() -> Http {
 async fn groups_spread_sessions_fail_over_reads_and_never_repeat_calls() {
     let Some(s) = mcp_servers() else { return };
     let (pa, pb) = (free_tcp_port(), free_tcp_port());
-    let a = python_on(&s, pa);
-    let _b = python_on(&s, pb);
-    let (_e, pe) = everything(&s);
+    let a = s.python_on("streamable-http", pa);
+    let _b = s.python_on("streamable-http", pb);
+    let (_e, pe) = s.everything("streamableHttp");
     let dir = scratch("failover");
     // `fo` keeps a dead member in rotation (unhealthyThreshold and the breaker far away), so
     // every other request meets it.
@@ -274,9 +242,9 @@ fn retries(m: &str) -> u64 {
 async fn an_open_breaker_fails_fast_and_closes_and_an_unhealthy_group_answers_503() {
     let Some(s) = mcp_servers() else { return };
     let (ps, pc, pd) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
-    let solo = python_on(&s, ps);
-    let c = python_on(&s, pc);
-    let _d = python_on(&s, pd);
+    let solo = s.python_on("streamable-http", ps);
+    let c = s.python_on("streamable-http", pc);
+    let _d = s.python_on("streamable-http", pd);
     let dir = scratch("breaker");
     let (_gw, base) = gateway(
         &dir,
@@ -320,7 +288,7 @@ async fn an_open_breaker_fails_fast_and_closes_and_an_unhealthy_group_answers_50
         metrics(&base).contains("hangar_gateway_breaker_state{namespace=\"t\",name=\"solo\"} 1")
     );
 
-    let _solo = python_on(&s, ps);
+    let _solo = s.python_on("streamable-http", ps);
     let back = Instant::now();
     let closed = loop {
         let r = modern(&http, &url, 30, "tools/list", None).await;

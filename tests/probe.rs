@@ -13,29 +13,13 @@ use hangar::controller::health::{Prober, Target};
 use hangar::probe::{
     McpProber, Probe, ProbeOptions, ProbeReport, Transport, TransportChoice, Verdict,
 };
-use support::{McpServers, Proc, free_tcp_port, mcp_servers, start_listening};
+use support::{free_tcp_port, mcp_servers, start_listening};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod support;
 
 // ---------------------------------------------------------------- real servers
-
-fn python(s: &McpServers, transport: &str) -> (Proc, u16) {
-    let port = free_tcp_port();
-    let mut c = Command::new(&s.python);
-    c.arg(&s.script).arg(transport).arg(port.to_string());
-    (start_listening(c, port), port)
-}
-
-fn everything(s: &McpServers, transport: &str) -> (Proc, u16) {
-    let port = free_tcp_port();
-    let mut c = Command::new("node");
-    c.arg(&s.everything)
-        .arg(transport)
-        .env("PORT", port.to_string());
-    (start_listening(c, port), port)
-}
 
 async fn run(url: &str, f: impl FnOnce(&mut ProbeOptions)) -> ProbeReport {
     let mut o = ProbeOptions::new(url, Duration::from_secs(10));
@@ -66,7 +50,7 @@ fn assert_echo_server(r: &ProbeReport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_streamable_http() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "streamable-http");
+    let (_p, port) = s.python("streamable-http");
     let url = format!("http://127.0.0.1:{port}/mcp");
 
     // auto: the SDK is dual-era, so the modern stateless protocol wins
@@ -109,7 +93,7 @@ async fn python_sdk_streamable_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_stateless_streamable_http() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "streamable-http-stateless");
+    let (_p, port) = s.python("streamable-http-stateless");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |_| {}).await;
     assert_echo_server(&r);
@@ -124,7 +108,7 @@ async fn python_sdk_stateless_streamable_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_json_responses() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "streamable-http-json");
+    let (_p, port) = s.python("streamable-http-json");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |o| o.protocol_version = Some("2025-06-18".into())).await;
     assert_echo_server(&r);
@@ -135,7 +119,7 @@ async fn python_sdk_json_responses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_sse() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "sse");
+    let (_p, port) = s.python("sse");
     let url = format!("http://127.0.0.1:{port}/sse");
     for choice in [TransportChoice::Auto, TransportChoice::Sse] {
         let r = run(&url, |o| o.transport = choice).await;
@@ -174,7 +158,7 @@ fn assert_everything(r: &ProbeReport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_streamable_http() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = everything(&s, "streamableHttp");
+    let (_p, port) = s.everything("streamableHttp");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let r = run(&url, |_| {}).await;
     assert_everything(&r);
@@ -189,7 +173,7 @@ async fn everything_streamable_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_sse() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = everything(&s, "sse");
+    let (_p, port) = s.everything("sse");
     let r = run(&format!("http://127.0.0.1:{port}/sse"), |_| {}).await;
     assert_everything(&r);
     assert_eq!(r.transport, Some(Transport::Sse));
@@ -200,7 +184,7 @@ async fn everything_sse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_prober_fills_the_validation_status() {
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "streamable-http");
+    let (_p, port) = s.python("streamable-http");
     let prober = McpProber::new().unwrap();
     let t = Target {
         url: format!("http://127.0.0.1:{port}/mcp"),
@@ -288,7 +272,7 @@ fn cli_probe_exit_codes_and_json() {
     );
     // 0 and the JSON contract, against a real server
     let Some(s) = mcp_servers() else { return };
-    let (_p, port) = python(&s, "streamable-http");
+    let (_p, port) = s.python("streamable-http");
     let o = Command::new(bin)
         .args([
             "probe",

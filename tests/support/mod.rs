@@ -477,6 +477,59 @@ pub struct McpServers {
     pub everything: PathBuf,
 }
 
+impl McpServers {
+    /// The Python SDK server (tests/support/mcp/server.py) with `transport` on `port`, once it
+    /// listens.
+    pub fn python_on(&self, transport: &str, port: u16) -> Proc {
+        let mut c = Command::new(&self.python);
+        c.arg(&self.script).arg(transport).arg(port.to_string());
+        start_listening(c, port)
+    }
+
+    /// The Python SDK server with `transport` on a free port.
+    pub fn python(&self, transport: &str) -> (Proc, u16) {
+        let port = free_tcp_port();
+        (self.python_on(transport, port), port)
+    }
+
+    /// The npm "everything" server with `transport` on a free port.
+    pub fn everything(&self, transport: &str) -> (Proc, u16) {
+        let port = free_tcp_port();
+        let mut c = Command::new("node");
+        c.arg(&self.everything)
+            .arg(transport)
+            .env("PORT", port.to_string());
+        (start_listening(c, port), port)
+    }
+}
+
+/// The JSON-RPC response in an MCP HTTP body: the SSE event that carries an `id`, else the body
+/// as JSON; None when it is neither.
+pub fn rpc_response(body: &str) -> Option<Json> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Json>(d.trim()).ok())
+        .find(|v| v.get("id").is_some())
+        .or_else(|| serde_json::from_str(body).ok())
+}
+
+/// Starts `cmd` (a `hangar gateway ...` listening on `addr`) with its stderr in `log` and waits
+/// for its /readyz; the gateway's base URL.
+pub fn spawn_gateway(mut cmd: Command, addr: &str, log: std::fs::File) -> (Proc, String) {
+    let child = cmd
+        .env_remove(hangar::gateway::KEY_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start hangar gateway");
+    let p = Proc(child);
+    wait_for("the gateway's /readyz", Duration::from_secs(30), || {
+        http_get(addr, "/readyz").filter(|(s, _)| *s == 200)
+    });
+    (p, format!("http://{addr}"))
+}
+
 /// The installed MCP test servers; None (skip) when they are not installed and not required
 /// (HANGAR_REQUIRE_MCP=1, as in `.ci/run`, makes a missing install fail).
 pub fn mcp_servers() -> Option<McpServers> {
@@ -575,15 +628,6 @@ pub fn start_listening(mut cmd: Command, port: u16) -> Proc {
         },
     );
     p
-}
-
-/// The Python SDK server over streamable HTTP on `port`.
-pub fn start_mcp_python(s: &McpServers, port: u16) -> Proc {
-    let mut c = Command::new(&s.python);
-    c.arg(&s.script)
-        .arg("streamable-http")
-        .arg(port.to_string());
-    start_listening(c, port)
 }
 
 /// `git daemon` serving the repositories under `base` on loopback `port`, as one process: the
