@@ -483,6 +483,7 @@ fn requeues_of_an_unchanged_server_send_nothing_for_its_children() {
             kubeconfig: None,
             args: &["--namespace", &ns, "--resync", "2s"],
             name: "idle",
+            ..Default::default()
         },
     );
     ctl.wait_ready(T);
@@ -767,6 +768,7 @@ fn hung_health_checks_do_not_slow_the_other_servers() {
             kubeconfig: None,
             args: &["--namespace", &ns, "--concurrency", "2"],
             name: "hung",
+            ..Default::default()
         },
     );
     ctl.wait_ready(T);
@@ -884,6 +886,7 @@ fn a_controller_of_several_namespaces_reconciles_in_each_and_nowhere_else() {
             kubeconfig: None,
             args: &["--namespace", &a, "--namespace", &b],
             name: "multi-ns",
+            ..Default::default()
         },
     );
     ctl.wait_ready(T);
@@ -1463,6 +1466,7 @@ fn seed_002_fleet(e: &'static support::Env, base: &str) -> Option<Seed002Fleet> 
             kubeconfig: None,
             args: &["--namespace", &ns],
             name: base,
+            ..Default::default()
         },
     );
     ctl.wait_ready(T);

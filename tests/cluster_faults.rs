@@ -230,6 +230,7 @@ fn a_leader_paused_past_its_lease_sends_nothing_when_it_resumes() {
             kubeconfig: Some(&via_relay),
             args: &args,
             name: "fence-old",
+            ..Default::default()
         },
     );
     let t = Duration::from_secs(60);
@@ -243,6 +244,7 @@ fn a_leader_paused_past_its_lease_sends_nothing_when_it_resumes() {
             kubeconfig: None,
             args: &args,
             name: "fence-new",
+            ..Default::default()
         },
     );
     new.wait_ready(t);
@@ -334,6 +336,7 @@ fn an_apiserver_outage_is_logged_once_not_per_object() {
             kubeconfig: None,
             args: &["--namespace", &ns, "--log-level", "info"],
             name: "outage",
+            ..Default::default()
         },
     );
     ctl.wait_ready(Duration::from_secs(60));

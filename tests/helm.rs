@@ -900,6 +900,7 @@ fn namespaced_install_manages_only_the_listed_namespaces() {
             kubeconfig: Some(&kubeconfig),
             args: &[&flag],
             name: "helm-namespaced",
+            ..Default::default()
         },
     );
     ctl.wait_ready(T);
@@ -1068,6 +1069,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
             kubeconfig: Some(&kubeconfig),
             args: &lease_args,
             name,
+            ..Default::default()
         };
         Controller::spawn(e, &opts)
     };
@@ -1321,6 +1323,7 @@ fn helm_install_gives_a_working_least_privilege_operator() {
                 kubeconfig: Some(&kc),
                 args: &["--namespace", &neg],
                 name: "helm-minus-one",
+                ..Default::default()
             },
         );
         ctl.wait_ready(T);

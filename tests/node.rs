@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::{Env, env, text, wait_for};
+use support::{Controller, ControllerOpts, Env, env, text, wait_for};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -59,37 +59,16 @@ impl Node {
     }
 
     /// A hangar controller for one namespace, inside the node's network namespace.
-    fn controller(&self, ns: &str, log_name: &str) -> NodeController {
-        let dir = self.e.root.join("target/tmp");
-        let _ = std::fs::create_dir_all(&dir);
-        let log = dir.join(format!("{log_name}-{}.log", std::process::id()));
-        let logf = std::fs::File::create(&log).expect("controller log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .arg(&self.e.hangar)
-            .args([
-                "controller",
-                "--namespace",
-                ns,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--exit-on-stdin-eof",
-            ])
-            .env("KUBECONFIG", &self.e.kubeconfig)
-            .env("HANGAR_LOG", "info,hangar=debug")
-            .env(
-                "HANGAR_CACHE_DIR",
-                dir.join(format!("cache-{log_name}-{}", std::process::id())),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .expect("start hangar controller in the node's netns");
-        NodeController {
-            child: Mutex::new(child),
-            log,
-        }
+    fn controller(&self, ns: &str, log_name: &str) -> Controller {
+        Controller::spawn(
+            self.e,
+            &ControllerOpts {
+                args: &["--namespace", ns],
+                name: log_name,
+                netns: Some(&self.netns),
+                ..Default::default()
+            },
+        )
     }
 
     fn server(&self, ns: &str, name: &str) -> Json {
@@ -99,40 +78,6 @@ impl Node {
                 .k(&["get", "mcpserver", name, "-n", ns, "-o", "json"]),
         )
         .unwrap_or(Json::Null)
-    }
-}
-
-struct NodeController {
-    child: Mutex<std::process::Child>,
-    log: std::path::PathBuf,
-}
-
-impl NodeController {
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-    fn alive(&self) -> bool {
-        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        matches!(c.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for NodeController {
-    fn drop(&mut self) {
-        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        // --exit-on-stdin-eof: closing stdin stops it; kill if it lingers
-        drop(c.stdin.take());
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
     }
 }
 

@@ -270,6 +270,11 @@ pub struct ControllerOpts<'a> {
     pub kubeconfig: Option<&'a Path>,
     pub args: &'a [&'a str],
     pub name: &'a str,
+    /// Run it inside this network namespace (`ip netns exec`, which also gives it the
+    /// namespace's resolv.conf): the real test node's, where Services are reachable and
+    /// `NAME.NS.svc` resolves, so its health checks go through the servers' Services. Its
+    /// metrics address is then that namespace's loopback, not the test's.
+    pub netns: Option<&'a str>,
 }
 
 impl Controller {
@@ -292,21 +297,30 @@ impl Controller {
         };
         let log = dir.join(format!("{name}-{}.log", std::process::id()));
         let logf = std::fs::File::create(&log).expect("controller log");
-        let mut cmd = env.cmd(&env.hangar);
+        let mut cmd = match opts.netns {
+            Some(ns) => {
+                let mut c = env.cmd(Path::new("ip"));
+                c.args(["netns", "exec", ns]).arg(&env.hangar);
+                c
+            }
+            None => env.cmd(&env.hangar),
+        };
         cmd.args([
             "controller",
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
             "--exit-on-stdin-eof",
+        ]);
+        if opts.netns.is_none() {
             // The controller runs on the host: cluster Services are not reachable from here.
-            "--probe-services=false",
-        ])
-        .args(opts.args)
-        .env("HANGAR_LOG", "info,hangar=debug")
-        .env(
-            "HANGAR_CACHE_DIR",
-            dir.join(format!("cache-{name}-{}", std::process::id())),
-        );
+            cmd.arg("--probe-services=false");
+        }
+        cmd.args(opts.args)
+            .env("HANGAR_LOG", "info,hangar=debug")
+            .env(
+                "HANGAR_CACHE_DIR",
+                dir.join(format!("cache-{name}-{}", std::process::id())),
+            );
         if let Some(kc) = opts.kubeconfig {
             cmd.env("KUBECONFIG", kc);
         }
