@@ -330,7 +330,17 @@ fn the_gateway_is_installed_with_least_privilege_unless_an_external_one_is_named
         assert!(!grants(cr, res, "patch") && !grants(cr, res, "create"));
     }
     assert!(!grants(cr, "secrets", "get") && !grants(cr, "mcpservers/status", "patch"));
-    assert_eq!(cr["rules"].as_array().map(Vec::len), Some(2), "{cr}");
+    // The activator: on-demand servers' Deployments watched and patched (last activity), and
+    // scaled through the scale subresource; nothing created or deleted.
+    for verb in ["list", "watch", "patch"] {
+        assert!(
+            grants(cr, "deployments", verb),
+            "no {verb} deployments in {cr}"
+        );
+    }
+    assert!(grants(cr, "deployments/scale", "patch"));
+    assert!(!grants(cr, "deployments", "create") && !grants(cr, "deployments", "delete"));
+    assert_eq!(cr["rules"].as_array().map(Vec::len), Some(4), "{cr}");
     let crb = named(&objs, "ClusterRoleBinding", None, "mcp-hangar-core");
     assert_eq!(crb["subjects"][0]["name"], "mcp-hangar-core", "{crb}");
 

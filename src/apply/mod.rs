@@ -19,6 +19,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
 use crate::compile::bundle::kind_rank;
+use crate::compile::render::labels::{GATEWAY_MANAGER, SCALED_BY_ANNOTATION, SCALED_BY_GATEWAY};
 
 /// Field manager of `hangar apply`.
 pub const FIELD_MANAGER: &str = "hangar";
@@ -331,6 +332,18 @@ impl Applier {
                 result: live,
             });
         }
+        // An on-demand Deployment's replicas are the gateway's: see [`replicas_handover`].
+        let handover = replicas_handover(body, live.as_ref(), &self.manager);
+        let with_replicas;
+        let body = match handover {
+            Some(n) => {
+                let mut b = body.clone();
+                b["spec"]["replicas"] = json!(n);
+                with_replicas = b;
+                &with_replicas
+            }
+            None => body,
+        };
         let predicted = self
             .patch_apply(&api, &key.name, body, true)
             .await
@@ -341,7 +354,7 @@ impl Applier {
             Some(l) if same(l, &predicted) && managed_by(l, &self.manager) => Action::Unchanged,
             Some(_) => Action::Update,
         };
-        if dry_run || action == Action::Unchanged {
+        if dry_run || (action == Action::Unchanged && handover.is_none()) {
             return Ok(Change {
                 id,
                 action,
@@ -349,17 +362,54 @@ impl Applier {
                 result: Some(predicted),
             });
         }
-        let applied = self
-            .patch_apply(&api, &key.name, body, false)
-            .await
-            .map_err(|e| ApplyError::from_kube(&id, e))?;
-        self.wrote("patch");
+        // Unchanged but for the hand-over: the dry run's answer is the object as stored.
+        let mut applied = predicted;
+        if action != Action::Unchanged {
+            let a = self
+                .patch_apply(&api, &key.name, body, false)
+                .await
+                .map_err(|e| ApplyError::from_kube(&id, e))?;
+            self.wrote("patch");
+            applied = to_json(&a);
+        }
+        if let Some(n) = handover {
+            applied = self.hand_over_replicas(&api, &key, n).await?;
+        }
         Ok(Change {
             id,
             action,
             live,
-            result: Some(to_json(&applied)),
+            result: Some(applied),
         })
+    }
+
+    /// Makes the gateway's field manager an owner of `spec.replicas` (at the value it has), so
+    /// that our later applies, which leave the field out, do not reset it.
+    async fn hand_over_replicas(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        replicas: i64,
+    ) -> Result<Json, ApplyError> {
+        let body = json!({
+            "apiVersion": key.api_version,
+            "kind": key.kind,
+            "metadata": {"name": key.name},
+            "spec": {"replicas": replicas},
+        });
+        let params = PatchParams {
+            dry_run: false,
+            force: true,
+            field_manager: Some(GATEWAY_MANAGER.into()),
+            field_validation: Some(ValidationDirective::Strict),
+        };
+        let o = api
+            .patch(&key.name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| ApplyError::from_kube(&key.id(), e))?;
+        self.wrote("patch");
+        tracing::debug!(object = %key.id(), replicas, "spec.replicas handed over to the gateway");
+        Ok(to_json(&o))
     }
 
     /// Deletes an object (background propagation); a missing object is not an error.
@@ -427,6 +477,39 @@ fn has_controller_owner(live: &Json) -> bool {
     live.pointer("/metadata/ownerReferences")
         .and_then(Json::as_array)
         .is_some_and(|rs| rs.iter().any(|r| r.get("controller") == Some(&json!(true))))
+}
+
+/// The replicas to send for an on-demand Deployment (annotated `scaled-by: gateway`, rendered
+/// without `spec.replicas`), and to hand over to the gateway's field manager, when no other
+/// manager owns the field yet: 0 for a new one (it starts cold; the API would default a
+/// missing count to 1), the live count otherwise. `None` once another manager owns it: then the
+/// field is left out, and our applies never write it. Pure.
+pub fn replicas_handover(body: &Json, live: Option<&Json>, manager: &str) -> Option<i64> {
+    let gateway_scaled = body.get("kind").and_then(Json::as_str) == Some("Deployment")
+        && body
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(SCALED_BY_ANNOTATION))
+            .and_then(Json::as_str)
+            == Some(SCALED_BY_GATEWAY)
+        && body.pointer("/spec/replicas").is_none();
+    if !gateway_scaled {
+        return None;
+    }
+    let Some(live) = live else { return Some(0) };
+    let others_own = live
+        .pointer("/metadata/managedFields")
+        .and_then(Json::as_array)
+        .is_some_and(|mf| {
+            mf.iter().any(|m| {
+                m.get("manager").and_then(Json::as_str) != Some(manager)
+                    && m.pointer("/fieldsV1/f:spec/f:replicas").is_some()
+            })
+        });
+    (!others_own).then(|| {
+        live.pointer("/spec/replicas")
+            .and_then(Json::as_i64)
+            .unwrap_or(0)
+    })
 }
 
 /// Whether `manager` already owns fields of the object through apply.
@@ -787,6 +870,34 @@ mod tests {
         assert!(!managed_by(&live, "kubectl"));
         let changed = json!({"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "w"}});
         assert!(!same(&live, &changed));
+    }
+
+    #[test]
+    fn an_on_demand_deployment_starts_at_zero_and_hands_its_replicas_over_once() {
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "annotations": {"mcp-hangar.io/scaled-by": "gateway"}},
+            "spec": {"template": {}}});
+        // New: created cold.
+        assert_eq!(replicas_handover(&body, None, "hangar"), Some(0));
+        // Ours alone (a hand-over that failed, or an older hangar): the live count, handed over.
+        let ours = json!({"metadata": {"managedFields": [
+            {"manager": "hangar", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+            "spec": {"replicas": 1}});
+        assert_eq!(replicas_handover(&body, Some(&ours), "hangar"), Some(1));
+        // The gateway owns it (by the hand-over, or a scale): left out.
+        let theirs = json!({"metadata": {"managedFields": [
+            {"manager": "hangar", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}},
+            {"manager": "hangar-gateway", "operation": "Update", "subresource": "scale",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+            "spec": {"replicas": 1}});
+        assert_eq!(replicas_handover(&body, Some(&theirs), "hangar"), None);
+        // Not gateway-scaled, or replicas rendered: nothing to hand over.
+        let mut fixed = body.clone();
+        fixed["spec"]["replicas"] = json!(2);
+        assert_eq!(replicas_handover(&fixed, None, "hangar"), None);
+        let mut plain = body.clone();
+        plain["metadata"]["annotations"] = json!({});
+        assert_eq!(replicas_handover(&plain, None, "hangar"), None);
     }
 }
 pub mod command;

@@ -37,6 +37,11 @@ pub struct ServerSettings {
     /// Replicas asked for (0: cold). Autoscaled servers leave the count to their HPA.
     pub replicas: i32,
     pub autoscaling: Option<Autoscaling>,
+    /// Started on demand: a container server asking for 0 replicas and no autoscaler. The
+    /// gateway scales it to 1 on its first request and back to 0 after `idle_ttl` without one;
+    /// its Deployment's `spec.replicas` is the gateway's, never the controller's.
+    pub on_demand: bool,
+    /// How long an on-demand server runs without a request or an open stream.
     pub idle_ttl: Duration,
     pub startup_timeout: Duration,
     pub shutdown_grace_period: Duration,
@@ -155,9 +160,12 @@ impl ServerSettings {
         let enabled = |e: Option<bool>| container && e == Some(true);
         let metrics = spec.observability.as_ref().and_then(|o| o.metrics.as_ref());
         let security = spec.security_context.as_ref();
+        let replicas = spec.replicas.unwrap_or(defaults::REPLICAS);
+        let autoscaled = spec.hpa.as_ref().is_some_and(|h| enabled(h.enabled));
         ServerSettings {
             mode: spec.mode,
-            replicas: spec.replicas.unwrap_or(defaults::REPLICAS),
+            replicas,
+            on_demand: container && replicas == 0 && !autoscaled,
             autoscaling: spec
                 .hpa
                 .as_ref()
@@ -267,12 +275,14 @@ impl ServerSettings {
         }
     }
 
-    /// Replicas the workload runs when nothing holds it: what the spec asks, or (autoscaled)
-    /// what the autoscaler last set, `observed`, else one.
+    /// Replicas the workload runs when nothing holds it: what the spec asks, or (autoscaled, or
+    /// on demand) what the autoscaler or the gateway last set, `observed`.
     pub fn desired_replicas(&self, observed: Option<i32>) -> i32 {
         match (self.mode, &self.autoscaling) {
             (Mode::Remote, _) => 0,
             (Mode::Container, Some(_)) => observed.unwrap_or(1),
+            // What the gateway last set (0 until the first request).
+            (Mode::Container, None) if self.on_demand => observed.unwrap_or(0),
             (Mode::Container, None) => self.replicas,
         }
     }

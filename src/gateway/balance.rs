@@ -219,6 +219,7 @@ mod tests {
                 success_threshold: 2,
             },
             recheck: Duration::from_secs(30),
+            activation: None,
         })
     }
 

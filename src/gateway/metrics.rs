@@ -43,6 +43,15 @@ pub struct TransitionLabels {
     pub to: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ColdStartLabels {
+    pub namespace: String,
+    pub name: String,
+    /// `ready` (held requests forwarded) or `failed` (not ready within `startupTimeout`, or
+    /// the scale-up refused).
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -55,6 +64,10 @@ pub struct Metrics {
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     /// Requests sent again to another group member after one failed.
     pub retries: Family<ServerLabels, Counter>,
+    /// Wakes of on-demand servers: from the first held request to ready (or failure).
+    pub cold_starts: Family<ColdStartLabels, Histogram>,
+    /// On-demand servers stopped after `idleTTL` without a request.
+    pub idle_stops: Family<ServerLabels, Counter>,
 }
 
 /// Methods counted under their own name; anything else is `other`. `GET` and `DELETE` are the
@@ -134,8 +147,24 @@ impl Default for Metrics {
             "Requests a group sent again to another member, by the member that failed",
             retries.clone(),
         );
+        let cold_starts = Family::<ColdStartLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.25, 2.0, 10))
+        });
+        registry.register(
+            "hangar_gateway_cold_start_duration_seconds",
+            "Wakes of on-demand servers (replicas: 0): from the first held request to the pod answering MCP, by outcome (ready, failed)",
+            cold_starts.clone(),
+        );
+        let idle_stops = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "hangar_gateway_idle_stops",
+            "On-demand servers scaled to 0 after idleTTL without a request or an open stream",
+            idle_stops.clone(),
+        );
         Metrics {
             registry,
+            cold_starts,
+            idle_stops,
             breaker_state,
             breaker_transitions,
             retries,

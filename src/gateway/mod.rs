@@ -11,10 +11,12 @@
 //! `ArcSwap`.
 //!
 //! Group strategies, failover and member health are in [`balance`], the per-server circuit
-//! breaker in [`breaker`]. Not yet: legacy HTTP+SSE upstreams, the activator for `replicas: 0`.
+//! breaker in [`breaker`], the start on demand and idle stop of `replicas: 0` servers in
+//! [`activator`]. Not yet: legacy HTTP+SSE upstreams.
 //!
 //! The layering: the gateway uses api, compile, source and probe; the CLI hands it a source.
 
+pub mod activator;
 pub mod balance;
 pub mod breaker;
 pub mod filter;
@@ -54,6 +56,9 @@ pub struct GatewayArgs {
     /// Largest request body accepted (and largest tools/list response filtered).
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = crate::probe::command::parse_size)]
     pub max_body: usize,
+    /// Most requests held per on-demand server while it starts; past it, 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_held_requests: usize,
     /// Bound on waiting for an upstream's response headers (e.g. 30s, 2m).
     #[arg(long, value_name = "DUR", default_value = "120s", value_parser = crate::compile::units::parse_duration)]
     pub upstream_timeout: Duration,
@@ -174,6 +179,10 @@ async fn serve(args: GatewayArgs, source: Source) -> Result<u8, GatewayError> {
         limits: policy::Limits::default(),
         balancer: balance::Balancer::default(),
         breakers: breaker::Breakers::default(),
+        activator: Arc::new(activator::Activator::new(
+            cluster.as_ref().map(|(c, _)| c.clone()),
+            args.max_held_requests,
+        )),
         metrics: metrics::Metrics::default(),
         http,
         config: proxy::Config {
@@ -202,6 +211,7 @@ async fn serve(args: GatewayArgs, source: Source) -> Result<u8, GatewayError> {
         });
     }
     if let Some((client, scope)) = cluster {
+        tokio::spawn(activator::sweep(Arc::clone(&gw) as Arc<dyn activator::Host>));
         tokio::spawn(watch::run(
             client,
             scope,

@@ -79,9 +79,25 @@ pub struct Gateway {
     pub limits: Limits,
     pub balancer: super::balance::Balancer,
     pub breakers: super::breaker::Breakers,
+    pub activator: Arc<super::activator::Activator>,
     pub metrics: Metrics,
     pub http: Http,
     pub config: Config,
+}
+
+impl super::activator::Host for Gateway {
+    fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
+    }
+    fn activator(&self) -> &super::activator::Activator {
+        &self.activator
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn http(&self) -> &Http {
+        &self.http
+    }
 }
 
 /// Why a request was refused, for the refusal counter.
@@ -96,6 +112,7 @@ fn reason(code_: i64, status: StatusCode) -> &'static str {
         code::FOREIGN_ORIGIN => "foreign_origin",
         code::CIRCUIT_OPEN => "circuit_open",
         code::GROUP_UNHEALTHY => "group_unhealthy",
+        code::NOT_STARTED => "not_started",
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         _ => "bad_request",
     }
@@ -365,6 +382,7 @@ async fn stream_only(
     };
     let target = gw.upstream_target(&backend, opened.as_ref().map(|(_, s)| s))?;
     let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
+    let opens: Vec<_> = gw.activator.open(&backend).into_iter().collect();
     let resp = gw
         .send(method, &target.url, headers, upstream, Bytes::new())
         .await?;
@@ -378,7 +396,38 @@ async fn stream_only(
         &p.headers,
         current,
     );
-    Ok(with_headers(p.status, hs, AxBody::new(incoming)))
+    Ok(with_headers(p.status, hs, held_open(incoming, opens)))
+}
+
+/// A response body that keeps `opens` (the idle clock's open requests) until it is done.
+fn held_open(incoming: hyper::body::Incoming, opens: Vec<super::activator::Open>) -> AxBody {
+    if opens.is_empty() {
+        return AxBody::new(incoming);
+    }
+    AxBody::new(incoming.map_frame(move |f| {
+        let _open = &opens;
+        f
+    }))
+}
+
+/// The on-demand candidate to wake before a request without a session can be served: when no
+/// candidate can take it now and one of them starts on demand.
+fn wake_first(
+    gw: &Gateway,
+    candidates: &[Arc<Backend>],
+    session: Option<&Session>,
+) -> Option<Arc<Backend>> {
+    if session.is_some() {
+        return None;
+    }
+    let servable = |b: &Backend| !gw.activator.needs_wake(b) && b.upstream.target(None, 0).is_ok();
+    if candidates.iter().any(|b| servable(b)) {
+        return None;
+    }
+    candidates
+        .iter()
+        .find(|b| gw.activator.needs_wake(b))
+        .cloned()
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: AxBody) -> Response {
@@ -398,7 +447,7 @@ fn no_backend() -> Refusal {
 
 /// POST: one JSON-RPC message or a batch. Returns the method (for metrics) and the response.
 async fn post(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     route: &Route,
     path: &str,
     headers: &HeaderMap,
@@ -444,7 +493,7 @@ async fn read_body(body: AxBody, cap: usize) -> Result<Bytes, Refusal> {
 }
 
 async fn post_parsed(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     route: &Route,
     path: &str,
     headers: &HeaderMap,
@@ -517,6 +566,30 @@ async fn post_parsed(
         }
     }
     let session = opened.as_ref().map(|(_, s)| s);
+    // An on-demand server with no ready pod: the request is held until it has one.
+    let woken;
+    let (route, candidates) = match wake_first(gw, &candidates, session) {
+        Some(b) => {
+            let host: Arc<dyn super::activator::Host> = Arc::clone(gw) as _;
+            gw.activator.wake(host, &b).await?;
+            woken = gw.routes.load_full();
+            let route = woken.get(path).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    code::NO_ROUTE,
+                    "the server was removed while it started",
+                )
+            })?;
+            let candidates = gw.balancer.candidates(route, Instant::now())?;
+            (route, candidates)
+        }
+        None => (route, candidates),
+    };
+    // Open (for the idle clock) until the response body is done.
+    let opens: Vec<_> = candidates
+        .iter()
+        .filter_map(|b| gw.activator.open(b))
+        .collect();
     let (backend, target, resp) =
         forward(gw, route, &candidates, &parsed, headers, session, bytes).await?;
     // The member that answered filters its own listing (members may differ in policy).
@@ -537,7 +610,7 @@ async fn post_parsed(
         current,
     );
     let Some(list_id) = listing.filter(|_| p.status.is_success()) else {
-        return Ok(with_headers(p.status, hs, AxBody::new(incoming)));
+        return Ok(with_headers(p.status, hs, held_open(incoming, opens)));
     };
     // A listing under a tool policy: read whole (bounded), filter, send.
     let body = match Limited::new(incoming, gw.config.max_body).collect().await {
@@ -657,8 +730,20 @@ pub(super) async fn forward(
         if sent >= most {
             break;
         }
-        // Not the member's fault (a transport or mode this gateway cannot serve): say so now.
-        let target = gw.upstream_target(b, session)?;
+        // A member with no ready pod is passed over; anything else that is not the member's
+        // fault (a transport this gateway cannot serve) is said now.
+        let target = match gw.upstream_target(b, session) {
+            Ok(t) => t,
+            Err(r)
+                if candidates.len() > 1
+                    && r.status == StatusCode::SERVICE_UNAVAILABLE
+                    && r.code == code::UPSTREAM_UNAVAILABLE =>
+            {
+                last = Some(r);
+                continue;
+            }
+            Err(r) => return Err(r),
+        };
         let (admitted, t) = gw.breakers.admit(&b.server, &b.breaker, Instant::now());
         breaker_seen(gw, &b.server, t);
         if let Err(refused) = admitted {

@@ -34,6 +34,9 @@ pub mod code {
     pub const CIRCUIT_OPEN: i64 = -32006;
     /// Fewer of the group's members are healthy than its `healthPolicy` needs; see `Retry-After`.
     pub const GROUP_UNHEALTHY: i64 = -32007;
+    /// An on-demand server did not become ready within its `startupTimeout`, or too many
+    /// requests already wait for it; see `Retry-After`.
+    pub const NOT_STARTED: i64 = -32008;
 }
 
 /// The `_meta` key of a 2026-07-28 request's protocol version.

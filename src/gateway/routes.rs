@@ -128,6 +128,18 @@ pub struct Backend {
     /// The server's `healthCheck.interval`: how long a group member counted unhealthy stays out
     /// before traffic tries it again ([`super::balance`]).
     pub recheck: std::time::Duration,
+    /// An on-demand server (`replicas: 0`): started by the gateway's activator on a request that
+    /// finds no ready pod, stopped after `idleTTL` ([`super::activator`]).
+    pub activation: Option<Activation>,
+}
+
+/// How an on-demand server is woken and put to sleep, from its decided settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activation {
+    /// How long held requests wait for the server to become ready.
+    pub startup_timeout: std::time::Duration,
+    /// How long the server runs without a request or an open stream.
+    pub idle_ttl: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +228,10 @@ fn backend(key: ServerKey, s: &ServerSettings, endpoints: &ReadyEndpoints) -> Ba
         },
         breaker: s.circuit_breaker.clone(),
         recheck: s.health.interval,
+        activation: s.on_demand.then_some(Activation {
+            startup_timeout: s.startup_timeout,
+            idle_ttl: s.idle_ttl,
+        }),
         server: key,
     }
 }
@@ -312,6 +328,13 @@ impl RouteTable {
                         });
                         if !tools.is_empty() {
                             o["tools"] = Json::Object(tools);
+                        }
+                        if let Some(a) = &b.activation {
+                            o["activation"] = json!({
+                                "startOnRequest": true,
+                                "startupTimeout": crate::compile::units::format_duration(a.startup_timeout),
+                                "idleTTL": crate::compile::units::format_duration(a.idle_ttl),
+                            });
                         }
                         o
                     })

@@ -12,15 +12,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::DynamicObject;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 
+use super::activator::Seen;
 use super::proxy::Gateway;
 use super::routes::{ReadyEndpoints, RouteTable};
 use crate::compile::render::PORT_NAME;
+use crate::compile::render::labels::{SCALED_BY_ANNOTATION, SCALED_BY_GATEWAY};
 use crate::compile::{Inputs, compile};
 use crate::source::objects::{compile_input, resource};
 use crate::source::scope::Scope;
@@ -215,12 +218,30 @@ struct State {
     servers: Vec<Cache<DynamicObject>>,
     groups: Vec<Cache<DynamicObject>>,
     slices: Vec<Cache<Slice>>,
+    /// hangar's Deployments; those of on-demand servers kept for the activator.
+    deployments: Vec<Cache<Option<Seen>>>,
+}
+
+/// What the activator needs of a Deployment: only an on-demand server's.
+fn seen(d: &Deployment) -> Option<Seen> {
+    let a = d.metadata.annotations.as_ref()?;
+    (a.get(SCALED_BY_ANNOTATION).map(String::as_str) == Some(SCALED_BY_GATEWAY))
+        .then(|| Seen::of(d))
 }
 
 impl State {
     fn synced(&self) -> bool {
         self.servers.iter().chain(&self.groups).all(|c| c.synced)
             && self.slices.iter().all(|c| c.synced)
+            && self.deployments.iter().all(|c| c.synced)
+    }
+
+    fn on_demand(&self) -> BTreeMap<(String, String), Seen> {
+        self.deployments
+            .iter()
+            .flat_map(|c| c.items.iter())
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect()
     }
 
     fn build(&self, scope: &Scope) -> Result<Built, String> {
@@ -237,12 +258,15 @@ enum Msg {
     Server(usize, Event<DynamicObject>),
     Group(usize, Event<DynamicObject>),
     Slice(usize, Event<EndpointSlice>),
+    Deployment(usize, Box<Event<Deployment>>),
     Failed(&'static str, watcher::Error),
 }
 
 impl State {
-    fn apply(&mut self, m: Msg) {
+    /// Applies one event; whether it may change the route table (a Deployment's does not).
+    fn apply(&mut self, m: Msg) -> bool {
         let keep = |o: &DynamicObject| o.clone();
+        let routed = !matches!(m, Msg::Deployment(..) | Msg::Failed(..));
         match m {
             Msg::Server(i, ev) => {
                 if let Some(c) = self.servers.get_mut(i) {
@@ -259,9 +283,15 @@ impl State {
                     c.feed(ev, slice);
                 }
             }
+            Msg::Deployment(i, ev) => {
+                if let Some(c) = self.deployments.get_mut(i) {
+                    c.feed(*ev, seen);
+                }
+            }
             // The watch retries with backoff; the table stays as it is meanwhile.
             Msg::Failed(kind, e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
         }
+        routed
     }
 }
 
@@ -274,10 +304,13 @@ pub async fn run(client: Client, scope: Scope, gw: Arc<Gateway>, ready: Arc<Atom
     let servers = scope.dynamic(&client, &resource(Kind::Server));
     let groups = scope.dynamic(&client, &resource(Kind::Group));
     let slices = scope.typed::<EndpointSlice>(&client);
+    let deployments = scope.typed::<Deployment>(&client);
+    let dc = watcher::Config::default().labels("app.kubernetes.io/managed-by=hangar");
     let mut state = State {
         servers: servers.iter().map(|_| Cache::default()).collect(),
         groups: groups.iter().map(|_| Cache::default()).collect(),
         slices: slices.iter().map(|_| Cache::default()).collect(),
+        deployments: deployments.iter().map(|_| Cache::default()).collect(),
     };
     let mut watches: Vec<futures::stream::BoxStream<'static, Msg>> = Vec::new();
     for (i, api) in servers.into_iter().enumerate() {
@@ -310,22 +343,41 @@ pub async fn run(client: Client, scope: Scope, gw: Arc<Gateway>, ready: Arc<Atom
                 .boxed(),
         );
     }
+    for (i, api) in deployments.into_iter().enumerate() {
+        watches.push(
+            watcher::watcher(api, dc.clone())
+                .default_backoff()
+                .map(move |r| {
+                    r.map_or_else(
+                        |e| Msg::Failed("Deployment", e),
+                        |ev| Msg::Deployment(i, Box::new(ev)),
+                    )
+                })
+                .boxed(),
+        );
+    }
     let mut events = futures::stream::select_all(watches);
-    tracing::info!(namespaces = %scope, "watching MCPServer, MCPServerGroup and EndpointSlice");
+    tracing::info!(namespaces = %scope, "watching MCPServer, MCPServerGroup, EndpointSlice and Deployment");
     let mut last_left_out: Vec<String> = Vec::new();
     // Ends when every watch ends (they retry forever, so: when the process stops).
+    let mut built = false;
     while let Some(m) = events.next().await {
-        state.apply(m);
+        let mut routed = state.apply(m);
         // The rest of the burst already here, bounded, then one rebuild.
         for _ in 0..BURST {
             match events.next().now_or_never() {
-                Some(Some(m)) => state.apply(m),
+                Some(Some(m)) => routed |= state.apply(m),
                 _ => break,
             }
         }
         if !state.synced() {
             continue;
         }
+        gw.activator.observe(state.on_demand());
+        if built && !routed {
+            continue;
+        }
+        built = true;
         match state.build(&scope) {
             Ok(b) => {
                 if b.left_out != last_left_out && !b.left_out.is_empty() {

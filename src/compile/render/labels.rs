@@ -12,6 +12,16 @@ pub const MCP_SERVER_POD_LABEL: &str = "mcp-hangar.io/mcp_server";
 /// Put on every object by `hangar apply`: the inventory it belongs to (pruning looks for it).
 pub const INVENTORY_LABEL: &str = "mcp-hangar.io/inventory";
 pub const CONFIG_HASH_ANNOTATION: &str = "mcp-hangar.io/config-hash";
+/// On a Deployment whose `spec.replicas` hangar leaves to another manager: `gateway` for an
+/// on-demand server (started on its first request, stopped after `idleTTL`).
+pub const SCALED_BY_ANNOTATION: &str = "mcp-hangar.io/scaled-by";
+pub const SCALED_BY_GATEWAY: &str = "gateway";
+/// On an on-demand server's Deployment: when a gateway last saw a request or an open stream
+/// (RFC 3339), written by the gateways so that activity any replica sees counts.
+pub const LAST_ACTIVITY_ANNOTATION: &str = "mcp-hangar.io/last-activity";
+/// The field manager of the gateway's writes (scale, activity), and of the hand-over of an
+/// on-demand Deployment's `spec.replicas` (see [`crate::apply`]).
+pub const GATEWAY_MANAGER: &str = "hangar-gateway";
 pub const COMPONENT_SERVER: &str = "mcp-server";
 pub const COMPONENT_GROUP: &str = "mcp-server-group";
 

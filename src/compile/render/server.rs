@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 
 use super::Sink;
 use super::labels::{
-    self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SERVER_LABEL,
+    self, COMPONENT_SERVER, CONFIG_HASH_ANNOTATION, MCP_SERVER_POD_LABEL, SCALED_BY_ANNOTATION,
+    SCALED_BY_GATEWAY, SERVER_LABEL,
 };
 use crate::api::server::{Mode, ServiceAffinity};
 use crate::compile::resolve::{ResolvedServer, SOURCE_ANNOTATION};
@@ -303,13 +304,18 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         termination_message_policy: Some("File".into()),
         ..Container::default()
     };
+    // Who sets the replicas when hangar does not: the HPA, or the gateway (on demand).
+    let mut deployment_annotations = annotations.clone();
+    if set.on_demand {
+        deployment_annotations.insert(SCALED_BY_ANNOTATION.into(), SCALED_BY_GATEWAY.into());
+    }
     Deployment {
         metadata: ObjectMeta {
-            annotations: Some(annotations.clone()),
+            annotations: Some(deployment_annotations),
             ..meta(s, labels)
         },
         spec: Some(DeploymentSpec {
-            replicas: if set.autoscaling.is_some() {
+            replicas: if set.autoscaling.is_some() || set.on_demand {
                 None
             } else {
                 Some(set.replicas)

@@ -140,4 +140,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [get, list, watch]
+# the activator: on-demand servers' Deployments are watched, their last activity recorded
+# (patch), and they are scaled 0 <-> 1 through the scale subresource
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, patch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
 {{- end }}
