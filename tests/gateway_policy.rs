@@ -282,6 +282,19 @@ async fn an_open_breaker_fails_fast_and_closes_and_an_unhealthy_group_answers_50
         let after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=2).contains(&after), "Retry-After {after}");
     }
+    // The stream (GET) is guarded by the same breaker: answered at once, never forwarded.
+    let req = http::Request::builder()
+        .method("GET")
+        .uri(&url)
+        .header("accept", "text/event-stream")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let get = tokio::time::timeout(Duration::from_secs(5), http.send(req))
+        .await
+        .expect("an answer within 5s")
+        .expect("an HTTP response");
+    assert_eq!(get.status(), 503, "GET with the breaker open");
+    assert!(get.headers().contains_key("retry-after"));
     eprintln!("open breaker: slowest refusal of 5 took {slowest:?}");
     assert!(slowest < Duration::from_millis(10), "{slowest:?}");
     assert!(

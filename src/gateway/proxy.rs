@@ -383,9 +383,28 @@ async fn stream_only(
     let target = gw.upstream_target(&backend, opened.as_ref().map(|(_, s)| s))?;
     let upstream = opened.as_ref().map(|(_, s)| s.upstream.as_str());
     let opens: Vec<_> = gw.activator.open(&backend).into_iter().collect();
-    let resp = gw
+    // The server's breaker guards the stream and the end of a session as it guards POSTs: an
+    // open breaker answers at once, and the outcome (connect error, timeout, 5xx) feeds it.
+    let (admitted, t) = gw
+        .breakers
+        .admit(&backend.server, &backend.breaker, Instant::now());
+    breaker_seen(gw, &backend.server, t);
+    admitted.map_err(circuit_open)?;
+    let mut slot = Slot {
+        gw,
+        server: &backend.server,
+        done: false,
+    };
+    let sent = gw
         .send(method, &target.url, headers, upstream, Bytes::new())
-        .await?;
+        .await;
+    let ok = matches!(&sent, Ok(r) if !r.status().is_server_error());
+    slot.done = true;
+    let t = gw
+        .breakers
+        .record(&backend.server, &backend.breaker, ok, Instant::now());
+    breaker_seen(gw, &backend.server, t);
+    let resp = sent?;
     let token = headers.get(SESSION).and_then(|v| v.to_str().ok());
     let current = opened.as_ref().zip(token).map(|((_, s), t)| (s, t));
     let (p, incoming) = resp.into_parts();
