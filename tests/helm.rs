@@ -264,6 +264,15 @@ fn lint_template_and_package_with_default_and_all_options() {
 fn the_gateway_is_installed_with_least_privilege_unless_an_external_one_is_named() {
     let Some(e) = env() else { return };
     let out = helm_ok(e, &["template", "mcp-hangar", CHART, "-n", "mcp-system"]);
+    // The controller names each server's route on it in status (status.gatewayEndpoint).
+    let controller = objects(&out)
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment" && !is_gateway(o))
+        .expect("the controller's Deployment");
+    assert_args(
+        &controller,
+        &["--gateway-url=http://mcp-hangar-core.mcp-system.svc:8080"],
+    );
     let objs = gateway_objects(&objects(&out));
     let mut k = BTreeMap::new();
     for o in &objs {
@@ -406,8 +415,11 @@ fn the_gateway_is_installed_with_least_privilege_unless_an_external_one_is_named
         "hangar.url=http://mcp-hangar-core.elsewhere:8080",
         "gateway.enabled=false",
     ] {
-        let (_, all) = template(e, &["--set", set]);
+        let (out, all) = template(e, &["--set", set]);
         assert!(gateway_objects(&all).is_empty(), "{set}");
+        let url = out.contains("--gateway-url=http://mcp-hangar-core.elsewhere:8080");
+        assert_eq!(url, set.starts_with("hangar.url"), "{set}: {out}");
+        assert_eq!(out.contains("--gateway-url"), url, "{set}");
         let (_, all) = template(
             e,
             &[

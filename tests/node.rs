@@ -60,10 +60,16 @@ impl Node {
 
     /// A hangar controller for one namespace, inside the node's network namespace.
     fn controller(&self, ns: &str, log_name: &str) -> Controller {
+        self.controller_with(ns, log_name, &[])
+    }
+
+    fn controller_with(&self, ns: &str, log_name: &str, extra: &[&str]) -> Controller {
+        let mut args = vec!["--namespace", ns];
+        args.extend_from_slice(extra);
         Controller::spawn(
             self.e,
             &ControllerOpts {
-                args: &["--namespace", ns],
+                args: &args,
                 name: log_name,
                 netns: Some(&self.netns),
                 ..Default::default()
@@ -706,7 +712,11 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     let e = n.e;
     e.crds();
     let ns = e.namespace("node-cold", true);
-    let ctl = n.controller(&ns, "node-cold");
+    let ctl = n.controller_with(
+        &ns,
+        "node-cold",
+        &["--gateway-url", "http://hangar-core.mcp-system.svc:8080/"],
+    );
     let spec = |name: &str, image: &str, startup: &str| {
         format!(
             "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: container\n  image: {image}\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n  replicas: 0\n  idleTTL: 15s\n  startupTimeout: {startup}\n{}",
@@ -739,6 +749,11 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
         (s["status"]["state"] == "Ready").then_some(s)
     });
     assert!(s["status"]["lastStartedAt"].is_string(), "{s}");
+    assert_eq!(
+        s["status"]["gatewayEndpoint"],
+        format!("http://hangar-core.mcp-system.svc:8080/servers/{ns}/cold/mcp").as_str(),
+        "{s}"
+    );
     // The controller applied since and still does not own the count.
     assert_eq!(gateway_owns_replicas(e, &ns, "cold"), (true, false));
 

@@ -167,6 +167,10 @@ pub struct MCPServerGroupStatus {
     /// True when ready members meet the health policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// Where agents reach the group through the gateway (`GATEWAY/groups/NAMESPACE/NAME/mcp`;
+    /// set when the controller knows the gateway's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

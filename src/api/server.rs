@@ -515,6 +515,10 @@ pub struct MCPServerStatus {
     /// In-cluster URL of the server (the Service for container mode, the endpoint for remote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Where agents reach the server through the gateway, which enforces its policy
+    /// (`GATEWAY/servers/NAMESPACE/NAME/mcp`; set when the controller knows the gateway's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -240,6 +240,7 @@ pub fn group(
         providers: Some(members),
         active_strategy: Some(set.strategy),
         healthy: Some(healthy),
+        gateway_endpoint: None,
         observed_generation: generation,
         conditions: Some(conds),
     }

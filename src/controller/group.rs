@@ -53,7 +53,7 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Erro
     let members = members(ctx, &compiled.key.0, set).await?;
     // 4. decide
     let errors: Vec<String> = children.failure().map(|(_, m)| m).into_iter().collect();
-    let next = decide::group(
+    let mut next = decide::group(
         &prev,
         set,
         members,
@@ -61,6 +61,10 @@ async fn reconcile_group(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Erro
         obj.metadata.generation,
         (ctx.clock)(),
     );
+    next.gateway_endpoint = ctx
+        .gateway_url
+        .as_deref()
+        .map(|u| super::gateway_endpoint(u, "groups", &compiled.key.0, &compiled.key.1));
     // 5. status
     if next != prev {
         pipeline::write_status(ctx, obj, &ctx.group_ar, &children, &next).await?;

@@ -74,6 +74,10 @@ pub struct ControllerArgs {
     /// Resync interval of Ready servers (drift is caught sooner through the watches).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
+    /// The gateway's base URL (e.g. http://hangar-core.mcp-system.svc:8080): each server's and
+    /// group's `status.gatewayEndpoint` is its route there. Unset: no such field.
+    #[arg(long, value_name = "URL", value_parser = parse_gateway_url)]
+    pub gateway_url: Option<String>,
     /// Check container-mode servers through their Service (`http://NAME.NS.svc:PORT/PATH`). Off
     /// when the controller runs outside the cluster network (Services unreachable); their state
     /// then follows the Deployment alone.
@@ -116,6 +120,24 @@ fn parse_namespace(s: &str) -> Result<String, String> {
     crate::compile::units::check_dns1123_label(s)
         .map(|()| s.to_string())
         .map_err(|e| format!("not a namespace name: {e}"))
+}
+
+/// An http(s) URL with a host and nothing after its path, kept without a trailing `/`.
+fn parse_gateway_url(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("the gateway URL is http:// or https://HOST[:PORT][/PREFIX]".into());
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("the gateway URL takes no query or fragment".into());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// A route of the gateway at `base`: `BASE/servers/NS/NAME/mcp` or `BASE/groups/NS/NAME/mcp`
+/// (the gateway's fixed URL contract).
+pub fn gateway_endpoint(base: &str, dir: &str, namespace: &str, name: &str) -> String {
+    format!("{base}/{dir}/{namespace}/{name}/mcp")
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
@@ -164,6 +186,8 @@ pub struct Ctx {
     pub probes: probes::Probes,
     pub probe_services: bool,
     pub resync: Duration,
+    /// `--gateway-url`, without a trailing `/`.
+    pub gateway_url: Option<String>,
     /// The namespaces managed (`--namespace`).
     pub scope: scope::Scope,
     /// Servers reconciled since start (by uid): their orphaned children were looked for.
@@ -427,4 +451,25 @@ fn refs_where(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_url_is_http_with_a_host_and_gives_the_fixed_routes() {
+        let base = parse_gateway_url("http://hangar-core.mcp-system.svc:8080/").unwrap();
+        assert_eq!(
+            gateway_endpoint(&base, "servers", "team", "echo"),
+            "http://hangar-core.mcp-system.svc:8080/servers/team/echo/mcp"
+        );
+        assert_eq!(
+            parse_gateway_url("https://mcp.example.com/prefix").as_deref(),
+            Ok("https://mcp.example.com/prefix")
+        );
+        for bad in ["hangar-core:8080", "ftp://x", "http://x/?a=1", "not a url"] {
+            assert!(parse_gateway_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -187,6 +187,7 @@ fn context(
         ),
         probe_services: args.probe_services,
         resync: args.resync,
+        gateway_url: args.gateway_url.clone(),
         scope,
         swept: Mutex::new(HashSet::new()),
         tracked: Mutex::new(HashSet::new()),

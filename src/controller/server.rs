@@ -72,7 +72,11 @@ async fn reconcile_server(obj: &DynamicObject, ctx: &Ctx) -> Result<Outcome, Err
     // 3. observe
     let observation = observe(ctx, obj, set, &children, held).await;
     // 4. decide
-    let decision = decide::server(&prev, set, observation, ctx.resync, now);
+    let mut decision = decide::server(&prev, set, observation, ctx.resync, now);
+    decision.status.gateway_endpoint = ctx
+        .gateway_url
+        .as_deref()
+        .map(|u| super::gateway_endpoint(u, "servers", &ns, &name));
     // 5. status
     report(ctx, obj, &prev, &decision, &children, set).await?;
     let category = children.failure().map_or(Category::Ok, |(c, _)| c);

@@ -125,6 +125,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-core" (include "hangar.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The gateway's URL as agents in the cluster reach it (each server's status.gatewayEndpoint
+     is its route there): hangar.url, else the bundled gateway's Service; empty without either. */}}
+{{- define "hangar.gatewayURL" -}}
+{{- if .Values.hangar.url }}{{ .Values.hangar.url }}
+{{- else if .Values.gateway.enabled }}{{ printf "http://%s.%s.svc:%v" (include "hangar.gatewayName" .) .Release.Namespace .Values.gateway.service.port }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret holding the session-token key, and its key. */}}
 {{- define "hangar.sessionSecretName" -}}
 {{- default (printf "%s-session-key" (include "hangar.gatewayName" .)) .Values.hangar.existingSecret }}
