@@ -200,9 +200,12 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
     let interval = whole_secs(hc.interval).clamp(1, 3600) as i32;
     let failures = hc.failure_threshold.max(1);
     let startup = whole_secs(set.startup_timeout).max(1);
-    const STARTUP_PERIOD: i64 = 2;
+    // The kubelet runs the readiness probe as soon as the startup probe passes, so its period
+    // bounds how long a listening server waits to be Ready: 1 s for an on-demand server, whose
+    // first request is waiting for exactly that.
+    let startup_period: i64 = if set.on_demand { 1 } else { 2 };
     let startup_failures =
-        ((startup + STARTUP_PERIOD - 1) / STARTUP_PERIOD).clamp(1, 100_000) as i32;
+        ((startup + startup_period - 1) / startup_period).clamp(1, 100_000) as i32;
 
     let mut ports = vec![ContainerPort {
         name: Some(PORT_NAME.into()),
@@ -297,7 +300,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         resources: spec.resources.clone(),
         security_context: spec.security_context.clone(),
         volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
-        startup_probe: probes.then(|| tcp_probe(STARTUP_PERIOD as i32, 1, startup_failures)),
+        startup_probe: probes.then(|| tcp_probe(startup_period as i32, 1, startup_failures)),
         readiness_probe: probes.then(|| tcp_probe(interval.min(10), timeout, failures)),
         liveness_probe: probes.then(|| tcp_probe(interval, timeout, failures)),
         termination_message_path: Some("/dev/termination-log".into()),
