@@ -209,8 +209,19 @@ async fn checks(
 ) {
     let (ns, name) = &key;
     let server = ObjectRef::new_with(name, shared.server_ar.clone()).within(ns);
+    // Checks start when a pod is first ready, and the Service may not route to it for a moment
+    // yet (kube-proxy syncs its rules after the endpoint appears): until one passes, the first
+    // few are a second apart rather than an interval, so a starting server is Ready within a
+    // second or two of its pod (an on-demand server's whole wake waits on this).
+    let mut starting = STARTING_RETRIES;
     loop {
         let (check, took) = check_once(&shared, ns, &plan).await;
+        let retry_soon = !check.ok && starting > 0;
+        starting = if check.ok {
+            0
+        } else {
+            starting.saturating_sub(1)
+        };
         // Seed 002's validation series count each check once, as decide sees it (a missing
         // required capability fails it); TCP checks and unread Secrets are no validation.
         let check = super::decide::require_capabilities(check, &plan.required);
@@ -230,9 +241,18 @@ async fn checks(
         if news && shared.wake.send(server.clone()).await.is_err() {
             return;
         }
-        tokio::time::sleep(plan.interval.max(MIN_INTERVAL)).await;
+        let pause = if retry_soon {
+            STARTING_RETRY.min(plan.interval)
+        } else {
+            plan.interval
+        };
+        tokio::time::sleep(pause.max(MIN_INTERVAL)).await;
     }
 }
+
+/// Checks before the first passing one made a second apart ([`checks`]).
+const STARTING_RETRIES: u32 = 10;
+const STARTING_RETRY: Duration = Duration::from_secs(1);
 
 /// One check: the credentials read now (a rotated one is used at the next check), then the probe
 /// in one of the bounded slots; and how long the probe took (none when it did not run).
