@@ -482,8 +482,9 @@ fn has_controller_owner(live: &Json) -> bool {
 /// The replicas to send for an on-demand Deployment (annotated `scaled-by: gateway`, rendered
 /// without `spec.replicas`), and to hand over to the gateway's field manager, when no other
 /// manager owns the field yet: 0 for a new one (it starts cold; the API would default a
-/// missing count to 1), the live count otherwise. `None` once another manager owns it: then the
-/// field is left out, and our applies never write it. Pure.
+/// missing count to 1) or one that had a fixed count (its spec now asks for 0), the live count
+/// for one already on demand. `None` once another manager owns it: then the field is left out,
+/// and our applies never write it. Pure.
 pub fn replicas_handover(body: &Json, live: Option<&Json>, manager: &str) -> Option<i64> {
     let gateway_scaled = body.get("kind").and_then(Json::as_str) == Some("Deployment")
         && body
@@ -505,10 +506,19 @@ pub fn replicas_handover(body: &Json, live: Option<&Json>, manager: &str) -> Opt
                     && m.pointer("/fieldsV1/f:spec/f:replicas").is_some()
             })
         });
-    (!others_own).then(|| {
-        live.pointer("/spec/replicas")
+    // Already the gateway's (a hand-over that failed): the count it has. Newly on demand (the
+    // spec went from N replicas to 0): 0, as asked.
+    let was_on_demand = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SCALED_BY_ANNOTATION))
+        .and_then(Json::as_str)
+        == Some(SCALED_BY_GATEWAY);
+    (!others_own).then(|| match was_on_demand {
+        true => live
+            .pointer("/spec/replicas")
             .and_then(Json::as_i64)
-            .unwrap_or(0)
+            .unwrap_or(0),
+        false => 0,
     })
 }
 
@@ -879,11 +889,20 @@ mod tests {
             "spec": {"template": {}}});
         // New: created cold.
         assert_eq!(replicas_handover(&body, None, "hangar"), Some(0));
-        // Ours alone (a hand-over that failed, or an older hangar): the live count, handed over.
-        let ours = json!({"metadata": {"managedFields": [
+        // Ours alone, already on demand (a hand-over that failed): the live count, handed over.
+        let ours = json!({"metadata": {"annotations": {"mcp-hangar.io/scaled-by": "gateway"},
+            "managedFields": [
             {"manager": "hangar", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
             "spec": {"replicas": 1}});
         assert_eq!(replicas_handover(&body, Some(&ours), "hangar"), Some(1));
+        // Ours alone with a fixed count (the spec went from 2 replicas to 0): 0, as asked.
+        let fixed_before = json!({"metadata": {"managedFields": [
+            {"manager": "hangar", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+            "spec": {"replicas": 2}});
+        assert_eq!(
+            replicas_handover(&body, Some(&fixed_before), "hangar"),
+            Some(0)
+        );
         // The gateway owns it (by the hand-over, or a scale): left out.
         let theirs = json!({"metadata": {"managedFields": [
             {"manager": "hangar", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}},
