@@ -972,3 +972,63 @@ fn cold_start_figures() {
     drop(ctl);
     let _ = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// `kubectl logs` and `kubectl exec` on a pod of the real node: the API server reaches the
+/// kubelet (TLS both ways, authorized by webhook) through its egress into the node's network
+/// namespace (deploy/testenv/node.sh).
+#[test]
+fn kubectl_logs_and_exec_reach_a_pod_on_the_real_node() {
+    let Some(n) = node() else { return };
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let e = n.e;
+    let ns = e.namespace("node-logs", false);
+    // ServiceAccount admission rejects a pod until kcm made the namespace's `default` account.
+    wait_for("serviceaccount default", Duration::from_secs(60), || {
+        e.get("serviceaccount", &ns, "default")
+    });
+    e.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  namespace: {ns}\nspec:\n  containers:\n  - name: mcp\n    image: hangar.test/mcp-python:1\n    imagePullPolicy: Never\n{}",
+        n.placement()
+    ));
+    let o = e.kubectl(&[
+        "wait",
+        "pod/echo",
+        "-n",
+        &ns,
+        "--for=condition=Ready",
+        "--timeout=120s",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = e.kubectl(&["logs", "echo", "-n", &ns]);
+    assert!(o.status.success(), "kubectl logs: {}", text(&o));
+    wait_for(
+        "the server's startup in its log",
+        Duration::from_secs(30),
+        || {
+            let o = e.kubectl(&["logs", "echo", "-n", &ns]);
+            String::from_utf8_lossy(&o.stdout)
+                .contains("Uvicorn running on http://0.0.0.0:8000")
+                .then_some(())
+        },
+    );
+    // A process in the container, as the image's user.
+    let o = e.kubectl(&[
+        "exec",
+        "echo",
+        "-n",
+        &ns,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "import os; print(os.getuid())",
+    ]);
+    assert!(o.status.success(), "kubectl exec: {}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "65532",
+        "{}",
+        text(&o)
+    );
+    let o = e.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

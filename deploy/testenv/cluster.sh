@@ -12,7 +12,8 @@
 #             Deployment gets scheduled pods that kwok marks Running/Ready (no containers run)
 #   up --node --full plus a real node (kubelet + containerd/runc, CNI, kube-proxy, CoreDNS) in a
 #             network namespace of its own, tainted hangar.test/real-node (see node.sh); needs
-#             `build.sh --node` and, as root, containerd, runc, socat, the CNI plugins
+#             `build.sh --node` and, as root, containerd, runc, socat, the CNI plugins;
+#             `kubectl logs/exec/port-forward` work there (the API server's egress, node.sh)
 #
 # Binaries come from deploy/testenv/build.sh's cache (or HANGAR_TESTENV_BIN).
 # State (certs, kubeconfigs, etcd data, logs, pids): ${HANGAR_TESTENV_STATE:-${TMPDIR:-/tmp}/hangar-testenv}
@@ -107,21 +108,23 @@ print_env() {
 }
 
 # ---------------------------------------------------------------- PKI
+# signed CN O EXT NAME: NAME.crt + NAME.key, signed by the CA (run inside $STATE/pki)
+signed() {
+  local subj="/CN=$1${2:+/O=$2}"
+  openssl req -newkey rsa:2048 -nodes -keyout "$4.key" -out "$4.csr" -subj "$subj" 2>/dev/null
+  printf '%s\n' "$3" >"$4.ext"
+  openssl x509 -req -in "$4.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$4.crt" -days 3650 \
+    -extfile "$4.ext" 2>/dev/null
+  rm -f "$4.csr" "$4.ext"
+  chmod 600 "$4.key"
+}
+
 gen_pki() {
   local d="$STATE/pki"; mkdir -p "$d"; chmod 700 "$d"
   ( cd "$d"
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
       -subj "/CN=hangar-testenv-ca" -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-    # signed CN O EXT NAME
-    signed() {
-      local subj="/CN=$1${2:+/O=$2}"
-      openssl req -newkey rsa:2048 -nodes -keyout "$4.key" -out "$4.csr" -subj "$subj" 2>/dev/null
-      printf '%s\n' "$3" >"$4.ext"
-      openssl x509 -req -in "$4.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$4.crt" -days 3650 \
-        -extfile "$4.ext" 2>/dev/null
-      rm -f "$4.csr" "$4.ext"
-    }
     signed kube-apiserver "" $'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment' apiserver
     signed hangar-testenv-admin system:masters $'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment' admin
     signed system:kube-controller-manager "" $'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment' kcm
@@ -205,10 +208,11 @@ up() {
   # --full, where kube-controller-manager creates the `default` ServiceAccount of each namespace
   # (envtest disables it the same way, or every pod create would fail on the missing account).
   # with the real node, the `kubernetes` Service points at the node-side API relay (node.sh), the
-  # one address of the API server that pods can reach
-  # (and its endpoints are written at all: without a node nothing could reach them)
-  local advertise=127.0.0.1 reconciler=none
-  [[ $node == 0 ]] || { advertise=$NODE_IP; reconciler=lease; }
+  # one address of the API server that pods can reach (and its endpoints are written at all:
+  # without a node nothing could reach them); node_apiserver_prepare adds the flags of the API
+  # server's way to the kubelet (logs, exec, port-forward: its egress into the node's netns)
+  local advertise=127.0.0.1 reconciler=none NODE_API_ARGS=()
+  [[ $node == 0 ]] || { advertise=$NODE_IP; reconciler=lease; node_apiserver_prepare; }
   local admission=()
   [[ $full == 1 ]] || admission=(--disable-admission-plugins=ServiceAccount)
   local api_cmd=("$BIN/kube-apiserver" \
@@ -222,7 +226,7 @@ up() {
     --service-account-key-file="$STATE/pki/sa.pub" --service-account-signing-key-file="$STATE/pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/16 --allow-privileged=true \
     --authorization-mode=RBAC --anonymous-auth=false \
-    "${admission[@]}" --profiling=false --v=1)
+    "${admission[@]}" "${NODE_API_ARGS[@]}" --profiling=false --v=1)
   # kept for `restart-apiserver`
   printf '%q ' "${api_cmd[@]}" >"$STATE/kube-apiserver.cmd"
   start kube-apiserver "${api_cmd[@]}"

@@ -7,6 +7,12 @@
 #                                                                     kube-proxy, CoreDNS, pods
 #   (pods reach the API at the `kubernetes` Service: 10.0.0.1:443 -> 10.245.0.1:API, the apiserver's
 #   --advertise-address in this mode)
+#   kube-apiserver -> $STATE/node/egress.sock -> socat + egress-connect.sh -> kubelet 10.245.0.1:10250
+#   (the apiserver's EgressSelectorConfiguration: its `cluster` traffic, i.e. to kubelets, pods and
+#   Services, is HTTP CONNECT over that unix socket, served from inside the node's netns; so
+#   `kubectl logs/exec/port-forward` work. TLS both ways: the kubelet's serving cert and the
+#   apiserver's client cert come from the cluster's CA; the kubelet authorizes it by webhook
+#   (SubjectAccessReview), RBAC binding system:kubelet-api-admin)
 #
 # Pods: 10.245.0.0/24 on bridge hgr0 (10.245.0.1 is the node). Services: 10.0.0.0/16, DNS 10.0.0.10.
 # The node is tainted hangar.test/real-node=true:NoSchedule, so that only pods that tolerate it
@@ -19,7 +25,8 @@ NODE_IP=10.245.0.1
 NODE_POD_CIDR=10.245.0.0/24
 NODE_DNS_IP=10.0.0.10
 NODE_TAINT_KEY=hangar.test/real-node
-NODE_COMPONENTS=(kube-proxy kubelet coredns containerd api-relay-node api-relay-root)   # stop order
+NODE_COMPONENTS=(api-egress kube-proxy kubelet coredns containerd api-relay-node api-relay-root)   # stop order
+NODE_KUBELET_USER=kube-apiserver-kubelet-client   # the apiserver's identity at the kubelet
 
 # the netns and cgroup names, unique per state dir
 node_id() { printf '%s' "$STATE" | sha256sum | cut -c1-8; }
@@ -51,6 +58,30 @@ node_cgroups() {
   fi
 }
 
+# node_apiserver_prepare (before the API server starts): the kubelet's serving cert and the API
+# server's client cert for it, its egress config; sets NODE_API_ARGS (the caller's) to its flags.
+# InternalIP first: the default prefers the Hostname address, which resolves nowhere.
+node_apiserver_prepare() {
+  local d="$STATE/node"
+  mkdir -p "$d"
+  ( cd "$STATE/pki"
+    signed "$NODE_NAME" "" "subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"$'\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment' kubelet-serving
+    signed "$NODE_KUBELET_USER" "" $'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment' apiserver-kubelet-client
+  )
+  cat >"$d/egress.yaml" <<EOF
+apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport: {uds: {udsName: $d/egress.sock}}
+EOF
+  NODE_API_ARGS=(--egress-selector-config-file="$d/egress.yaml" --kubelet-preferred-address-types=InternalIP,Hostname
+    --kubelet-certificate-authority="$STATE/pki/ca.crt"
+    --kubelet-client-certificate="$STATE/pki/apiserver-kubelet-client.crt" --kubelet-client-key="$STATE/pki/apiserver-kubelet-client.key")
+}
+
 node_up() {
   local api_port=$1
   node_check
@@ -78,6 +109,9 @@ node_up() {
   start api-relay-node nsenter --net="/run/netns/$NODE_NS" socat "TCP-LISTEN:$api_port,fork,reuseaddr" "UNIX-CONNECT:$d/api.sock"
   wait_for "api relay in the node netns" 10 api-relay-node in_node curl -fsS -m 2 --cacert "$STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$api_port/readyz"
+  # --- the other way: the API server's egress (egress.yaml) to the kubelet, pods and Services
+  start api-egress nsenter --net="/run/netns/$NODE_NS" socat "UNIX-LISTEN:$d/egress.sock,fork,mode=600" "EXEC:$TESTENV_DIR/egress-connect.sh"
+  wait_for "api egress socket" 10 api-egress test -S "$d/egress.sock"
 
   # --- containerd (Debian's 1.6) with runc; restrict_oom_score_adj: this machine gives root no
   # CAP_SYS_RESOURCE, so the sandbox's oom_score_adj -998 cannot be written
@@ -139,8 +173,10 @@ port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: $kubelet_healthz
+tlsCertFile: $STATE/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $STATE/pki/kubelet-serving.key
 authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: $STATE/pki/ca.crt}}
-authorization: {mode: AlwaysAllow}
+authorization: {mode: Webhook}
 clusterDNS: [$NODE_DNS_IP]
 clusterDomain: cluster.local
 resolvConf: $d/resolv.conf
@@ -151,6 +187,10 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.availa
 registerWithTaints: [{key: $NODE_TAINT_KEY, value: "true", effect: NoSchedule}]
 serializeImagePulls: false
 EOF
+  # the API server's client cert may use the kubelet API (logs, exec, ...; the kubelet asks by
+  # SubjectAccessReview)
+  kc create clusterrolebinding hangar-testenv:apiserver-kubelet --clusterrole=system:kubelet-api-admin \
+    --user="$NODE_KUBELET_USER" >/dev/null
   start kubelet nsenter --net="/run/netns/$NODE_NS" "$BIN/kubelet" --config="$d/kubelet.yaml" \
     --kubeconfig="$STATE/kubeconfig" --root-dir="$d/kubelet" --hostname-override="$NODE_NAME" \
     --node-ip="$NODE_IP" --v=1
@@ -213,6 +253,8 @@ EOF
   wait_for "node $NODE_NAME Ready" 120 kubelet kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
   wait_for "kube-proxy /healthz" 60 kube-proxy in_node curl -fsS -m 2 "http://127.0.0.1:$kp_healthz/healthz"
   wait_for "CoreDNS /ready" 60 coredns in_node curl -fsS -m 2 "http://127.0.0.1:$dns_ready/ready"
+  # the kubelet API as `kubectl logs/exec` reach it: API server -> egress -> kubelet (TLS, authz)
+  wait_for "the kubelet through the API server's egress" 30 api-egress kc get --raw "/api/v1/nodes/$NODE_NAME/proxy/healthz"
 }
 
 # the containers' processes: in the kubelet's cgroup tree (they live in the pods' netns, not the node's)
