@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 mod ser;
-pub use ser::write_serialize;
+pub use ser::{write_field, write_serialize};
 
 /// YAML text of one value (a document body, without `---`).
 pub fn to_string(v: &Value) -> String {
@@ -26,7 +26,8 @@ pub fn write_value(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
-fn pad(out: &mut String, mut n: usize) {
+/// `n` spaces.
+pub fn pad(out: &mut String, mut n: usize) {
     const SPACES: &str = "                                                                ";
     while n > 0 {
         let k = n.min(SPACES.len());
@@ -101,6 +102,17 @@ fn write_scalar(out: &mut String, v: &Value, indent: usize) {
         Value::Object(_) => out.push_str("{}"),
         Value::Array(_) => out.push_str("[]"),
     }
+}
+
+/// A string value of a mapping whose entries sit at `indent` (plain, quoted or a literal block),
+/// as it is printed after `key: `.
+pub fn write_str_value(out: &mut String, s: &str, indent: usize) {
+    write_str(out, s, indent, false);
+}
+
+/// A string key of a mapping whose entries sit at `indent` (plain or quoted).
+pub fn write_str_key(out: &mut String, s: &str, indent: usize) {
+    write_str(out, s, indent, true);
 }
 
 fn write_str(out: &mut String, s: &str, indent: usize, key: bool) {

@@ -206,7 +206,8 @@ const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// marker at column 0 ends any scalar in YAML, so the cut never splits a value) and the pieces
 /// are parsed in parallel; positions stay those of the whole text.
 pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
-    let has_directives = text.split(['\n', '\r']).any(|l| l.starts_with('%'));
+    // A line starting with `%` (searched for as a substring: a pass over the whole text).
+    let has_directives = text.starts_with('%') || text.contains("\n%") || text.contains("\r%");
     if has_directives {
         // Directives apply to the documents after them: one pass of the full parser.
         return load_yaml_reference(file, text, diags);
@@ -215,14 +216,30 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
         return load_yaml_chunk(file, text, text.len(), 0, diags);
     }
     // (byte offset, line offset) of each piece, about PARALLEL_THRESHOLD / 4 bytes each.
+    // The first document marker line at least that far from the last cut: searched for, not
+    // read line by line (a serial pass over the whole text otherwise).
     let mut cuts = vec![(0usize, 0u32)];
-    let (mut offset, mut line) = (0usize, 0u32);
-    for l in text.split_inclusive('\n') {
-        if is_doc_marker(l) && offset - cuts.last().map_or(0, |c| c.0) >= PARALLEL_THRESHOLD / 4 {
-            cuts.push((offset, line));
+    let (mut last, mut line) = (0usize, 0u32);
+    let mut from = PARALLEL_THRESHOLD / 4;
+    loop {
+        // From the character at `from - 1` on (a `\n` is never inside one).
+        let mut at = from - 1;
+        while at < text.len() && !text.is_char_boundary(at) {
+            at += 1;
         }
-        offset += l.len();
-        line += line_breaks(l);
+        let Some(found) = text.get(at..).and_then(|t| t.find("\n---")) else {
+            break;
+        };
+        // The line starting after that `\n`, at or after `from`.
+        let start = at + found + 1;
+        if is_doc_marker(&text[start..]) {
+            line += line_breaks(&text[last..start]);
+            cuts.push((start, line));
+            last = start;
+            from = start + PARALLEL_THRESHOLD / 4;
+        } else {
+            from = start + 1;
+        }
     }
     // Each piece is the text from its cut on, and the length it parses of it.
     let pieces: Vec<(&str, usize, u32)> = cuts
@@ -253,6 +270,9 @@ pub fn load_yaml(file: usize, text: &str, diags: &mut Diagnostics) -> Loaded {
 /// The line breaks in a text as the full parser counts them: `\n`, `\r\n`, and a `\r` alone.
 fn line_breaks(text: &str) -> u32 {
     let b = text.as_bytes();
+    if !b.contains(&b'\r') {
+        return b.iter().filter(|&&c| c == b'\n').count() as u32;
+    }
     let breaks = b
         .iter()
         .enumerate()

@@ -47,6 +47,25 @@ pub fn write_serialize<T: Serialize + ?Sized>(out: &mut String, v: &T) {
     }
 }
 
+/// Appends `key:` and the YAML of `v` as the entry of a mapping whose entries sit at `indent`
+/// (the caller writes what comes before the key: the indent, or `- `): the text the entry has in
+/// the mapping [`write_serialize`] prints for a struct with that field.
+pub fn write_field<T: Serialize + ?Sized>(out: &mut String, indent: usize, key: &str, v: &T) {
+    write_str(out, key, indent, true);
+    out.push(':');
+    let start = out.len();
+    if v.serialize(Ser {
+        out,
+        ctx: Ctx::Key(indent),
+    })
+    .is_err()
+    {
+        out.truncate(start);
+        let value = serde_json::to_value(v).unwrap_or(Value::Null);
+        super::write_child(out, &value, indent, false);
+    }
+}
+
 /// Where a value is written.
 #[derive(Clone, Copy)]
 enum Ctx {

@@ -27,21 +27,26 @@ pub const COMPONENT_GROUP: &str = "mcp-server-group";
 
 /// The standard labels of an object that belongs to `owner`.
 pub fn standard(owner: &str, component: &str, owner_label: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), owner.to_string()),
-        ("app.kubernetes.io/instance".to_string(), owner.to_string()),
-        (
-            "app.kubernetes.io/component".to_string(),
-            component.to_string(),
-        ),
-        (
-            "app.kubernetes.io/part-of".to_string(),
-            "hangar".to_string(),
-        ),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            MANAGED_BY.to_string(),
-        ),
-        (owner_label.to_string(), owner.to_string()),
-    ])
+    standard_pairs(owner, component, owner_label)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The entries of [`standard`], in key order.
+pub fn standard_pairs<'a>(
+    owner: &'a str,
+    component: &'a str,
+    owner_label: &'a str,
+) -> [(&'a str, &'a str); 6] {
+    let mut pairs = [
+        ("app.kubernetes.io/name", owner),
+        ("app.kubernetes.io/instance", owner),
+        ("app.kubernetes.io/component", component),
+        ("app.kubernetes.io/part-of", "hangar"),
+        ("app.kubernetes.io/managed-by", MANAGED_BY),
+        (owner_label, owner),
+    ];
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    pairs
 }

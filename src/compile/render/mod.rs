@@ -4,6 +4,7 @@
 mod group;
 pub mod labels;
 mod server;
+mod server_yaml;
 pub use server::PORT_NAME;
 
 use std::collections::BTreeMap;
@@ -220,7 +221,7 @@ pub fn render_printed(resolved: &Resolved) -> Vec<Printed> {
             for s in servers {
                 // Printing the typed spec prints its `to_value`, `spec_json()`.
                 p.resource(Kind::Server, &s.meta, &s.spec);
-                server::children(s, &mut p);
+                server_yaml::children(s, &mut p);
             }
             p
         })

@@ -34,10 +34,10 @@ use crate::api::server::{Mode, ServiceAffinity};
 use crate::compile::resolve::{ResolvedServer, SOURCE_ANNOTATION};
 use crate::compile::settings::whole_secs;
 
-const CONTAINER: &str = "mcp";
+pub(super) const CONTAINER: &str = "mcp";
 /// The name of the MCP port of a container server's Service (and so of its EndpointSlices' port).
 pub const PORT_NAME: &str = "mcp";
-const METRICS_PORT_NAME: &str = "metrics";
+pub(super) const METRICS_PORT_NAME: &str = "metrics";
 
 fn meta(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
@@ -99,7 +99,13 @@ pub fn config_hash(s: &ResolvedServer) -> String {
     let _ = serde_json::to_writer(&mut text, &own_annotations(&s.meta.annotations));
     text.push(b']');
     let digest = Sha256::digest(&text);
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash = String::with_capacity(16);
+    for b in digest.iter().take(8) {
+        hash.push(HEX[usize::from(b >> 4)] as char);
+        hash.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hash
 }
 /// Renders the objects a server runs as into `out`.
 pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
@@ -121,6 +127,16 @@ pub fn children(s: &ResolvedServer, out: &mut impl Sink) {
     if let Some(np) = &set.network_policy {
         out.child(&network_policy(s, np, &labels), s.span);
     }
+    scaling(s, out);
+}
+
+/// The HorizontalPodAutoscaler and PodDisruptionBudget of a container server, where asked.
+pub(super) fn scaling(s: &ResolvedServer, out: &mut impl Sink) {
+    let set = &s.settings;
+    if set.autoscaling.is_none() && set.disruption_budget.is_none() {
+        return;
+    }
+    let labels = labels::standard(&s.meta.name, COMPONENT_SERVER, SERVER_LABEL);
     if let Some(h) = &set.autoscaling {
         let hpa = HorizontalPodAutoscaler {
             metadata: meta(s, &labels),
@@ -183,6 +199,42 @@ fn tcp_probe(period: i32, timeout: i32, failure: i32) -> Probe {
     }
 }
 
+/// Whether the probes are on, and their timeout, interval, failure threshold, startup period
+/// and startup failure threshold.
+pub(super) fn probe_timing(s: &ResolvedServer) -> (bool, i32, i32, i32, i32, i32) {
+    let set = &s.settings;
+    let hc = &set.health;
+    let timeout = whole_secs(hc.timeout).clamp(1, 3600) as i32;
+    let interval = whole_secs(hc.interval).clamp(1, 3600) as i32;
+    let failures = hc.failure_threshold.max(1);
+    let startup = whole_secs(set.startup_timeout).max(1);
+    // The kubelet runs the readiness probe as soon as the startup probe passes, so its period
+    // bounds how long a listening server waits to be Ready: 1 s for an on-demand server, whose
+    // first request is waiting for exactly that.
+    let period: i64 = if set.on_demand { 1 } else { 2 };
+    let startup_failures = ((startup + period - 1) / period).clamp(1, 100_000) as i32;
+    (
+        hc.enabled,
+        timeout,
+        interval,
+        failures,
+        period as i32,
+        startup_failures,
+    )
+}
+
+/// A read-only root file system still needs a writable /tmp for most servers: an emptyDir,
+/// unless a volume of the server is mounted there.
+pub(super) fn needs_tmp(s: &ResolvedServer) -> bool {
+    s.settings.read_only_root_filesystem
+        && !s
+            .spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.mount_path == "/tmp")
+}
+
 fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployment {
     let spec = &s.spec;
     let set = &s.settings;
@@ -194,18 +246,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
     pod_labels.insert(MCP_SERVER_POD_LABEL.into(), "true".into());
     let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.clone())]);
 
-    let hc = &set.health;
-    let probes = hc.enabled;
-    let timeout = whole_secs(hc.timeout).clamp(1, 3600) as i32;
-    let interval = whole_secs(hc.interval).clamp(1, 3600) as i32;
-    let failures = hc.failure_threshold.max(1);
-    let startup = whole_secs(set.startup_timeout).max(1);
-    // The kubelet runs the readiness probe as soon as the startup probe passes, so its period
-    // bounds how long a listening server waits to be Ready: 1 s for an on-demand server, whose
-    // first request is waiting for exactly that.
-    let startup_period: i64 = if set.on_demand { 1 } else { 2 };
-    let startup_failures =
-        ((startup + startup_period - 1) / startup_period).clamp(1, 100_000) as i32;
+    let (probes, timeout, interval, failures, startup_period, startup_failures) = probe_timing(s);
 
     let mut ports = vec![ContainerPort {
         name: Some(PORT_NAME.into()),
@@ -274,8 +315,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
             ..VolumeMount::default()
         });
     }
-    // A read-only root file system still needs a writable /tmp for most servers.
-    if set.read_only_root_filesystem && !mounts.iter().any(|m| m.mount_path == "/tmp") {
+    if needs_tmp(s) {
         volumes.push(Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -300,7 +340,7 @@ fn deployment(s: &ResolvedServer, labels: &BTreeMap<String, String>) -> Deployme
         resources: spec.resources.clone(),
         security_context: spec.security_context.clone(),
         volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
-        startup_probe: probes.then(|| tcp_probe(startup_period as i32, 1, startup_failures)),
+        startup_probe: probes.then(|| tcp_probe(startup_period, 1, startup_failures)),
         readiness_probe: probes.then(|| tcp_probe(interval.min(10), timeout, failures)),
         liveness_probe: probes.then(|| tcp_probe(interval, timeout, failures)),
         termination_message_path: Some("/dev/termination-log".into()),
