@@ -733,6 +733,9 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     // until the gateway first changes it, which takes it whole).
     assert!(gateway_owns_replicas(e, &ns, "cold").0);
     let (gw, addr) = node_gateway(&n, &ns, "node-cold-gateway");
+    // A second replica that gets no request: it must not stop the server while the first one
+    // sees activity (which that one records on the Deployment), and the two stop it once.
+    let (_gw2, addr2) = node_gateway(&n, &ns, "node-cold-gateway-b");
     let url = format!("http://{addr}/servers/{ns}/cold/mcp");
 
     // 20 concurrent first requests: held, then all answered.
@@ -779,6 +782,21 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
         (s["status"]["state"] == "Cold").then_some(s)
     });
     assert!(s["status"]["lastStoppedAt"].is_string(), "{s}");
+    let stops = |a: &str| -> u64 {
+        let m = n.curl(&["-fsS", &format!("http://{a}/metrics")]);
+        String::from_utf8_lossy(&m.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("hangar_gateway_idle_stops_total{") && l.contains("name=\"cold\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        stops(&addr) + stops(&addr2),
+        1,
+        "one idle stop between the two replicas"
+    );
     let metrics = n.curl(&["-fsS", &format!("http://{addr}/metrics")]);
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(

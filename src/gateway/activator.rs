@@ -415,27 +415,19 @@ async fn run_wake(
         name: server.name.clone(),
     };
     let result = async {
-        {
-            let lock = a.op_lock(&server);
-            let _op = lock.lock().await;
-            let at_zero = a.seen(&server).is_none_or(|s| s.replicas == 0);
-            if at_zero {
-                let api = a
-                    .deployments_api(&server.namespace)
-                    .ok_or("no cluster to scale in")?;
-                api.patch_scale(
-                    &server.name,
-                    &Activator::params(),
-                    &Patch::Merge(&json!({"spec": {"replicas": 1}})),
-                )
-                .await
-                .map_err(|e| format!("scaling the Deployment to 1: {e}"))?;
-                tracing::info!(namespace = %server.namespace, name = %server.name, "on-demand server started: scaled to 1");
-            }
-        }
+        scale_up(a, &server, true).await?;
         let path = format!("/servers/{}/{}/mcp", server.namespace, server.name);
         let deadline = started + act.startup_timeout;
+        let mut last_scale = Instant::now();
         loop {
+            // Stopped meanwhile (another replica's stop decided before this wake was recorded):
+            // up again.
+            if a.seen(&server).is_some_and(|s| s.replicas == 0)
+                && last_scale.elapsed() >= Duration::from_secs(1)
+            {
+                scale_up(a, &server, false).await?;
+                last_scale = Instant::now();
+            }
             let table = gw.routes();
             let ready: Vec<String> = match table.get(&path).and_then(|r| r.backends.first()) {
                 Some(b) => match &b.upstream {
@@ -460,8 +452,12 @@ async fn run_wake(
                     act.startup_timeout.as_secs()
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(if ready.is_empty() { 25 } else { 100 }))
-                .await;
+            tokio::time::sleep(Duration::from_millis(if ready.is_empty() {
+                25
+            } else {
+                100
+            }))
+            .await;
         }
     }
     .await;
@@ -484,6 +480,31 @@ async fn run_wake(
     }
     a.woke(&server, result.is_ok());
     result
+}
+
+/// Records the wake as activity, then scales the Deployment to 1 (when the watch saw it at 0,
+/// or always unless `only_at_zero`). In this order, a stop any replica decided before the wake
+/// fails (the version it was conditional on moved) and one decided after sees the activity.
+async fn scale_up(a: &Activator, server: &ServerKey, only_at_zero: bool) -> WakeResult {
+    let lock = a.op_lock(server);
+    let _op = lock.lock().await;
+    let at_zero = a.seen(server).is_none_or(|s| s.replicas == 0);
+    if only_at_zero && !at_zero {
+        return Ok(());
+    }
+    publish_activity(a, server).await;
+    let api = a
+        .deployments_api(&server.namespace)
+        .ok_or("no cluster to scale in")?;
+    api.patch_scale(
+        &server.name,
+        &Activator::params(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .map_err(|e| format!("scaling the Deployment to 1: {e}"))?;
+    tracing::info!(namespace = %server.namespace, name = %server.name, "on-demand server started: scaled to 1");
+    Ok(())
 }
 
 /// The activator's loop (cluster mode): every second, write the activity this replica saw and
