@@ -124,6 +124,8 @@ struct Entry {
     /// The endpoints listed when it was stopped, not to be taken for a new pod's.
     stale: Vec<String>,
     active_since_publish: bool,
+    /// When this process last wrote the server's activity.
+    published_at: Option<Instant>,
 }
 
 /// The activator of one gateway process.
@@ -203,6 +205,7 @@ impl Activator {
             asleep: false,
             stale: Vec::new(),
             active_since_publish: false,
+            published_at: None,
         });
         Some(f(e))
     }
@@ -317,6 +320,42 @@ impl Activator {
                 ),
                 retry,
             )),
+        }
+    }
+
+    /// Before a request is forwarded to a running on-demand server: when neither the activity
+    /// recorded on its Deployment nor this process's last record is younger than half its
+    /// `idleTTL` (the server may be close to a stop by another replica), records it now and
+    /// waits for the write, so that a stop decided on the older version fails instead of
+    /// cutting this request.
+    pub async fn record_before_forward(&self, backend: &Backend) {
+        let Some(act) = &backend.activation else {
+            return;
+        };
+        if self.client.is_none() {
+            return;
+        }
+        let half = act.idle_ttl / 2;
+        let recorded_age = self
+            .seen(&backend.server)
+            .and_then(|s| s.last_activity)
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+        if recorded_age.is_some_and(|a| a < half) {
+            return;
+        }
+        let claim = self.entry(&backend.server, |e| {
+            let recent = e.published_at.is_some_and(|p| p.elapsed() < half);
+            if !recent {
+                e.published_at = Some(Instant::now());
+            }
+            !recent
+        });
+        if claim == Some(true) {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                publish_activity(self, &backend.server),
+            )
+            .await;
         }
     }
 
@@ -630,7 +669,10 @@ async fn publish_activity(a: &Activator, server: &ServerKey) {
     let Some(api) = a.deployments_api(&server.namespace) else {
         return;
     };
-    a.entry(server, |e| e.active_since_publish = false);
+    a.entry(server, |e| {
+        e.active_since_publish = false;
+        e.published_at = Some(Instant::now());
+    });
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = json!({"metadata": {"annotations": {LAST_ACTIVITY_ANNOTATION: now}}});
     if let Err(e) = api

@@ -609,6 +609,9 @@ async fn post_parsed(
         .iter()
         .filter_map(|b| gw.activator.open(b))
         .collect();
+    if let Some(b) = candidates.first() {
+        gw.activator.record_before_forward(b).await;
+    }
     let (backend, target, resp) =
         forward(gw, route, &candidates, &parsed, headers, session, bytes).await?;
     // The member that answered filters its own listing (members may differ in policy).
