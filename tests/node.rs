@@ -486,28 +486,7 @@ fn the_gateway_reaches_a_real_pod_through_its_endpoint_slice() {
             (n.server(&ns, "echo")["status"]["state"] == "Ready").then_some(())
         },
     );
-    let dir = e.root.join("target/tmp");
-    let log = dir.join(format!("node-gateway-{}.log", std::process::id()));
-    let port = support::free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &n.netns])
-        .arg(&e.hangar)
-        .args([
-            "gateway",
-            "--cluster",
-            "--namespace",
-            &ns,
-            "--listen",
-            &addr,
-        ])
-        .env("KUBECONFIG", &e.kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("gateway log"))
-        .spawn()
-        .expect("start hangar gateway in the node's netns");
-    let _gw = support::Proc(child);
+    let (_gw, addr) = node_gateway(&n, &ns, "node-gateway");
     let url = format!("http://{addr}/servers/{ns}/echo/mcp");
     let probe = || {
         Command::new("ip")
@@ -594,6 +573,25 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("curl in the node's netns")
+    }
+
+    /// Waits until no pod of the server is left (terminated, not only not ready).
+    fn wait_pods_gone(&self, ns: &str, server: &str, within: Duration) {
+        let selector = format!("mcp-hangar.io/server={server}");
+        wait_for("the server's pods gone", within, || {
+            let pods = self
+                .e
+                .k(&["get", "pods", "-n", ns, "-l", &selector, "-o", "name"]);
+            pods.trim().is_empty().then_some(())
+        });
+    }
+
+    /// An on-demand (`replicas: 0`) container MCPServer on the real node.
+    fn on_demand(&self, ns: &str, name: &str, image: &str, idle: &str, startup: &str) -> String {
+        format!(
+            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: container\n  image: {image}\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n  replicas: 0\n  idleTTL: {idle}\n  startupTimeout: {startup}\n{}",
+            self.placement()
+        )
     }
 
     fn replicas(&self, ns: &str, name: &str) -> Option<i64> {
@@ -717,13 +715,7 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
         "node-cold",
         &["--gateway-url", "http://hangar-core.mcp-system.svc:8080/"],
     );
-    let spec = |name: &str, image: &str, startup: &str| {
-        format!(
-            "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  mode: container\n  image: {image}\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n  replicas: 0\n  idleTTL: 15s\n  startupTimeout: {startup}\n{}",
-            n.placement()
-        )
-    };
-    e.apply_yaml(&spec("cold", "hangar.test/mcp-python:1", "90s"));
+    e.apply_yaml(&n.on_demand(&ns, "cold", "hangar.test/mcp-python:1", "15s", "90s"));
     wait_for("cold is Cold", Duration::from_secs(60), || {
         assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
         let s = n.server(&ns, "cold");
@@ -822,7 +814,7 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     assert_eq!(n.replicas(&ns, "cold"), Some(1));
 
     // A server whose image never runs: every held request gets the 503 within startupTimeout.
-    e.apply_yaml(&spec("never", "hangar.test/does-not-exist:1", "8s"));
+    e.apply_yaml(&n.on_demand(&ns, "never", "hangar.test/does-not-exist:1", "15s", "8s"));
     wait_for("never is Cold", Duration::from_secs(60), || {
         (n.server(&ns, "never")["status"]["state"] == "Cold").then_some(())
     });
@@ -845,19 +837,7 @@ fn an_on_demand_server_starts_on_its_first_request_and_stops_when_idle() {
     wait_for("cold idle again", Duration::from_secs(90), || {
         (n.replicas(&ns, "cold") == Some(0)).then_some(())
     });
-    wait_for("cold's pod gone", Duration::from_secs(60), || {
-        let pods = e.k(&[
-            "get",
-            "pods",
-            "-n",
-            &ns,
-            "-l",
-            "mcp-hangar.io/server=cold",
-            "-o",
-            "name",
-        ]);
-        pods.trim().is_empty().then_some(())
-    });
+    n.wait_pods_gone(&ns, "cold", Duration::from_secs(60));
     let args = initialize_args(&url, 120);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let held = n.curl_spawn(&args);
@@ -897,10 +877,7 @@ fn cold_start_figures() {
     e.crds();
     let ns = e.namespace("bench-cold", true);
     let ctl = n.controller(&ns, "bench-cold");
-    e.apply_yaml(&format!(
-        "apiVersion: mcp-hangar.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: cold\n  namespace: {ns}\nspec:\n  mode: container\n  image: hangar.test/mcp-python:1\n  imagePullPolicy: Never\n  port: 8000\n  path: /mcp\n  replicas: 0\n  idleTTL: 1h\n  startupTimeout: 90s\n{}",
-        n.placement()
-    ));
+    e.apply_yaml(&n.on_demand(&ns, "cold", "hangar.test/mcp-python:1", "1h", "90s"));
     wait_for("cold is Cold", Duration::from_secs(60), || {
         assert!(ctl.alive(), "controller died:\n{}", ctl.log_tail());
         (n.server(&ns, "cold")["status"]["state"] == "Cold").then_some(())
@@ -911,19 +888,7 @@ fn cold_start_figures() {
     for i in 0..wakes {
         // From 0 with the pod gone (as the idle stop leaves it).
         e.k(&["scale", "deployment", "cold", "-n", &ns, "--replicas=0"]);
-        wait_for("cold's pod gone", Duration::from_secs(90), || {
-            let pods = e.k(&[
-                "get",
-                "pods",
-                "-n",
-                &ns,
-                "-l",
-                "mcp-hangar.io/server=cold",
-                "-o",
-                "name",
-            ]);
-            pods.trim().is_empty().then_some(())
-        });
+        n.wait_pods_gone(&ns, "cold", Duration::from_secs(90));
         wait_for("no ready endpoint", Duration::from_secs(30), || {
             let eps = e.k(&[
                 "get",
