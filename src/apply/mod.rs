@@ -487,11 +487,7 @@ fn has_controller_owner(live: &Json) -> bool {
 /// and our applies never write it. Pure.
 pub fn replicas_handover(body: &Json, live: Option<&Json>, manager: &str) -> Option<i64> {
     let gateway_scaled = body.get("kind").and_then(Json::as_str) == Some("Deployment")
-        && body
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(SCALED_BY_ANNOTATION))
-            .and_then(Json::as_str)
-            == Some(SCALED_BY_GATEWAY)
+        && scaled_by_gateway(body)
         && body.pointer("/spec/replicas").is_none();
     if !gateway_scaled {
         return None;
@@ -508,18 +504,21 @@ pub fn replicas_handover(body: &Json, live: Option<&Json>, manager: &str) -> Opt
         });
     // Already the gateway's (a hand-over that failed): the count it has. Newly on demand (the
     // spec went from N replicas to 0): 0, as asked.
-    let was_on_demand = live
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(SCALED_BY_ANNOTATION))
-        .and_then(Json::as_str)
-        == Some(SCALED_BY_GATEWAY);
-    (!others_own).then(|| match was_on_demand {
+    (!others_own).then(|| match scaled_by_gateway(live) {
         true => live
             .pointer("/spec/replicas")
             .and_then(Json::as_i64)
             .unwrap_or(0),
         false => 0,
     })
+}
+
+/// Whether an object carries `mcp-hangar.io/scaled-by: gateway`.
+fn scaled_by_gateway(o: &Json) -> bool {
+    o.pointer("/metadata/annotations")
+        .and_then(|a| a.get(SCALED_BY_ANNOTATION))
+        .and_then(Json::as_str)
+        == Some(SCALED_BY_GATEWAY)
 }
 
 /// Whether `manager` already owns fields of the object through apply.

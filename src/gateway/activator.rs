@@ -422,11 +422,11 @@ async fn answers_mcp(http: &crate::probe::http::Http, url: &str) -> bool {
         match tokio::time::timeout(Duration::from_secs(2), reader.chunk()).await {
             Ok(Ok(Some(c))) => {
                 text.extend_from_slice(&c);
-                if memchr_jsonrpc(&text) {
+                if holds_jsonrpc(&text) {
                     break true;
                 }
             }
-            _ => break memchr_jsonrpc(&text),
+            _ => break holds_jsonrpc(&text),
         }
     };
     if let Some(req) = session.and_then(|s| request(Method::DELETE, Some(&s), bytes::Bytes::new()))
@@ -436,7 +436,7 @@ async fn answers_mcp(http: &crate::probe::http::Http, url: &str) -> bool {
     answered
 }
 
-fn memchr_jsonrpc(text: &[u8]) -> bool {
+fn holds_jsonrpc(text: &[u8]) -> bool {
     text.windows(9).any(|w| w == b"\"jsonrpc\"")
 }
 
@@ -449,10 +449,6 @@ async fn run_wake(
 ) -> WakeResult {
     let started = Instant::now();
     let a = gw.activator();
-    let labels = ServerLabels {
-        namespace: server.namespace.clone(),
-        name: server.name.clone(),
-    };
     let result = async {
         scale_up(a, &server, true).await?;
         let path = format!("/servers/{}/{}/mcp", server.namespace, server.name);
@@ -504,8 +500,8 @@ async fn run_wake(
     gw.metrics()
         .cold_starts
         .get_or_create(&ColdStartLabels {
-            namespace: labels.namespace.clone(),
-            name: labels.name.clone(),
+            namespace: server.namespace.clone(),
+            name: server.name.clone(),
             outcome,
         })
         .observe(started.elapsed().as_secs_f64());
